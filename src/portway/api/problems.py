@@ -1,0 +1,154 @@
+"""The API's single error shape and the handlers that guarantee it.
+
+Every error response is ``{"error": {"code": "...", "message": "...", "details": ...}}``.
+Handlers raise a `Problem` subclass; validation failures, unknown routes and unexpected
+exceptions are converted here, so no response ever has another shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("portway.api")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["tunnel_not_found"])
+    message: str = Field(examples=["tunnel not found"])
+    details: Any = None
+
+
+class ErrorDocument(BaseModel):
+    error: ErrorBody
+
+
+class Problem(Exception):
+    """An error a handler reports on purpose; subclasses fix the HTTP status."""
+
+    status: ClassVar[int] = 400
+    default_code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details = details
+
+
+class BadRequest(Problem):
+    status, default_code = 400, "bad_request"
+
+
+class Unauthorized(Problem):
+    status, default_code = 401, "unauthorized"
+
+
+class Forbidden(Problem):
+    status, default_code = 403, "forbidden"
+
+
+class NotFound(Problem):
+    status, default_code = 404, "not_found"
+
+
+class Conflict(Problem):
+    status, default_code = 409, "conflict"
+
+
+class Unprocessable(Problem):
+    status, default_code = 422, "validation_failed"
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorDocument, "description": description}
+    for status, description in {
+        400: "Malformed request",
+        401: "Missing or invalid API key",
+        404: "No such object in this workspace",
+        422: "A field failed validation; `details` names it",
+    }.items()
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route may return beyond the common ones."""
+    extra = {
+        403: "Not allowed for this API key",
+        409: "Conflicts with an existing object",
+        503: "A dependency is unavailable",
+    }
+    out = dict(ERROR_RESPONSES)
+    for status in statuses:
+        out[status] = {"model": ErrorDocument, "description": extra.get(status, "Error")}
+    return out
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": _field_path(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in exc.errors()
+    ]
+
+
+async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _validation_details(exc)
+    if any(d["type"] == "json_invalid" for d in details):
+        return error_response(400, "invalid_json", "request body is not valid JSON", details)
+    first = details[0] if details else {"field": "request", "message": "invalid"}
+    message = f"{first['field']}: {first['message']}"
+    return error_response(422, "validation_failed", message, details)
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
+    return error_response(500, "internal_error", "the hub failed to handle this request")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`; called once by `portway.api.app.create_app`."""
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,112 @@
+"""What every CLI command shares: hub/key resolution, `--json`, tables, and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from portway.cli.profile import DEFAULT_PROFILE, load_profile
+from portway.client import PortwayClient
+from portway.errors import ApiError, ConfigError, PortwayError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HINTS = {
+    "invalid_api_key": "check --api-key, PORTWAY_API_KEY or run 'portway login' again",
+    "missing_api_key": "run 'portway login --hub URL --api-key KEY' or pass --api-key",
+    "admin_only": "use a key of the hub's admin workspace (its data dir has admin-api-key)",
+}
+
+
+class PortwayGroup(click.Group):
+    """A click group whose commands report Portway errors as one line on stderr, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PortwayError as exc:
+            message = str(exc.message if isinstance(exc, ApiError) else exc)
+            click.echo(f"error: {message}", err=True)
+            if isinstance(exc, ApiError) and exc.code in HINTS:
+                click.echo(f"hint: {HINTS[exc.code]}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            ctx.exit(130)
+
+
+def api_options(fn: F) -> F:
+    """Add --hub, --api-key, --profile and --json; the command receives `api: ApiOptions`."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="Saved profile.")
+    @click.option("--api-key", envvar="PORTWAY_API_KEY", help="API key [env: PORTWAY_API_KEY].")
+    @click.option("--hub", envvar="PORTWAY_HUB", help="Hub API URL [env: PORTWAY_HUB].")
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any, hub: str | None, api_key: str | None, profile: str, as_json: bool, **kw: Any
+    ) -> Any:
+        return fn(*args, api=ApiOptions(hub, api_key, profile, as_json), **kw)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ApiOptions:
+    def __init__(self, hub: str | None, api_key: str | None, profile: str, as_json: bool) -> None:
+        self.profile_name = profile
+        saved = load_profile(profile)
+        self.hub = hub or saved.hub
+        self.api_key = api_key or saved.api_key
+        self.as_json = as_json
+
+    def client(self) -> PortwayClient:
+        if not self.hub:
+            raise ConfigError("no hub configured: run 'portway login --hub URL --api-key KEY'")
+        if not self.api_key:
+            raise ConfigError("no API key: pass --api-key, set PORTWAY_API_KEY or 'portway login'")
+        return PortwayClient(self.hub, self.api_key)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def when(value: str | None) -> str:
+    """A timestamp from the API, shortened for a table (local time zone, minutes)."""
+    if not value:
+        return "-"
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def table(
+    rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]]
+) -> None:
+    """Print `rows` as a table; `columns` maps a header to how to read the cell."""
+    out = Table(box=None, pad_edge=False, header_style="bold")
+    for header, _ in columns:
+        out.add_column(header, overflow="fold")
+    count = 0
+    for row in rows:
+        out.add_row(*("-" if (v := get(row)) is None else str(v) for _, get in columns))
+        count += 1
+    if count == 0:
+        click.echo("(none)")
+        return
+    # Piped output keeps whole cells on one line so `grep`/`awk` see complete ids.
+    width = None if sys.stdout.isatty() else 1000
+    Console(file=sys.stdout, width=width).print(out)
+
+
+def details(pairs: Sequence[tuple[str, Any]]) -> None:
+    """Print one object as aligned `key  value` lines."""
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        click.echo(f"{key.ljust(width)}  {'-' if value is None else value}")

@@ -1,0 +1,60 @@
+"""`portway keys`: API keys of your workspace."""
+
+from __future__ import annotations
+
+import click
+
+from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, table, when
+
+
+@click.group(cls=PortwayGroup)
+def keys() -> None:
+    """API keys of your workspace."""
+
+
+@keys.command("ls")
+@api_options
+def list_keys(api: ApiOptions) -> None:
+    """List active API keys."""
+    with api.client() as client:
+        items = list(client.paginate("/v1/api-keys"))
+    if api.as_json:
+        emit_json(items)
+        return
+    table(
+        items,
+        [
+            ("NAME", lambda k: k["name"]),
+            ("ID", lambda k: k["id"]),
+            ("PREFIX", lambda k: k["prefix"] + "…"),
+            ("CREATED", lambda k: when(k["createdAt"])),
+            ("LAST USED", lambda k: when(k["lastUsedAt"])),
+        ],
+    )
+
+
+@keys.command("create")
+@click.argument("name")
+@api_options
+def create_key(name: str, api: ApiOptions) -> None:
+    """Create an API key and print it once."""
+    with api.client() as client:
+        created = client.post("/v1/api-keys", {"name": name})
+    if api.as_json:
+        emit_json(created)
+        return
+    click.echo(f"Created API key {created['name']} ({created['id']}).")
+    click.echo(f"Key (shown once): {created['key']}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@api_options
+def revoke_key(key_id: str, api: ApiOptions) -> None:
+    """Revoke an API key by id; it stops working at once."""
+    with api.client() as client:
+        client.delete(f"/v1/api-keys/{key_id}")
+    if api.as_json:
+        emit_json({"revoked": key_id})
+        return
+    click.echo(f"Revoked API key {key_id}.")

@@ -1,0 +1,87 @@
+"""The CLI's saved profiles in ``$PORTWAY_CONFIG_DIR/config.toml`` (default ~/.config/portway).
+
+`portway login` writes a profile; every other command reads it, with ``--hub``/``--api-key``
+and ``PORTWAY_HUB``/``PORTWAY_API_KEY`` taking precedence. The file holds secrets: mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from portway.errors import ConfigError
+
+DEFAULT_PROFILE = "default"
+
+
+def config_dir() -> Path:
+    if env := os.environ.get("PORTWAY_CONFIG_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "portway"
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+@dataclass
+class Profile:
+    """One hub and the credentials used with it. Agent fields are filled by `portway up`."""
+
+    hub: str | None = None
+    api_key: str | None = None
+    agent_id: str | None = None
+    agent_token: str | None = None
+    agent_endpoint: str | None = None
+    ca_fingerprint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> Profile:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: str(v) for k, v in table.items() if k in known and v is not None}
+        extra = {k: v for k, v in table.items() if k not in known}
+        return cls(**values, extra=extra)
+
+    def to_table(self) -> dict[str, Any]:
+        table = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {k: v for k, v in table.items() if v is not None} | self.extra
+
+
+def _read() -> dict[str, Any]:
+    path = config_path()
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or delete it") from None
+
+
+def load_profile(name: str = DEFAULT_PROFILE) -> Profile:
+    table = _read().get("profiles", {}).get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_path()}: [profiles.{name}] must be a table")
+    return Profile.from_table(table)
+
+
+def save_profile(profile: Profile, name: str = DEFAULT_PROFILE) -> Path:
+    """Write `profile` under `name`, keeping other profiles; the file ends up mode 0600."""
+    doc = _read()
+    doc.setdefault("profiles", {})[name] = profile.to_table()
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        tomli_w.dump(doc, fh)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path

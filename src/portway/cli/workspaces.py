@@ -1,0 +1,58 @@
+"""`portway workspaces`: tenants of the hub (admin workspace keys only)."""
+
+from __future__ import annotations
+
+import click
+
+from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, table, when
+
+
+@click.group(cls=PortwayGroup)
+def workspaces() -> None:
+    """Workspaces of this hub (needs a key of the admin workspace)."""
+
+
+@workspaces.command("ls")
+@api_options
+def list_workspaces(api: ApiOptions) -> None:
+    """List workspaces."""
+    with api.client() as client:
+        items = list(client.paginate("/v1/workspaces"))
+    if api.as_json:
+        emit_json(items)
+        return
+    table(
+        items,
+        [
+            ("NAME", lambda w: w["name"] + (" (admin)" if w["isAdmin"] else "")),
+            ("ID", lambda w: w["id"]),
+            ("CREATED", lambda w: when(w["createdAt"])),
+        ],
+    )
+
+
+@workspaces.command("create")
+@click.argument("name")
+@api_options
+def create_workspace(name: str, api: ApiOptions) -> None:
+    """Create a workspace and print its first API key once."""
+    with api.client() as client:
+        created = client.post("/v1/workspaces", {"name": name})
+    if api.as_json:
+        emit_json(created)
+        return
+    click.echo(f"Created workspace {created['name']} ({created['id']}).")
+    click.echo(f"Its API key (shown once): {created['apiKey']}")
+
+
+@workspaces.command("rm")
+@click.argument("workspace_id")
+@api_options
+def remove_workspace(workspace_id: str, api: ApiOptions) -> None:
+    """Delete a workspace and everything in it."""
+    with api.client() as client:
+        client.delete(f"/v1/workspaces/{workspace_id}")
+    if api.as_json:
+        emit_json({"deleted": workspace_id})
+        return
+    click.echo(f"Deleted workspace {workspace_id} and everything in it.")

@@ -1,0 +1,1 @@
+"""Rules of the product with no I/O: secrets, addresses, names, time."""

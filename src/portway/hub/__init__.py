@@ -1,0 +1,1 @@
+"""The hub process: configuration, first-start bootstrap, listeners and their lifecycle."""

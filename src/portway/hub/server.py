@@ -1,0 +1,130 @@
+"""The hub process's lifecycle: store, migrations, bootstrap and the API listener in one loop.
+
+`portway hub` (and `portway.testing`) call `Hub.start()`, then `Hub.stop()` on SIGINT/SIGTERM.
+Later listeners (agent endpoint, edge, hub ports) are started and stopped here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from portway.api.app import create_app
+from portway.api.context import ApiContext
+from portway.domain.addresses import HostPort, client_url
+from portway.domain.clock import Clock
+from portway.hub.bootstrap import Bootstrap, ensure_admin
+from portway.hub.config import HubConfig
+from portway.hub.presence import AgentPresence
+from portway.store import Database, migrate
+
+log = logging.getLogger("portway.hub")
+
+SHUTDOWN_GRACE_SECONDS = 3
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the hub owns signals and decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_tcp(address: HostPort) -> socket.socket:
+    """A listening TCP socket on `address` (port 0 picks a free port)."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host, address.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Hub:
+    def __init__(self, config: HubConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.presence = AgentPresence()
+        self.db: Database | None = None
+        self.bootstrap: Bootstrap | None = None
+        self._api_socket: socket.socket | None = None
+        self._api_server: _EmbeddedServer | None = None
+        self._api_task: asyncio.Task[None] | None = None
+
+    @property
+    def api_address(self) -> HostPort:
+        """Where the API really listens (the actual port when the config asked for port 0)."""
+        assert self._api_socket is not None, "hub not started"
+        host, port = self._api_socket.getsockname()[:2]
+        return HostPort(host, port)
+
+    @property
+    def api_url(self) -> str:
+        return client_url("http", self.config.api_listen.host, self.api_address.port)
+
+    async def start(self) -> None:
+        """Open the store, migrate it, bootstrap on first start, and start listening.
+
+        On failure everything already opened is closed again before the error propagates.
+        """
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database.open(self.config.database_url)
+        try:
+            await migrate.upgrade(self.db)
+            self.bootstrap = await ensure_admin(self.db, self.config.admin_key_file, self.clock)
+            ctx = ApiContext(
+                config=self.config, db=self.db, clock=self.clock, presence=self.presence
+            )
+            self._api_socket = bind_tcp(self.config.api_listen)
+            server_config = uvicorn.Config(
+                create_app(ctx),
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+                server_header=False,
+            )
+            self._api_server = _EmbeddedServer(server_config)
+            self._api_task = asyncio.create_task(
+                self._api_server.serve(sockets=[self._api_socket]), name="portway-api"
+            )
+            while not self._api_server.started:
+                if self._api_task.done():
+                    await self._api_task  # re-raises the start-up failure
+                    raise RuntimeError("API server stopped during start-up")
+                await asyncio.sleep(0.01)
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("hub started", extra={"api": self.api_url, "store": self.db.dialect})
+
+    async def stop(self) -> None:
+        """Stop listeners, let in-flight requests finish (bounded), then close the store."""
+        if self._api_server is not None and self._api_task is not None:
+            self._api_server.should_exit = True
+            try:
+                await asyncio.wait_for(self._api_task, SHUTDOWN_GRACE_SECONDS + 1)
+            except TimeoutError:
+                self._api_server.force_exit = True
+                self._api_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._api_task
+            self._api_task = None
+            self._api_server = None
+        if self._api_socket is not None:
+            self._api_socket.close()
+            self._api_socket = None
+        if self.db is not None:
+            await self.db.close()
+            self.db = None

@@ -1,0 +1,5 @@
+"""Persistence: SQLAlchemy models, repositories and Alembic migrations (SQLite or PostgreSQL)."""
+
+from portway.store.database import Database
+
+__all__ = ["Database"]

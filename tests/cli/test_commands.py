@@ -1,0 +1,141 @@
+"""The CLI against a real hub on loopback: output for people, --json for scripts, clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from portway.cli import cli
+from portway.cli.profile import config_path
+from portway.testing.hub import HubThread
+from portway.testing.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
+    with HubThread(tmp_path_factory.mktemp("cli") / "hub") as running:
+        yield running
+
+
+def run(*args: str, ok: bool = True) -> Result:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def login(hub: HubThread) -> None:
+    run("login", "--hub", hub.api_url, "--api-key", hub.admin_key)
+
+
+def test_login_saves_a_private_profile(hub: HubThread) -> None:
+    result = run("login", "--hub", hub.api_url + "/", "--api-key", hub.admin_key)
+    assert f"Logged in to {hub.api_url} (workspace default)" in result.output
+    path = config_path()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    saved = tomllib.loads(path.read_text())["profiles"]["default"]
+    assert saved == {"hub": hub.api_url, "api_key": hub.admin_key}
+
+
+def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:
+    result = run("login", "--hub", hub.api_url, "--api-key", "pw_wrong", ok=False)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == "error: API key is invalid or revoked"
+    assert not config_path().exists()
+
+
+def test_agents_lifecycle(hub: HubThread) -> None:
+    login(hub)
+    created = json.loads(
+        run("agents", "create", "--name", "cli-agent", "--label", "box", "--json").output
+    )
+    assert created["token"].startswith("pwa_")
+    listed = json.loads(run("agents", "ls", "--json").output)
+    assert "cli-agent" in [a["name"] for a in listed]
+    table = run("agents", "ls").output
+    assert "cli-agent" in table and created["id"] in table and "offline" in table
+    shown = run("agents", "show", "cli-agent").output
+    assert "label" in shown and "box" in shown
+    assert json.loads(run("agents", "show", created["id"], "--json").output)["name"] == "cli-agent"
+    removed = run("agents", "rm", "cli-agent").output
+    assert "Removed agent cli-agent" in removed
+    missing = run("agents", "show", "cli-agent", ok=False)
+    assert missing.exit_code == 1 and missing.output == "error: agent not found\n"
+
+
+def test_keys_lifecycle(hub: HubThread) -> None:
+    login(hub)
+    created = json.loads(run("keys", "create", "deploy", "--json").output)
+    assert created["key"].startswith("pw_")
+    assert "deploy" in run("keys", "ls").output
+    assert created["id"] in [k["id"] for k in json.loads(run("keys", "ls", "--json").output)]
+    assert "Revoked" in run("keys", "revoke", created["id"]).output
+    # The revoked key no longer works, and says so in one line with a hint.
+    denied = run("agents", "ls", "--api-key", created["key"], ok=False)
+    assert denied.exit_code == 1
+    assert denied.output.splitlines() == [
+        "error: API key is invalid or revoked",
+        "hint: check --api-key, PORTWAY_API_KEY or run 'portway login' again",
+    ]
+
+
+def test_workspaces_lifecycle(hub: HubThread) -> None:
+    login(hub)
+    created = json.loads(run("workspaces", "create", "team-cli", "--json").output)
+    assert "team-cli" in run("workspaces", "ls").output
+    # A key of the new workspace is refused on workspace management.
+    denied = run("workspaces", "ls", "--api-key", created["apiKey"], ok=False)
+    assert denied.exit_code == 1 and "admin workspace" in denied.output
+    assert "Deleted workspace" in run("workspaces", "rm", created["id"]).output
+    assert "team-cli" not in run("workspaces", "ls").output
+
+
+def test_env_and_flags_override_profile(hub: HubThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTWAY_HUB", hub.api_url)
+    monkeypatch.setenv("PORTWAY_API_KEY", hub.admin_key)
+    assert run("keys", "ls", "--json").output.startswith("[")
+    refused = run("keys", "ls", "--api-key", "pw_nope", ok=False)
+    assert refused.exit_code == 1
+
+
+def test_user_mistakes_are_one_line(hub: HubThread) -> None:
+    cases = {
+        ("agents", "ls"): "error: no hub configured: run 'portway login --hub URL --api-key KEY'",
+        (
+            "agents",
+            "ls",
+            "--hub",
+            "not a url",
+            "--api-key",
+            "pw_x",
+        ): "error: hub URL must look like",
+        ("agents", "ls", "--hub", f"http://127.0.0.1:{free_port()}", "--api-key", "pw_x"): (
+            "error: cannot reach the hub at"
+        ),
+    }
+    for args, expected in cases.items():
+        result = run(*args, ok=False)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(expected), result.output
+        assert "Traceback" not in result.output
+
+
+def test_connect_alias_runs_the_same_cli() -> None:
+    for name in ("portway", "connect"):
+        exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+        assert exe, f"{name} console script is not installed"
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=30, check=True,
+            env={**os.environ},
+        )  # fmt: skip
+        assert out.stdout.strip() == "portway, version 0.1.0"
