@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import uvicorn
 
 from portway.api.app import create_app
 from portway.api.context import ApiContext
-from portway.domain.addresses import HostPort, client_url
+from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
 from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.config import HubConfig
@@ -71,7 +72,7 @@ class Hub:
 
     @property
     def api_url(self) -> str:
-        return client_url("http", self.config.api_listen.host, self.api_address.port)
+        return self.config.api_url
 
     async def start(self) -> None:
         """Open the store, migrate it, bootstrap on first start, and start listening.
@@ -83,10 +84,13 @@ class Hub:
         try:
             await migrate.upgrade(self.db)
             self.bootstrap = await ensure_admin(self.db, self.config.admin_key_file, self.clock)
+            self._api_socket = bind_tcp(self.config.api_listen)
+            # From here on the config carries the real ports (port 0 means "any free port"),
+            # so URLs the API hands out (join links, public URLs) are ones that work.
+            self.config = dataclasses.replace(self.config, api_listen=self.api_address)
             ctx = ApiContext(
                 config=self.config, db=self.db, clock=self.clock, presence=self.presence
             )
-            self._api_socket = bind_tcp(self.config.api_listen)
             server_config = uvicorn.Config(
                 create_app(ctx),
                 lifespan="off",
