@@ -44,7 +44,15 @@ def test_login_saves_a_private_profile(hub: HubThread) -> None:
     path = config_path()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     saved = tomllib.loads(path.read_text())["profiles"]["default"]
-    assert saved == {"hub": hub.api_url, "api_key": hub.admin_key}
+    assert saved["hub"] == hub.api_url
+    assert saved["api_key"] == hub.admin_key
+    # The agent endpoint and its CA are pinned at login, so `portway up` needs nothing more.
+    endpoint = hub.hub.dataplane.endpoint if hub.hub.dataplane else None
+    assert endpoint is not None
+    assert saved["agent_endpoint"] == f"127.0.0.1:{endpoint.port}"
+    assert saved["agent_tls"] == "on"
+    assert saved["ca_fingerprint"] == endpoint.ca_fingerprint
+    assert saved["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
 
 
 def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:

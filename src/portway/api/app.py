@@ -6,8 +6,21 @@ from fastapi import FastAPI
 
 from portway import __version__
 from portway.api import problems
+from portway.api.audit import AuditMiddleware
 from portway.api.context import ApiContext
-from portway.api.routers import agents, api_keys, health, hub_info, workspaces
+from portway.api.routers import (
+    agents,
+    api_keys,
+    audit_log,
+    connections,
+    events,
+    health,
+    hub_info,
+    shares,
+    tunnels,
+    webhooks,
+    workspaces,
+)
 
 DESCRIPTION = """\
 Everything the `portway` CLI does, over REST. Authenticate with `Authorization: Bearer pw_…`
@@ -34,6 +47,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
         api_keys.router,
         workspaces.router,
         agents.router,
+        tunnels.router,
+        connections.router,
+        shares.router,
+        webhooks.router,
+        events.router,
+        audit_log.router,
     ):
         app.include_router(router)
+    # Records every mutating /v1 call once its response has gone out.
+    app.add_middleware(AuditMiddleware, ctx=ctx)
     return app

@@ -46,7 +46,10 @@ async def authenticate(
     if found is None:
         raise Unauthorized("API key is invalid or revoked", code="invalid_api_key")
     key, workspace = found
-    return Principal(key_id=key.id, workspace_id=workspace.id, is_admin=workspace.is_admin)
+    principal = Principal(key_id=key.id, workspace_id=workspace.id, is_admin=workspace.is_admin)
+    # The audit middleware (`portway.api.audit`) records mutating calls under this principal.
+    request.state.principal = principal
+    return principal
 
 
 async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:

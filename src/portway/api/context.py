@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from portway.domain.clock import Clock
 from portway.hub.config import HubConfig
+from portway.hub.dataplane.endpoint import AgentEndpoint
 from portway.hub.presence import AgentPresence
 from portway.store import Database
 
@@ -18,6 +20,9 @@ class ApiContext:
     db: Database
     clock: Clock = field(default_factory=Clock)
     presence: AgentPresence = field(default_factory=AgentPresence)
+    agent_endpoint: AgentEndpoint | None = None
+    # Set by `Hub.stop()` before the API stops: long-lived responses (the event stream) end.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def get_context(request: Request) -> ApiContext:

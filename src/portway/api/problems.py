@@ -102,11 +102,20 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or str(loc[0] if loc else "request")
 
 
+def _message(error: dict[str, Any]) -> str:
+    # Our own validators raise ValueError with a sentence meant for users; pydantic would
+    # prefix it with "Value error, ".
+    cause = (error.get("ctx") or {}).get("error")
+    if error.get("type") == "value_error" and cause is not None:
+        return str(cause)
+    return str(error.get("msg", ""))
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {
             "field": _field_path(tuple(e.get("loc", ()))),
-            "message": e.get("msg", ""),
+            "message": _message(e),
             "type": e.get("type", ""),
         }
         for e in exc.errors()

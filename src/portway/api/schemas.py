@@ -11,7 +11,8 @@ from pydantic.alias_generators import to_camel
 T = TypeVar("T")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 class Model(BaseModel):
@@ -51,7 +52,14 @@ DisplayName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator
 
 SlugName = Annotated[
     str,
-    Field(min_length=1, max_length=100, examples=["prod-db"]),
+    # The pattern is documented, not enforced by pydantic, so a violation gets the friendlier
+    # message of `_slug_name`.
+    Field(
+        min_length=1,
+        max_length=100,
+        examples=["prod-db"],
+        json_schema_extra={"pattern": SLUG_PATTERN},
+    ),
     AfterValidator(_slug_name),
 ]
 """A name used on command lines and in environment variable names (agents, tunnels)."""

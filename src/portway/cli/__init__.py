@@ -5,7 +5,20 @@ from __future__ import annotations
 import click
 
 from portway import __version__
-from portway.cli import agents, hub, keys, login, workspaces
+from portway.cli import (
+    agents,
+    events,
+    expose,
+    hub,
+    keys,
+    login,
+    reach,
+    shares,
+    tunnels,
+    up,
+    webhooks,
+    workspaces,
+)
 from portway.cli.common import PortwayGroup
 
 
@@ -15,7 +28,20 @@ def cli() -> None:
     """Portway: expose private services through a hub and reach them on localhost."""
 
 
-for command in (hub.hub, login.login, agents.agents, keys.keys, workspaces.workspaces):
+for command in (
+    hub.hub,
+    login.login,
+    up.up,
+    expose.expose,
+    reach.reach,
+    agents.agents,
+    tunnels.tunnels,
+    shares.shares,
+    webhooks.webhooks,
+    events.events,
+    keys.keys,
+    workspaces.workspaces,
+):
     cli.add_command(command)
 
 

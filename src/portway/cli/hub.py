@@ -40,10 +40,23 @@ def _option(key: str, help_text: str) -> Callable[[F], F]:
 @_option("port_range", "Hub ports for public TCP/UDP tunnels.")
 @_option("public_domain", "Domain of public URLs (<slug>.<domain>).")
 @_option("database_url", "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB.")
+@_option("agent_tls", "TLS on the agent endpoint: on (own CA, pinned by agents) or off.")
+@_option("agent_tls_cert", "Certificate chain (PEM) for the agent endpoint instead of the own CA.")
+@_option("agent_tls_key", "Private key (PEM) for --agent-tls-cert.")
 @_option("log_level", "debug, info, warning or error.")
 @_option("log_format", "text or json.")
+@click.option(
+    "--webhooks-allow-private",
+    "webhooks_allow_private",
+    is_flag=True,
+    default=None,
+    help="Let webhook URLs reach loopback, private and link-local addresses "
+    f"[default: refused; env: {env_name('webhooks_allow_private')}=on].",
+)
 def hub(config_file: Path | None, **flags: Any) -> None:
     """Run a hub: the REST API, agent endpoint, edge and hub ports, in one process."""
+    # The flag can only switch the guard off; without it, the variable or file decides.
+    flags["webhooks_allow_private"] = "on" if flags.get("webhooks_allow_private") else None
     config = load_hub_config(flags, os.environ, config_file)
     from portway import logs
 
@@ -94,6 +107,14 @@ def _print_banner(hub: Any) -> None:
         f"  API docs:   {url}/docs",
         f"  Store:      {hub.db.dialect} ({_store_hint(config)})",
     ]
+    endpoint = hub.dataplane.endpoint
+    agent_port = f"{config.agent_listen}"
+    if endpoint.tls:
+        lines += [f"  Agents:     {agent_port} (TLS; CA fingerprint {endpoint.ca_fingerprint})"]
+    else:
+        lines += [f"  Agents:     {agent_port} (plain TCP: --agent-tls off)"]
+    if config.webhooks_allow_private:
+        lines += ["  Webhooks:   may call private addresses (--webhooks-allow-private)"]
     if boot.admin_key:
         lines += [
             "",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from portway.cli.agent_setup import pin_endpoint
 from portway.cli.common import emit_json
-from portway.cli.profile import DEFAULT_PROFILE, load_profile, save_profile
+from portway.cli.profile import DEFAULT_PROFILE, Profile, load_profile, save_profile
 from portway.client import PortwayClient, normalise_hub_url
 
 
@@ -26,8 +27,13 @@ from portway.client import PortwayClient, normalise_hub_url
 @click.option(
     "--profile", default=DEFAULT_PROFILE, show_default=True, help="Profile name to save under."
 )
+@click.option(
+    "--ca-fingerprint", help="SHA-256 of the hub's CA, as printed at hub start (pins it)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def login(hub_url: str, api_key: str, profile: str, as_json: bool) -> None:
+def login(
+    hub_url: str, api_key: str, profile: str, ca_fingerprint: str | None, as_json: bool
+) -> None:
     """Save a hub and API key after checking that the hub accepts them."""
     hub_url = normalise_hub_url(hub_url)
     with PortwayClient(hub_url, api_key) as client:
@@ -35,8 +41,10 @@ def login(hub_url: str, api_key: str, profile: str, as_json: bool) -> None:
     saved = load_profile(profile)
     if saved.hub != hub_url:
         # A different hub: the agent identity of the old one means nothing here.
-        saved.agent_id = saved.agent_token = saved.agent_endpoint = saved.ca_fingerprint = None
+        saved = Profile()
     saved.hub, saved.api_key = hub_url, api_key
+    if info.get("agentEndpoint"):
+        pin_endpoint(saved, info, ca_fingerprint)
     path = save_profile(saved, profile)
     workspace = info["workspace"]
     if as_json:

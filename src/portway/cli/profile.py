@@ -38,8 +38,10 @@ class Profile:
     api_key: str | None = None
     agent_id: str | None = None
     agent_token: str | None = None
-    agent_endpoint: str | None = None
-    ca_fingerprint: str | None = None
+    agent_endpoint: str | None = None  # host:port of the hub's agent port
+    agent_tls: str | None = None  # "on" or "off"
+    ca_fingerprint: str | None = None  # the pinned SHA-256 of the hub's CA
+    ca_certificate: str | None = None  # that CA, PEM
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -89,6 +89,11 @@ def client_url(scheme: str, bind_host: str, port: int) -> str:
 
     A wildcard bind (0.0.0.0, ::) is reachable on loopback, so that is what is shown.
     """
-    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapping, not binding
-    shown = wildcard.get(bind_host, bind_host)
-    return f"{scheme}://{HostPort(shown, port).url_host}:{port}"
+    return f"{scheme}://{HostPort(display_host(bind_host), port).url_host}:{port}"
+
+
+def display_host(bind_host: str) -> str:
+    """The address a local client dials for a listener bound to `bind_host` (wildcards map to
+    loopback)."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - mapping
+    return wildcard.get(bind_host, bind_host)

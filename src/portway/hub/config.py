@@ -29,12 +29,18 @@ DEFAULTS: dict[str, str] = {
     "port_range": "20000-20999",
     "public_domain": "localhost",
     "database_url": "",
+    "agent_tls": "on",
+    "agent_tls_cert": "",
+    "agent_tls_key": "",
     "log_level": "info",
     "log_format": "text",
+    "webhooks_allow_private": "off",
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def env_name(key: str) -> str:
@@ -53,6 +59,11 @@ class HubConfig:
     database_url: str
     log_level: str
     log_format: str
+    agent_tls: str = "on"
+    agent_tls_cert: Path | None = None
+    agent_tls_key: Path | None = None
+    # Let webhook URLs reach loopback, private and link-local addresses (off: SSRF guard).
+    webhooks_allow_private: bool = False
 
     @property
     def admin_key_file(self) -> Path:
@@ -83,6 +94,33 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
         values[name] = value
     return values
+
+
+def _agent_tls(
+    merged: Mapping[str, str], origin: Mapping[str, str]
+) -> tuple[str, Path | None, Path | None]:
+    mode = merged["agent_tls"].lower()
+    if mode not in ("on", "off"):
+        raise ConfigError(f"{origin['agent_tls']}: must be on or off")
+    paths: list[Path | None] = []
+    for name in ("agent_tls_cert", "agent_tls_key"):
+        path = Path(merged[name]).expanduser() if merged[name] else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{origin[name]}: {path} is not a readable file")
+        paths.append(path)
+    cert, key = paths
+    if (cert is None) != (key is None):
+        raise ConfigError("--agent-tls-cert and --agent-tls-key go together: give both or neither")
+    return mode, cert, key
+
+
+def _switch(merged: Mapping[str, str], origin: Mapping[str, str], key: str) -> bool:
+    word = merged[key].strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{origin[key]}: must be on or off (true/false, yes/no, 1/0)")
 
 
 def load_hub_config(
@@ -132,7 +170,12 @@ def load_hub_config(
         raise ConfigError(
             f"{origin['database_url']}: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://…"
         )
+    agent_tls, tls_cert, tls_key = _agent_tls(merged, origin)
     return HubConfig(
+        agent_tls=agent_tls,
+        agent_tls_cert=tls_cert,
+        agent_tls_key=tls_key,
+        webhooks_allow_private=_switch(merged, origin, "webhooks_allow_private"),
         data_dir=data_dir,
         api_listen=listen("api_listen"),
         edge_listen=listen("edge_listen"),

@@ -21,7 +21,10 @@ from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
 from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.config import HubConfig
+from portway.hub.dataplane.plane import DataPlane
 from portway.hub.presence import AgentPresence
+from portway.hub.reaper import Reaper
+from portway.hub.webhooks import DeliverySettings, DeliveryWorker
 from portway.store import Database, migrate
 
 log = logging.getLogger("portway.hub")
@@ -53,7 +56,12 @@ def bind_tcp(address: HostPort) -> socket.socket:
 
 
 class Hub:
-    def __init__(self, config: HubConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        clock: Clock | None = None,
+        deliveries: DeliverySettings | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock or Clock()
         self.presence = AgentPresence()
@@ -62,6 +70,11 @@ class Hub:
         self._api_socket: socket.socket | None = None
         self._api_server: _EmbeddedServer | None = None
         self._api_task: asyncio.Task[None] | None = None
+        self._reaper: Reaper | None = None
+        self._delivery_settings = deliveries
+        self.webhooks: DeliveryWorker | None = None
+        self._stopping: asyncio.Event | None = None
+        self.dataplane: DataPlane | None = None
 
     @property
     def api_address(self) -> HostPort:
@@ -84,13 +97,34 @@ class Hub:
         try:
             await migrate.upgrade(self.db)
             self.bootstrap = await ensure_admin(self.db, self.config.admin_key_file, self.clock)
+            self._reaper = Reaper(self.db, self.clock)
+            self._reaper.start()
+            self.webhooks = DeliveryWorker(
+                self.db,
+                self.clock,
+                allow_private=self.config.webhooks_allow_private,
+                settings=self._delivery_settings,
+            )
+            self.webhooks.start()
             self._api_socket = bind_tcp(self.config.api_listen)
+            self.dataplane = DataPlane(self.config, self.db, self.clock, self.presence)
+            await self.dataplane.start()
+            assert self.dataplane.endpoint is not None
             # From here on the config carries the real ports (port 0 means "any free port"),
             # so URLs the API hands out (join links, public URLs) are ones that work.
-            self.config = dataclasses.replace(self.config, api_listen=self.api_address)
-            ctx = ApiContext(
-                config=self.config, db=self.db, clock=self.clock, presence=self.presence
+            self.config = dataclasses.replace(
+                self.config,
+                api_listen=self.api_address,
+                agent_listen=HostPort(self.config.agent_listen.host, self.dataplane.endpoint.port),
             )
+            ctx = ApiContext(
+                config=self.config,
+                db=self.db,
+                clock=self.clock,
+                presence=self.presence,
+                agent_endpoint=self.dataplane.endpoint,
+            )
+            self._stopping = ctx.stopping
             server_config = uvicorn.Config(
                 create_app(ctx),
                 lifespan="off",
@@ -115,6 +149,8 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop listeners, let in-flight requests finish (bounded), then close the store."""
+        if self._stopping is not None:
+            self._stopping.set()  # event streams end now instead of holding up the shutdown
         if self._api_server is not None and self._api_task is not None:
             self._api_server.should_exit = True
             try:
@@ -129,6 +165,15 @@ class Hub:
         if self._api_socket is not None:
             self._api_socket.close()
             self._api_socket = None
+        if self.dataplane is not None:
+            await self.dataplane.stop()
+            self.dataplane = None
+        if self._reaper is not None:
+            await self._reaper.stop()
+            self._reaper = None
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+            self.webhooks = None
         if self.db is not None:
             await self.db.close()
             self.db = None

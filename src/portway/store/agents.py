@@ -67,6 +67,9 @@ async def create(
 
 async def get(session: AsyncSession, workspace_id: uuid.UUID, ref: str) -> Agent:
     """An agent of this workspace by id or by name."""
+    if "\x00" in ref:
+        # No name holds NUL, and PostgreSQL refuses it even in a query parameter.
+        raise NotFound("agent not found")
     stmt = select(Agent).where(Agent.workspace_id == workspace_id)
     try:
         agent = await session.scalar(stmt.where(Agent.id == uuid.UUID(ref)))

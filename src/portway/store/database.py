@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+UNIQUE_RETRY_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,6 +63,28 @@ class Database:
         """A unit of work: committed when the block ends normally, rolled back otherwise."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def transact(
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        attempts: int = UNIQUE_RETRY_ATTEMPTS,
+    ) -> T:
+        """Run `work` in a unit of work, from scratch again if a concurrent writer won a race.
+
+        Repositories check names and ports before inserting, which gives clean 409s; the
+        unique constraints catch the rare request that slipped between check and insert. The
+        retry then sees the winner's row, so its own check reports the conflict (or, for an
+        allocated port or slug, picks another). `work` must therefore be safe to re-run.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.session() as session:
+                    return await work(session)
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def ping(self) -> bool:
         """True when the store answers a trivial query within two seconds."""

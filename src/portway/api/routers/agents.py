@@ -12,7 +12,7 @@ from portway.api.context import ApiContext
 from portway.api.paging import read_page
 from portway.api.problems import Conflict, NotFound, responses
 from portway.api.schemas import Label, Limit, Model, Page, SlugName
-from portway.store import agents, errors
+from portway.store import agents, connections, errors, tunnels
 from portway.store.models import Agent
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -125,12 +125,20 @@ async def update_agent(agent_ref: str, body: AgentUpdate, auth: Auth, ctx: Ctx) 
 
 @router.delete("/{agent_ref}", status_code=204, responses=responses())
 async def delete_agent(agent_ref: str, auth: Auth, ctx: Ctx) -> Response:
-    """Revoke an agent: its token stops working and the identity is removed."""
+    """Revoke an agent: its token stops working and the identity is removed.
+
+    The tunnels it exposes and the connections it receives are deleted with it.
+    """
     async with ctx.db.session() as session:
         try:
-            await agents.delete(session, await agents.get(session, auth.workspace_id, agent_ref))
+            agent = await agents.get(session, auth.workspace_id, agent_ref)
         except errors.NotFound:
             raise _not_found() from None
+        # Deleted one by one rather than by cascade alone, so each leaves its event behind.
+        now = ctx.clock.now()
+        await tunnels.delete_for_agent(session, agent.id, now=now)
+        await connections.delete_for_agent(session, agent.id, now=now)
+        await agents.delete(session, agent)
     return Response(status_code=204)
 
 

@@ -1,0 +1,1 @@
+"""The agent runtime: control session, data-channel pool, target dialling, reach listeners."""

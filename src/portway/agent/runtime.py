@@ -1,0 +1,392 @@
+"""An agent process's connection to the hub: one control session, a pool of data channels.
+
+`portway up`, `portway expose` and `portway reach` build an `AgentRuntime` and `await run()`;
+it reconnects with jittered backoff until `stop()` or a refusal no retry can fix (`Refused`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from portway import __version__
+from portway.agent.dialer import Dialer, DialError
+from portway.agent.reach import LOCALHOST, ReachListener
+from portway.domain.backoff import Backoff
+from portway.domain.policy import TargetPolicy
+from portway.net import tls
+from portway.net.control import run_control
+from portway.net.framed import ConnectionClosed, FramedConnection, connect
+from portway.net.splice import Splice
+from portway.wire.codes import Reason, SessionCode
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_CONTROL_PAYLOAD
+from portway.wire.messages import (
+    Assign,
+    AssignError,
+    AssignMode,
+    AssignOk,
+    BindSpec,
+    BindStatus,
+    ChannelHello,
+    ControlHello,
+    DesiredState,
+    Message,
+    OpenChannels,
+    ReachOpen,
+    ReachReject,
+    Refused,
+    Status,
+    TargetStatus,
+    TunnelSpec,
+    Welcome,
+)
+
+log = logging.getLogger("portway.agent")
+
+FATAL = {
+    SessionCode.UNKNOWN_TOKEN,
+    SessionCode.REVOKED,
+    SessionCode.ROTATED,
+    SessionCode.BAD_VERSION,
+}
+PROBE_INTERVAL = 15.0
+CONNECT_TIMEOUT = 10.0
+REACH_WAIT = 30.0  # how long a local client may wait for the hub before it is closed
+
+
+class AgentRefused(Exception):
+    """The hub refused this agent for a reason retrying cannot fix (revoked or rotated token)."""
+
+    def __init__(self, code: SessionCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class AgentSettings:
+    host: str
+    port: int
+    token: str
+    tls: bool = True
+    ca_certificate: str | None = None
+    ca_fingerprint: str | None = None
+    serve: bool = True  # dial targets of this agent's tunnels
+    hold_binds: bool = True  # hold reach binds created through the API
+    policy: TargetPolicy = field(default_factory=TargetPolicy)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        if not self.ca_certificate or not self.ca_fingerprint:
+            raise ValueError("TLS needs the hub's CA certificate and its pinned fingerprint")
+        return tls.client_context(self.ca_certificate, self.ca_fingerprint, check_hostname=False)
+
+
+class AgentRuntime:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        on_state: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dialer = Dialer(settings.policy)
+        self.on_state = on_state or (lambda _event, _info: None)
+        self.tunnels: dict[str, TunnelSpec] = {}
+        self.targets: dict[str, TargetStatus] = {}
+        self.binds: dict[str, ReachListener] = {}
+        self.local_binds: dict[str, ReachListener] = {}
+        self.connected = asyncio.Event()
+        self._ssl = settings.ssl_context()
+        self._control: FramedConnection | None = None
+        self._welcome: Welcome | None = None
+        self._revision = 0
+        self._pending: dict[str, tuple[str, Splice]] = {}
+        self._channel_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._backoff = Backoff()
+
+    # -- public ----------------------------------------------------------------------------------
+
+    async def add_reach(
+        self, tunnel_id: str, label: str, port: int, addresses: tuple[str, ...] = LOCALHOST
+    ) -> int:
+        """Listen locally for a tunnel this process reaches on its own; returns the bound port."""
+        listener = ReachListener(f"tunnel:{tunnel_id}", label, addresses, port, self._open_reach)
+        bound = await listener.open()
+        self.local_binds[listener.bind] = listener
+        return bound
+
+    async def run(self) -> None:
+        """Keep a session with the hub until `stop()`; raises AgentRefused on a fatal refusal."""
+        while not self._stop.is_set():
+            try:
+                await self._session()
+            except AgentRefused:
+                raise
+            except (OSError, ssl.SSLError, ConnectionClosed, ProtocolError, TimeoutError) as exc:
+                if not self._stop.is_set():
+                    self.on_state("disconnected", {"error": str(exc) or type(exc).__name__})
+            if self._stop.is_set():
+                break
+            delay = self._backoff.next()
+            self.on_state("retrying", {"in": round(delay, 1)})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._control is not None:
+            self._control.close()
+        for listener in [*self.binds.values(), *self.local_binds.values()]:
+            await listener.close()
+        for _conn, (_bind, splice) in list(self._pending.items()):
+            splice.reset(Reason.CLOSED)
+        self._pending.clear()
+        for task in [*self._tasks, *self._channel_tasks]:
+            task.cancel()
+        for task in [*self._tasks, *self._channel_tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- control session ---------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, into: set[asyncio.Task[Any]] | None = None) -> None:
+        bucket = self._tasks if into is None else into
+        task = asyncio.create_task(coro)
+        bucket.add(task)
+        task.add_done_callback(bucket.discard)
+
+    def _hello(self) -> ControlHello:
+        features = []
+        if self.settings.serve:
+            features.append("serve")
+        if self.settings.hold_binds:
+            features.append("binds")
+        return ControlHello(
+            token=self.settings.token, software=f"portway/{__version__}",
+            hostname=socket.gethostname(), pid=os.getpid(), features=tuple(features),
+        )  # fmt: skip
+
+    async def _connect(self, hello: Message) -> FramedConnection:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await connect(
+                self.settings.host, self.settings.port, hello=hello, ssl_context=self._ssl,
+                server_hostname=self.settings.host if self._ssl else None,
+                max_payload=MAX_CONTROL_PAYLOAD,
+            )  # fmt: skip
+
+    async def _session(self) -> None:
+        conn = await self._connect(self._hello())
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                first = await conn.recv()
+            if isinstance(first, Refused):
+                if first.reason in FATAL:
+                    raise AgentRefused(first.reason, first.message)
+                raise ConnectionClosed(f"hub refused the session: {first.message}")
+            if not isinstance(first, Welcome):
+                raise ProtocolError(f"expected welcome, got {type(first).__name__}")
+            self._control, self._welcome = conn, first
+            self._backoff.reset()
+            self.connected.set()
+            self.on_state("connected", {"session": first.session, "agent": first.agent})
+            for _ in range(first.pool_size):
+                self._open_channel()
+            for conn_id, (bind, splice) in list(self._pending.items()):
+                if splice.open:
+                    conn.send(ReachOpen(bind, conn_id))
+            code = await run_control(
+                conn, self._on_message,
+                interval=first.heartbeat_interval, dead_after=first.heartbeat_timeout,
+            )  # fmt: skip
+            if code in FATAL:
+                raise AgentRefused(
+                    code, "the hub ended this agent's session: token no longer valid"
+                )
+            if not self._stop.is_set():
+                self.on_state("disconnected", {"reason": code.value})
+        finally:
+            self.connected.clear()
+            self._control = None
+            conn.close()
+            for task in list(self._channel_tasks):
+                task.cancel()
+
+    async def _on_message(self, message: Message) -> None:
+        if isinstance(message, DesiredState):
+            self._revision = message.revision
+            self.tunnels = {t.id: t for t in message.tunnels} if self.settings.serve else {}
+            self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
+            self._spawn(self._apply(message))
+        elif isinstance(message, OpenChannels):
+            for _ in range(min(message.count, 64)):
+                self._open_channel()
+        elif isinstance(message, ReachReject):
+            pending = self._pending.pop(message.conn, None)
+            if pending is not None:
+                log.warning("hub refused a connection", extra={"reason": message.message})
+                self.on_state("reach_rejected", {"message": message.message})
+                pending[1].reset(message.reason)
+
+    async def _apply(self, state: DesiredState) -> None:
+        revision = state.revision
+        bind_results = await self._sync_binds(state.binds) if self.settings.hold_binds else []
+        targets = await asyncio.gather(
+            *(self._probe(t) for t in state.tunnels if self.settings.serve)
+        )
+        self._report(revision, list(targets), bind_results, force=True)
+        if self.settings.serve and state.tunnels:
+            self._spawn(self._probe_loop(revision))
+
+    async def _probe_loop(self, revision: int) -> None:
+        while self._revision == revision and self._control is not None:
+            await asyncio.sleep(PROBE_INTERVAL)
+            if self._revision != revision:
+                return
+            targets = await asyncio.gather(*(self._probe(t) for t in self.tunnels.values()))
+            self._report(revision, list(targets), [], force=False)
+
+    def _report(
+        self, revision: int, targets: list[TargetStatus], binds: list[BindStatus], *, force: bool
+    ) -> None:
+        changed = [t for t in targets if self.targets.get(t.tunnel) != t]
+        for target in targets:
+            self.targets[target.tunnel] = target
+        if (force or changed or binds) and self._control is not None:
+            with contextlib.suppress(ConnectionClosed):
+                self._control.send(
+                    Status(revision, tuple(targets if force else changed), tuple(binds))
+                )
+
+    async def _probe(self, spec: TunnelSpec) -> TargetStatus:
+        try:
+            await self.dialer.probe(spec.host, spec.port)
+        except DialError as exc:
+            self.on_state("target_error", {"tunnel": spec.name, "message": exc.message})
+            return TargetStatus(spec.id, False, exc.reason, exc.message)
+        return TargetStatus(spec.id, True)
+
+    async def _sync_binds(self, specs: tuple[BindSpec, ...]) -> list[BindStatus]:
+        wanted = {spec.id: spec for spec in specs}
+        for bind_id in [b for b in self.binds if b not in wanted]:
+            await self.binds.pop(bind_id).close()
+        results = []
+        for spec in specs:
+            listener = self.binds.get(spec.id)
+            if listener is not None and listener.port == spec.port:
+                results.append(BindStatus(spec.id, True, listener.port))
+                continue
+            if listener is not None:
+                await listener.close()
+            listener = ReachListener(
+                spec.id, spec.name, spec.addresses, spec.port, self._open_reach
+            )
+            try:
+                port = await listener.open()
+            except OSError as exc:
+                results.append(
+                    BindStatus(
+                        spec.id,
+                        False,
+                        0,
+                        f"cannot listen on port {spec.port}: {exc.strerror or exc}",
+                    )
+                )
+                self.binds.pop(spec.id, None)
+                continue
+            self.binds[spec.id] = listener
+            self.on_state("bound", {"tunnel": spec.name, "port": port})
+            results.append(BindStatus(spec.id, True, port))
+        return results
+
+    # -- data channels -----------------------------------------------------------------------
+
+    def _open_channel(self) -> None:
+        if self._welcome is not None and self._control is not None:
+            self._spawn(self._channel(self._welcome), into=self._channel_tasks)
+
+    async def _channel(self, welcome: Welcome) -> None:
+        """Open one data channel, wait in the pool for an assignment, then serve it."""
+        try:
+            channel = await self._connect(
+                ChannelHello(session=welcome.session, secret=welcome.channel_secret)
+            )
+        except (OSError, ssl.SSLError, TimeoutError):
+            return
+        handed_over = False
+        try:
+            message = await channel.recv()
+            if not isinstance(message, Assign):
+                return
+            # This channel leaves the pool: keep the pool at its size.
+            self._open_channel()
+            if message.mode is AssignMode.DIAL:
+                handed_over = await self._dial(channel, message)
+            else:
+                handed_over = self._attach_reach(channel, message)
+        except (ConnectionClosed, ProtocolError):
+            return
+        finally:
+            if not handed_over:
+                channel.close()
+
+    async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
+        spec = self.tunnels.get(assign.tunnel)
+        if spec is None or (spec.host, spec.port) != (assign.host, assign.port):
+            channel.send(
+                AssignError(assign.conn, Reason.CLOSED, "this agent does not serve that tunnel")
+            )
+            return False
+        splice = Splice(a_framed=True, b_framed=False)
+        try:
+            await self.dialer.connect(spec.host, spec.port, splice.connector(splice.b))
+        except DialError as exc:
+            log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
+            channel.send(AssignError(assign.conn, exc.reason, exc.message))
+            splice.reset(exc.reason)
+            return False
+        try:
+            channel.send(AssignOk(assign.conn))
+        except ConnectionClosed:
+            splice.reset(Reason.RESET)
+            return False
+        transport, rest = channel.detach()
+        splice.attach(splice.a, transport, rest)
+        return True
+
+    def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:
+        pending = self._pending.pop(assign.conn, None)
+        if pending is None or not pending[1].open:
+            channel.send(AssignError(assign.conn, Reason.GONE, "the local client left"))
+            return False
+        splice = pending[1]
+        channel.send(AssignOk(assign.conn))
+        transport, rest = channel.detach()
+        splice.attach(splice.b, transport, rest)
+        return True
+
+    def _open_reach(self, bind: str, conn_id: str, splice: Splice) -> None:
+        """A local client connected to a reach listener: ask the hub for a channel."""
+        self._pending[conn_id] = (bind, splice)
+        if self._control is not None:
+            with contextlib.suppress(ConnectionClosed):
+                self._control.send(ReachOpen(bind, conn_id))
+        self._spawn(self._expire_pending(conn_id))
+
+    async def _expire_pending(self, conn_id: str) -> None:
+        await asyncio.sleep(REACH_WAIT)
+        pending = self._pending.pop(conn_id, None)
+        if pending is not None:
+            log.warning("no channel from the hub in time; closing the local client")
+            pending[1].reset(Reason.UNAVAILABLE)

@@ -1,0 +1,61 @@
+"""`portway reach NAME`: make a tunnel answer on this machine's localhost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from portway.agent.reach import LOCALHOST, first_free_port
+from portway.agent.runtime import AgentRuntime
+from portway.cli.agent_setup import ensure_agent, reporter, run_foreground, settings_from
+from portway.cli.common import ApiOptions, api_options, emit_json
+from portway.domain.tunnels import connection_string, service_kind
+from portway.errors import ConfigError
+
+
+@click.command()
+@click.argument("tunnel")
+@click.option(
+    "--port",
+    "local_port",
+    type=click.IntRange(1, 65535),
+    help="Local port (default: the target's port, or the next free one).",
+)
+@click.option(
+    "--bind",
+    "bind_addresses",
+    multiple=True,
+    metavar="ADDR",
+    help="Local address to listen on (default 127.0.0.1 and ::1).",
+)
+@api_options
+def reach(
+    tunnel: str, local_port: int | None, bind_addresses: tuple[str, ...], api: ApiOptions
+) -> None:
+    """Listen on localhost and carry every connection to TUNNEL (name or id) until Ctrl-C."""
+    with api.client() as client:
+        found: dict[str, Any] = client.get(f"/v1/tunnels/{tunnel}")
+        profile = ensure_agent(api, client, name=None, label=None)
+    addresses = bind_addresses or LOCALHOST
+    wanted = local_port or found["target"]["port"]
+    port = wanted if local_port else first_free_port(wanted, addresses)
+    if port == 0:
+        raise ConfigError(f"no free local port at or above {wanted}; pass --port")
+    if port != wanted:
+        click.echo(f"Port {wanted} is in use; using {port} instead.", err=True)
+    kind = service_kind(found["protocol"], found["target"]["port"], found.get("detectedProtocol"))
+    url = connection_string(kind, port)
+    settings = settings_from(profile, serve=False, hold_binds=False)
+    runtime = AgentRuntime(settings, on_state=reporter(api.as_json))
+
+    async def prepare(rt: AgentRuntime) -> None:
+        bound = await rt.add_reach(found["id"], found["name"], port, tuple(addresses))
+        if api.as_json:
+            emit_json({"tunnel": found["name"], "localPort": bound, "connectionString": url})
+        else:
+            click.echo(f"Reaching {found['name']} on localhost:{bound}")
+            click.echo(f"  {url}")
+            click.echo("Press Ctrl-C to stop.")
+
+    run_foreground(runtime, prepare=prepare)

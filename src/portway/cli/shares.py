@@ -1,0 +1,134 @@
+"""`portway shares`: list, inspect and revoke share links, and read who used them.
+
+Creating shares is `portway share`'s job. Shares are named by id (their names need not be
+unique); tokens are never shown again after creation, only their prefix.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Any
+
+import click
+
+from portway.cli.common import (
+    ApiOptions,
+    PortwayGroup,
+    api_options,
+    details,
+    emit_json,
+    table,
+    when,
+)
+from portway.domain.shares import SHARE_STATUSES
+
+
+def _listed(values: list[str] | None) -> str:
+    return "all" if values is None else ", ".join(values)
+
+
+def _rate(share: dict[str, Any]) -> str:
+    return "unlimited" if share["rateLimit"] is None else f"{share['rateLimit']}/min"
+
+
+@click.group(cls=PortwayGroup)
+def shares() -> None:
+    """Share links of your workspace (create them with 'portway share')."""
+
+
+@shares.command("ls")
+@click.option("--tunnel", help="Only shares of this tunnel (name or id).")
+@click.option("--status", type=click.Choice(SHARE_STATUSES), help="Only shares in this state.")
+@api_options
+def list_shares(tunnel: str | None, status: str | None, api: ApiOptions) -> None:
+    """List shares, newest first."""
+    with api.client() as client:
+        tunnel_id = client.get(f"/v1/tunnels/{tunnel}")["id"] if tunnel else None
+        items = list(client.paginate("/v1/shares", tunnelId=tunnel_id, status=status))
+        # Tunnel names make the table readable; scripts get ids only, so skip the extra calls.
+        names = {} if api.as_json else {t["id"]: t["name"] for t in client.paginate("/v1/tunnels")}
+    if api.as_json:
+        emit_json(items)
+        return
+    table(
+        items,
+        [
+            ("NAME", lambda s: s["name"]),
+            ("ID", lambda s: s["id"]),
+            ("TUNNEL", lambda s: names.get(s["tunnelId"], s["tunnelId"])),
+            ("STATUS", lambda s: s["status"]),
+            ("TOKEN", lambda s: s["tokenPrefix"] + "…"),
+            ("EXPIRES", lambda s: when(s["expiresAt"]) if s["expiresAt"] else "never"),
+            ("USES", lambda s: s["accessCount"]),
+        ],
+    )
+
+
+@shares.command("show")
+@click.argument("share_id")
+@api_options
+def show_share(share_id: str, api: ApiOptions) -> None:
+    """Show one share and its policy."""
+    with api.client() as client:
+        found = client.get(f"/v1/shares/{share_id}")
+    if api.as_json:
+        emit_json(found)
+        return
+    details(
+        [
+            ("name", found["name"]),
+            ("id", found["id"]),
+            ("tunnel", found["tunnelId"]),
+            ("status", found["status"]),
+            ("description", found["description"]),
+            ("token", found["tokenPrefix"] + "… (shown only at creation)"),
+            ("methods", _listed(found["allowedMethods"])),
+            ("paths", _listed(found["allowedPaths"])),
+            ("rate limit", _rate(found)),
+            ("uses", found["accessCount"]),
+            ("last used", when(found["lastAccessedAt"])),
+            ("created", when(found["createdAt"])),
+            ("expires", when(found["expiresAt"]) if found["expiresAt"] else "never"),
+            ("revoked", when(found["revokedAt"])),
+        ]
+    )
+
+
+@shares.command("revoke")
+@click.argument("share_id")
+@api_options
+def revoke_share(share_id: str, api: ApiOptions) -> None:
+    """Revoke a share: its link stops working at once."""
+    with api.client() as client:
+        client.delete(f"/v1/shares/{share_id}")
+        found = client.get(f"/v1/shares/{share_id}")
+    if api.as_json:
+        emit_json(found)
+        return
+    click.echo(f"Revoked share {found['name']} ({found['id']}); its link no longer works.")
+
+
+@shares.command("logs")
+@click.argument("share_id")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+    help="How many of the latest entries to show.",
+)  # fmt: skip
+@api_options
+def share_logs(share_id: str, limit: int, api: ApiOptions) -> None:
+    """Show who used a share and whether the hub let them through, newest first."""
+    with api.client() as client:
+        items = list(islice(client.paginate(f"/v1/shares/{share_id}/access-logs"), limit))
+    if api.as_json:
+        emit_json(items)
+        return
+    table(
+        items,
+        [
+            ("TIME", lambda e: when(e["at"])),
+            ("FROM", lambda e: e["remoteAddr"]),
+            ("REQUEST", lambda e: " ".join(p for p in (e["method"], e["path"]) if p) or None),
+            ("RESULT", lambda e: "allowed" if e["allowed"] else f"denied ({e['reason']})"),
+            ("STATUS", lambda e: e["statusCode"]),
+        ],
+    )

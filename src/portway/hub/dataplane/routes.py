@@ -1,0 +1,100 @@
+"""What the data plane needs to know about tunnels and reach binds, read from the store.
+
+Loaded in full at start and whenever the event log moves; the per-connection path reads only
+these in-memory snapshots.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portway.store.models import Agent, Connection, Tunnel
+from portway.wire.messages import BindSpec, Protocol, TunnelSpec
+
+LOCAL_ADDRESSES = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    agent_id: uuid.UUID
+    name: str
+    protocol: str
+    host: str
+    port: int
+    public: bool
+    hub_port: int | None
+    paused: bool
+
+    @property
+    def wire_protocol(self) -> Protocol:
+        return Protocol.UDP if self.protocol == "udp" else Protocol.TCP
+
+    def spec(self) -> TunnelSpec:
+        return TunnelSpec(
+            id=str(self.id), name=self.name, protocol=self.wire_protocol, host=self.host,
+            port=self.port,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """A reach listener the hub asks an agent to hold (`POST /v1/tunnels/{id}/connect`)."""
+
+    id: uuid.UUID
+    tunnel_id: uuid.UUID
+    agent_id: uuid.UUID
+    port: int
+
+    def spec(self, route: Route) -> BindSpec:
+        return BindSpec(
+            id=str(self.id), tunnel=str(self.tunnel_id), name=route.name,
+            protocol=route.wire_protocol, addresses=LOCAL_ADDRESSES, port=self.port,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    routes: dict[uuid.UUID, Route]
+    binds: dict[uuid.UUID, Bind]
+    agent_workspaces: dict[uuid.UUID, uuid.UUID]
+
+    def tunnels_of(self, agent_id: uuid.UUID) -> list[Route]:
+        return [r for r in self.routes.values() if r.agent_id == agent_id and not r.paused]
+
+    def binds_of(self, agent_id: uuid.UUID) -> list[tuple[Bind, Route]]:
+        return [
+            (b, self.routes[b.tunnel_id])
+            for b in self.binds.values()
+            if b.agent_id == agent_id and b.tunnel_id in self.routes
+        ]
+
+
+async def load(session: AsyncSession) -> Snapshot:
+    routes = {
+        t.id: Route(
+            id=t.id,
+            workspace_id=t.workspace_id,
+            agent_id=t.agent_id,
+            name=t.name,
+            protocol=t.protocol,
+            host=t.target_host,
+            port=t.target_port,
+            public=t.public,
+            hub_port=t.hub_port,
+            paused=t.status == "paused",
+        )
+        for t in (await session.scalars(select(Tunnel))).all()
+    }
+    binds = {
+        c.id: Bind(id=c.id, tunnel_id=c.tunnel_id, agent_id=c.agent_id, port=c.local_port)
+        for c in (await session.scalars(select(Connection))).all()
+    }
+    rows = (await session.execute(select(Agent.id, Agent.workspace_id))).all()
+    agents = dict(rows)
+    return Snapshot(routes=routes, binds=binds, agent_workspaces=agents)

@@ -1,0 +1,126 @@
+"""Live agent sessions on this hub and the idle data channels each keeps in its pool."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import secrets
+import uuid
+from dataclasses import dataclass, field
+
+from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.wire.messages import Assign, AssignError, AssignOk, OpenChannels
+
+CHANNEL_WAIT_SECONDS = 10.0
+ASSIGN_TIMEOUT_SECONDS = 15.0
+
+FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
+FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
+
+
+class NoChannel(Exception):
+    """The session had no idle data channel and none arrived in time."""
+
+
+@dataclass(eq=False)
+class AgentSession:
+    """One control session of one agent process. Created by the agent endpoint after a
+    successful hello; lives until the control connection ends."""
+
+    agent_id: uuid.UUID
+    workspace_id: uuid.UUID
+    agent_name: str
+    control: FramedConnection
+    features: frozenset[str]
+    pool_size: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    token_hash: str = ""
+    revision: int = 0
+    targets: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    """Last target health the agent reported: tunnel id -> (ok, message)."""
+    _idle: collections.deque[FramedConnection] = field(default_factory=collections.deque)
+    _waiters: collections.deque[asyncio.Future[FramedConnection]] = field(
+        default_factory=collections.deque
+    )
+    closed: bool = False
+
+    @property
+    def serves(self) -> bool:
+        return FEATURE_SERVE in self.features
+
+    @property
+    def idle_channels(self) -> int:
+        return len(self._idle)
+
+    def add_channel(self, channel: FramedConnection) -> None:
+        """Park an authenticated data channel; a waiting pairing gets it at once."""
+        if self.closed:
+            channel.close()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(channel)
+                return
+        channel.on_lost = self._forget
+        self._idle.append(channel)
+
+    def _forget(self, channel: FramedConnection) -> None:
+        with contextlib.suppress(ValueError):
+            self._idle.remove(channel)
+
+    async def take_channel(self) -> FramedConnection:
+        """An idle channel of this session, asking the agent for more when the pool is dry."""
+        if self._idle:
+            channel = self._idle.popleft()
+            channel.on_lost = None
+            return channel
+        waiter: asyncio.Future[FramedConnection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(ConnectionClosed):
+            self.control.send(OpenChannels(1))
+        try:
+            async with asyncio.timeout(CHANNEL_WAIT_SECONDS):
+                return await waiter
+        except TimeoutError:
+            raise NoChannel(f"agent {self.agent_name} opened no data channel in time") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def close(self) -> None:
+        self.closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()
+        while self._idle:
+            self._idle.popleft().close()
+        self.control.close()
+
+
+async def assign(
+    session: AgentSession, message: Assign
+) -> tuple[FramedConnection, AssignOk | AssignError]:
+    """Send `message` on an idle channel of `session` and wait for the agent's answer.
+
+    Retries with another channel when the one taken turns out dead. On `AssignOk` the caller
+    detaches the channel and attaches it to its splice before any further await.
+    """
+    for _attempt in range(3):
+        channel = await session.take_channel()
+        try:
+            channel.send(message)
+            async with asyncio.timeout(ASSIGN_TIMEOUT_SECONDS):
+                answer = await channel.recv()
+        except ConnectionClosed:
+            continue
+        except TimeoutError:
+            channel.abort()
+            raise NoChannel(f"agent {session.agent_name} did not answer an assignment") from None
+        if isinstance(answer, AssignOk | AssignError) and answer.conn == message.conn:
+            return channel, answer
+        channel.abort()
+        raise NoChannel(f"agent {session.agent_name} answered an assignment with {answer!r}")
+    raise NoChannel(f"agent {session.agent_name}'s data channels keep closing")

@@ -1,0 +1,98 @@
+"""Live proxied connections per tunnel and the counters the store gets in batches.
+
+The per-chunk path only bumps ints inside the splices; `drain()` turns them into deltas every
+few seconds, so the database sees one UPDATE per busy tunnel per batch, never one per chunk.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from portway.wire.codes import Reason
+
+
+class Relay(Protocol):
+    """A proxied connection as the counters see it: a splice, or an HTTP edge connection."""
+
+    @property
+    def bytes_a_to_b(self) -> int: ...  # towards the target
+
+    @property
+    def bytes_b_to_a(self) -> int: ...  # from the target
+
+    def reset(self, reason: Reason = ...) -> None: ...
+
+
+@dataclass
+class Delta:
+    opened: int = 0
+    closed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    last_connection_at: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.closed or self.bytes_in or self.bytes_out)
+
+
+@dataclass(eq=False)
+class _Tracked:
+    splice: Relay
+    reported_in: int = 0
+    reported_out: int = 0
+
+    def unreported(self) -> tuple[int, int]:
+        # Leg a faces the visitor (bytes towards the target), leg b the exposing agent.
+        now_in, now_out = self.splice.bytes_a_to_b, self.splice.bytes_b_to_a
+        delta = now_in - self.reported_in, now_out - self.reported_out
+        self.reported_in, self.reported_out = now_in, now_out
+        return delta
+
+
+@dataclass
+class Traffic:
+    live: dict[uuid.UUID, dict[Relay, _Tracked]] = field(default_factory=dict)
+    pending: dict[uuid.UUID, Delta] = field(default_factory=dict)
+
+    def opened(self, tunnel_id: uuid.UUID, splice: Relay, now: datetime) -> None:
+        self.live.setdefault(tunnel_id, {})[splice] = _Tracked(splice)
+        delta = self.pending.setdefault(tunnel_id, Delta())
+        delta.opened += 1
+        delta.last_connection_at = now
+
+    def closed(self, tunnel_id: uuid.UUID, splice: Relay) -> None:
+        tracked = self.live.get(tunnel_id, {}).pop(splice, None)
+        if tracked is None:
+            return
+        delta = self.pending.setdefault(tunnel_id, Delta())
+        delta.closed += 1
+        bytes_in, bytes_out = tracked.unreported()
+        delta.bytes_in += bytes_in
+        delta.bytes_out += bytes_out
+        if not self.live[tunnel_id]:
+            del self.live[tunnel_id]
+
+    def active(self, tunnel_id: uuid.UUID) -> int:
+        return len(self.live.get(tunnel_id, ()))
+
+    def reset(self, tunnel_id: uuid.UUID, reason: Reason) -> int:
+        """Abort every live connection of a tunnel (paused, deleted); returns how many."""
+        splices = list(self.live.get(tunnel_id, {}))
+        for splice in splices:
+            splice.reset(reason)
+        return len(splices)
+
+    def drain(self) -> dict[uuid.UUID, Delta]:
+        """Deltas since the previous drain, live connections' bytes included."""
+        for tunnel_id, tracked in self.live.items():
+            delta = self.pending.setdefault(tunnel_id, Delta())
+            for entry in tracked.values():
+                bytes_in, bytes_out = entry.unreported()
+                delta.bytes_in += bytes_in
+                delta.bytes_out += bytes_out
+        out = {tid: d for tid, d in self.pending.items() if d}
+        self.pending = {}
+        return out

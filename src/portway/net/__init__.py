@@ -1,0 +1,6 @@
+"""Thin asyncio layer over :mod:`portway.wire`.
+
+* :mod:`~portway.net.splice`: relay between two transports (raw or framed) with backpressure;
+* :mod:`~portway.net.framed`: message-level connections for control sessions and handshakes;
+* :mod:`~portway.net.tls`: the hub's CA and certificates, server and pinned client contexts.
+"""

@@ -1,0 +1,16 @@
+"""Sans-IO codecs of the agent ↔ hub wire protocol (bytes in, events out; no asyncio here).
+
+* :mod:`~portway.wire.frames`: connection preface and ``[u32 len][u8 type][payload]`` frames;
+* :mod:`~portway.wire.messages`: control and handshake messages (JSON payloads) and their reader;
+* :mod:`~portway.wire.stream`: chunk framing of an assigned TCP channel (half-close, reset);
+* :mod:`~portway.wire.datagram`: datagram framing of an assigned UDP channel;
+* :mod:`~portway.wire.heartbeat`: ping scheduling and dead-peer detection;
+* :mod:`~portway.wire.codes`: reason codes shared by all of them.
+
+The byte layouts are documented in ``docs/protocol.md``.
+"""
+
+from portway.wire.codes import Reason, SessionCode
+from portway.wire.errors import ProtocolError, UnsupportedVersion
+
+__all__ = ["ProtocolError", "Reason", "SessionCode", "UnsupportedVersion"]

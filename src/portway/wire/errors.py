@@ -1,0 +1,38 @@
+"""Errors raised by the sans-IO codecs.
+
+Every decoder in :mod:`portway.wire` turns malformed input into :class:`ProtocolError` and nothing
+else, so the asyncio layer needs a single ``except`` to drop a misbehaving peer.
+"""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that break the Portway wire protocol.
+
+    Raised by the decoders when fed input; the caller (a protocol in :mod:`portway.net`) must stop
+    reading from that connection, tell the peer when the format still allows it (a ``refused`` or
+    ``goodbye`` frame, a stream reset) and close the transport. The decoder stays broken: feeding it
+    again raises the same error.
+    """
+
+    def __init__(self, message: str, *, code: str = "protocol_error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnsupportedVersion(ProtocolError):
+    """The preface was Portway's but names a version this side does not speak.
+
+    Raised by :class:`~portway.wire.frames.FrameReader` on the hub side; the hub should answer
+    with a ``refused`` frame (reason ``bad_version``), whose layout is frozen across versions, and
+    close.
+    """
+
+    def __init__(self, version: int, supported: tuple[int, ...]) -> None:
+        super().__init__(
+            f"protocol version {version} is not supported (this side speaks {supported})",
+            code="bad_version",
+        )
+        self.version = version
+        self.supported = supported
