@@ -27,7 +27,10 @@ TUNNEL_FIELDS = {
     "hubPort", "status", "statusReason", "metadata", "createdAt", "updatedAt", "expiresAt",
     "stats",
 }  # fmt: skip
-STATS_FIELDS = {"activeConnections", "totalConnections", "bytesIn", "bytesOut", "lastConnectionAt"}
+STATS_FIELDS = {
+    "activeConnections", "totalConnections", "bytesIn", "bytesOut", "lastConnectionAt",
+    "datagramsIn", "datagramsOut", "datagramsDropped",
+}  # fmt: skip
 
 
 async def test_create_minimal(api: httpx.AsyncClient, agent: str, ctx: ApiContext) -> None:
@@ -44,7 +47,7 @@ async def test_create_minimal(api: httpx.AsyncClient, agent: str, ctx: ApiContex
     assert tunnel["createdAt"] == tunnel["updatedAt"] == "2026-01-01T00:00:00Z"
     assert tunnel["stats"] == {
         "activeConnections": 0, "totalConnections": 0, "bytesIn": 0, "bytesOut": 0,
-        "lastConnectionAt": None,
+        "lastConnectionAt": None, "datagramsIn": 0, "datagramsOut": 0, "datagramsDropped": 0,
     }  # fmt: skip
     assert (await api.get(f"/v1/tunnels/{tunnel['id']}")).json() == tunnel
     [event] = await events(ctx, "tunnel.created")

@@ -114,19 +114,25 @@ async def test_stats_batches_add_up(api: httpx.AsyncClient, ctx: ApiContext) -> 
         async with ctx.db.session() as session:
             await tunnels.add_stats(session, tunnel_id, **counts)  # type: ignore[arg-type]
 
-    # Batches from several hub nodes arriving at once must all count.
+    # Batches from several hub nodes arriving at once must all count. A node reports a close
+    # only after the batch with its open, so no batch takes the running total below zero.
     await asyncio.gather(
         batch(opened=3, bytes_in=100, bytes_out=1000, last_connection_at=t0),
         batch(opened=2, closed=1, bytes_in=50, last_connection_at=t0 + timedelta(seconds=9)),
-        batch(closed=1, bytes_out=5, last_connection_at=t0 + timedelta(seconds=3)),
+        batch(opened=1, closed=1, bytes_out=5, last_connection_at=t0 + timedelta(seconds=3)),
+        batch(datagrams_in=7, datagrams_out=6, datagrams_dropped=1),
+        batch(datagrams_in=3, datagrams_dropped=2),
     )
     stats = (await api.get(f"/v1/tunnels/{tunnel['id']}")).json()["stats"]
     assert stats == {
-        "activeConnections": 3,
-        "totalConnections": 5,
+        "activeConnections": 4,
+        "totalConnections": 6,
         "bytesIn": 150,
         "bytesOut": 1005,
         "lastConnectionAt": "2026-01-01T00:00:09Z",
+        "datagramsIn": 10,
+        "datagramsOut": 6,
+        "datagramsDropped": 3,
     }
     await batch(closed=10, bytes_in=2**40)
     stats = (await api.get(f"/v1/tunnels/{tunnel['id']}")).json()["stats"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,15 +60,23 @@ class Dialer:
         factory: Callable[[], asyncio.Protocol],
         *,
         timeout: float = DIAL_TIMEOUT,  # noqa: ASYNC109 - one budget across all addresses
+        ssl_context: ssl.SSLContext | None = None,
     ) -> asyncio.Transport:
-        """Connect to the first allowed address of `host` that answers; raises DialError."""
+        """Connect to the first allowed address of `host` that answers; raises DialError.
+
+        With `ssl_context` (https tunnels served to the HTTP edge) the connection is TLS, with
+        `host` as the server name; a failed handshake counts as unreachable.
+        """
         loop = asyncio.get_running_loop()
         last: DialError | None = None
         try:
             async with asyncio.timeout(timeout):
                 for address in await self._addresses(host, port):
                     try:
-                        transport, _ = await loop.create_connection(factory, address, port)
+                        transport, _ = await loop.create_connection(
+                            factory, address, port, ssl=ssl_context,
+                            server_hostname=host if ssl_context is not None else None,
+                        )  # fmt: skip
                     except ConnectionRefusedError:
                         last = DialError(
                             Reason.TARGET_REFUSED, f"{host}:{port} refused the connection"
@@ -85,6 +94,42 @@ class Dialer:
             ) from None
         assert last is not None
         raise last
+
+    async def connect_udp(
+        self, host: str, port: int, factory: Callable[[], asyncio.DatagramProtocol]
+    ) -> asyncio.DatagramTransport:
+        """A UDP socket connected to the first allowed address of `host` (UDP has no handshake:
+        a closed port shows only later, as ICMP errors); raises DialError."""
+        loop = asyncio.get_running_loop()
+        last: DialError | None = None
+        try:
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                for address in await self._addresses(host, port):
+                    try:
+                        transport, _ = await loop.create_datagram_endpoint(
+                            factory, remote_addr=(address, port)
+                        )
+                    except OSError as exc:
+                        last = DialError(
+                            Reason.TARGET_UNREACHABLE,
+                            f"cannot open UDP to {host}:{port}: {exc.strerror or exc}",
+                        )
+                    else:
+                        return transport
+        except TimeoutError:
+            raise DialError(
+                Reason.TARGET_TIMEOUT, f"{host}:{port} did not resolve in time"
+            ) from None
+        assert last is not None
+        raise last
+
+    async def probe_udp(self, host: str, port: int) -> None:
+        """A UDP target is fine when it resolves to an address the policy allows."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self._addresses(host, port)
+        except TimeoutError:
+            raise DialError(Reason.TARGET_TIMEOUT, f"{host} did not resolve in time") from None
 
     async def probe(self, host: str, port: int) -> None:
         """Check that the target accepts a TCP connection (closed at once); raises DialError."""

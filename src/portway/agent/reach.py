@@ -79,10 +79,11 @@ class ReachListener:
         self._servers.clear()
 
 
-def port_is_free(port: int, addresses: Sequence[str] = LOCALHOST) -> bool:
-    """Whether `port` can be bound on the first address (IPv4 loopback by default)."""
+def port_is_free(port: int, addresses: Sequence[str] = LOCALHOST, *, udp: bool = False) -> bool:
+    """Whether `port` (TCP, or UDP) can be bound on the first address (IPv4 loopback by
+    default)."""
     family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
         try:
             sock.bind((addresses[0], port))
         except OSError:
@@ -90,9 +91,11 @@ def port_is_free(port: int, addresses: Sequence[str] = LOCALHOST) -> bool:
     return True
 
 
-def first_free_port(preferred: int, addresses: Sequence[str] = LOCALHOST, tries: int = 100) -> int:
+def first_free_port(
+    preferred: int, addresses: Sequence[str] = LOCALHOST, tries: int = 100, *, udp: bool = False
+) -> int:
     """`preferred` if free, else the next free port above it (within `tries`), else 0."""
     for candidate in range(preferred, min(65536, preferred + tries)):
-        if port_is_free(candidate, addresses):
+        if port_is_free(candidate, addresses, udp=udp):
             return candidate
     return 0

@@ -19,12 +19,14 @@ from typing import Any
 from portway import __version__
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.reach import LOCALHOST, ReachListener
+from portway.agent.udp import UdpReachListener, serve_udp
 from portway.domain.backoff import Backoff
 from portway.domain.policy import TargetPolicy
 from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection, connect
 from portway.net.splice import Splice
+from portway.net.udp import UdpSession
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
@@ -40,6 +42,7 @@ from portway.wire.messages import (
     DesiredState,
     Message,
     OpenChannels,
+    Protocol,
     ReachOpen,
     ReachReject,
     Refused,
@@ -102,14 +105,14 @@ class AgentRuntime:
         self.on_state = on_state or (lambda _event, _info: None)
         self.tunnels: dict[str, TunnelSpec] = {}
         self.targets: dict[str, TargetStatus] = {}
-        self.binds: dict[str, ReachListener] = {}
-        self.local_binds: dict[str, ReachListener] = {}
+        self.binds: dict[str, ReachListener | UdpReachListener] = {}
+        self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
         self.connected = asyncio.Event()
         self._ssl = settings.ssl_context()
         self._control: FramedConnection | None = None
         self._welcome: Welcome | None = None
         self._revision = 0
-        self._pending: dict[str, tuple[str, Splice]] = {}
+        self._pending: dict[str, tuple[str, Splice | UdpSession]] = {}
         self._channel_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -118,13 +121,30 @@ class AgentRuntime:
     # -- public ----------------------------------------------------------------------------------
 
     async def add_reach(
-        self, tunnel_id: str, label: str, port: int, addresses: tuple[str, ...] = LOCALHOST
+        self,
+        tunnel_id: str,
+        label: str,
+        port: int,
+        addresses: tuple[str, ...] = LOCALHOST,
+        protocol: str = "tcp",
+        bind: str | None = None,
     ) -> int:
-        """Listen locally for a tunnel this process reaches on its own; returns the bound port."""
-        listener = ReachListener(f"tunnel:{tunnel_id}", label, addresses, port, self._open_reach)
+        """Listen locally for a tunnel this process reaches on its own; returns the bound port.
+
+        `protocol` "udp" binds UDP sockets (one session per local client address); `bind`
+        names the reach bind the hub resolves (default `tunnel:<id>`).
+        """
+        listener = self._listener(bind or f"tunnel:{tunnel_id}", label, addresses, port, protocol)
         bound = await listener.open()
         self.local_binds[listener.bind] = listener
         return bound
+
+    def _listener(
+        self, bind: str, label: str, addresses: tuple[str, ...], port: int, protocol: str
+    ) -> ReachListener | UdpReachListener:
+        if protocol == Protocol.UDP:
+            return UdpReachListener(bind, label, addresses, port, self._open_reach)
+        return ReachListener(bind, label, addresses, port, self._open_reach)
 
     async def run(self) -> None:
         """Keep a session with the hub until `stop()`; raises AgentRefused on a fatal refusal."""
@@ -270,8 +290,9 @@ class AgentRuntime:
                 )
 
     async def _probe(self, spec: TunnelSpec) -> TargetStatus:
+        udp = spec.protocol is Protocol.UDP
         try:
-            await self.dialer.probe(spec.host, spec.port)
+            await (self.dialer.probe_udp if udp else self.dialer.probe)(spec.host, spec.port)
         except DialError as exc:
             self.on_state("target_error", {"tunnel": spec.name, "message": exc.message})
             return TargetStatus(spec.id, False, exc.reason, exc.message)
@@ -289,9 +310,7 @@ class AgentRuntime:
                 continue
             if listener is not None:
                 await listener.close()
-            listener = ReachListener(
-                spec.id, spec.name, spec.addresses, spec.port, self._open_reach
-            )
+            listener = self._listener(spec.id, spec.name, spec.addresses, spec.port, spec.protocol)
             try:
                 port = await listener.open()
             except OSError as exc:
@@ -348,9 +367,13 @@ class AgentRuntime:
                 AssignError(assign.conn, Reason.CLOSED, "this agent does not serve that tunnel")
             )
             return False
+        if assign.protocol is Protocol.UDP:
+            return await serve_udp(self.dialer, spec, channel, assign)
         splice = Splice(a_framed=True, b_framed=False)
         try:
-            await self.dialer.connect(spec.host, spec.port, splice.connector(splice.b))
+            await self.dialer.connect(
+                spec.host, spec.port, splice.connector(splice.b), ssl_context=_target_tls(assign)
+            )
         except DialError as exc:
             log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
             channel.send(AssignError(assign.conn, exc.reason, exc.message))
@@ -370,13 +393,16 @@ class AgentRuntime:
         if pending is None or not pending[1].open:
             channel.send(AssignError(assign.conn, Reason.GONE, "the local client left"))
             return False
-        splice = pending[1]
+        relay = pending[1]
         channel.send(AssignOk(assign.conn))
         transport, rest = channel.detach()
-        splice.attach(splice.b, transport, rest)
+        if isinstance(relay, UdpSession):
+            relay.attach(transport, rest)
+        else:
+            relay.attach(relay.b, transport, rest)
         return True
 
-    def _open_reach(self, bind: str, conn_id: str, splice: Splice) -> None:
+    def _open_reach(self, bind: str, conn_id: str, splice: Splice | UdpSession) -> None:
         """A local client connected to a reach listener: ask the hub for a channel."""
         self._pending[conn_id] = (bind, splice)
         if self._control is not None:
@@ -390,3 +416,15 @@ class AgentRuntime:
         if pending is not None:
             log.warning("no channel from the hub in time; closing the local client")
             pending[1].reset(Reason.UNAVAILABLE)
+
+
+def _target_tls(assign: Assign) -> ssl.SSLContext | None:
+    """TLS towards the target when the hub's edge asks for it (https tunnels): verified against
+    the system CAs unless the tunnel's metadata says `{"tlsVerify": false}`."""
+    if assign.protocol is not Protocol.HTTPS:
+        return None
+    context = ssl.create_default_context()
+    if assign.tls_verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

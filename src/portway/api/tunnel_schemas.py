@@ -138,6 +138,11 @@ class TunnelStats(Model):
     bytes_in: int
     bytes_out: int
     last_connection_at: datetime | None
+    datagrams_in: int = Field(description="UDP: datagrams carried towards the target")
+    datagrams_out: int = Field(description="UDP: datagrams carried back to visitors")
+    datagrams_dropped: int = Field(
+        description="UDP: datagrams dropped (overload, paused tunnel, no agent serving it)"
+    )
 
 
 class TunnelOut(Model):
@@ -164,6 +169,9 @@ class TunnelOut(Model):
                 "bytesIn": 48213,
                 "bytesOut": 1930211,
                 "lastConnectionAt": EXAMPLE_TIME,
+                "datagramsIn": 0,
+                "datagramsOut": 0,
+                "datagramsDropped": 0,
             },
         }
     )

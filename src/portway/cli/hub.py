@@ -113,6 +113,7 @@ def _print_banner(hub: Any) -> None:
         lines += [f"  Agents:     {agent_port} (TLS; CA fingerprint {endpoint.ca_fingerprint})"]
     else:
         lines += [f"  Agents:     {agent_port} (plain TCP: --agent-tls off)"]
+    lines += [f"  Edge:       {hub.edge_url} (public URLs http://<slug>.{config.public_domain}:…)"]
     if config.webhooks_allow_private:
         lines += ["  Webhooks:   may call private addresses (--webhooks-allow-private)"]
     if boot.admin_key:

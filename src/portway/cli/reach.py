@@ -39,7 +39,8 @@ def reach(
         profile = ensure_agent(api, client, name=None, label=None)
     addresses = bind_addresses or LOCALHOST
     wanted = local_port or found["target"]["port"]
-    port = wanted if local_port else first_free_port(wanted, addresses)
+    udp = found["protocol"] == "udp"
+    port = wanted if local_port else first_free_port(wanted, addresses, udp=udp)
     if port == 0:
         raise ConfigError(f"no free local port at or above {wanted}; pass --port")
     if port != wanted:
@@ -50,11 +51,14 @@ def reach(
     runtime = AgentRuntime(settings, on_state=reporter(api.as_json))
 
     async def prepare(rt: AgentRuntime) -> None:
-        bound = await rt.add_reach(found["id"], found["name"], port, tuple(addresses))
+        bound = await rt.add_reach(
+            found["id"], found["name"], port, tuple(addresses), protocol=found["protocol"]
+        )
         if api.as_json:
             emit_json({"tunnel": found["name"], "localPort": bound, "connectionString": url})
         else:
-            click.echo(f"Reaching {found['name']} on localhost:{bound}")
+            where = f"localhost:{bound}" + (" (UDP)" if udp else "")
+            click.echo(f"Reaching {found['name']} on {where}")
             click.echo(f"  {url}")
             click.echo("Press Ctrl-C to stop.")
 

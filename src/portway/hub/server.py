@@ -19,9 +19,12 @@ from portway.api.app import create_app
 from portway.api.context import ApiContext
 from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
+from portway.hub.access_log import AccessLog
 from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.config import HubConfig
 from portway.hub.dataplane.plane import DataPlane
+from portway.hub.edge.policy import Router
+from portway.hub.edge.proxy import Edge
 from portway.hub.presence import AgentPresence
 from portway.hub.reaper import Reaper
 from portway.hub.webhooks import DeliverySettings, DeliveryWorker
@@ -75,6 +78,9 @@ class Hub:
         self.webhooks: DeliveryWorker | None = None
         self._stopping: asyncio.Event | None = None
         self.dataplane: DataPlane | None = None
+        self.edge: Edge | None = None
+        self.access_log: AccessLog | None = None
+        self._edge_socket: socket.socket | None = None
 
     @property
     def api_address(self) -> HostPort:
@@ -107,6 +113,7 @@ class Hub:
             )
             self.webhooks.start()
             self._api_socket = bind_tcp(self.config.api_listen)
+            self._edge_socket = bind_tcp(self.config.edge_listen)
             self.dataplane = DataPlane(self.config, self.db, self.clock, self.presence)
             await self.dataplane.start()
             assert self.dataplane.endpoint is not None
@@ -116,7 +123,11 @@ class Hub:
                 self.config,
                 api_listen=self.api_address,
                 agent_listen=HostPort(self.config.agent_listen.host, self.dataplane.endpoint.port),
+                edge_listen=HostPort(
+                    self.config.edge_listen.host, self._edge_socket.getsockname()[1]
+                ),
             )
+            await self._start_edge(self.dataplane, self._edge_socket)
             ctx = ApiContext(
                 config=self.config,
                 db=self.db,
@@ -147,8 +158,30 @@ class Hub:
             raise
         log.info("hub started", extra={"api": self.api_url, "store": self.db.dialect})
 
+    async def _start_edge(self, dataplane: DataPlane, sock: socket.socket) -> None:
+        """The HTTP edge on its bound socket, routing with the data plane's snapshot."""
+        assert self.db is not None
+        plane = dataplane
+        router = Router(self.db, self.clock, lambda: plane.snapshot, self.config.public_domain)
+        self.access_log = AccessLog(self.db)
+        self.access_log.start()
+        plane.guests.access_log = self.access_log
+        self.edge = Edge(router, plane.pairing, plane.traffic, self.clock, self.access_log)
+        await self.edge.start(sock)
+
+    @property
+    def edge_url(self) -> str:
+        """The edge as visitors address it (public domain, real port)."""
+        return f"http://{self.config.public_domain}:{self.config.edge_listen.port}"
+
     async def stop(self) -> None:
         """Stop listeners, let in-flight requests finish (bounded), then close the store."""
+        if self.edge is not None:
+            await self.edge.stop()
+            self.edge = None
+        if self._edge_socket is not None:
+            self._edge_socket.close()
+            self._edge_socket = None
         if self._stopping is not None:
             self._stopping.set()  # event streams end now instead of holding up the shutdown
         if self._api_server is not None and self._api_task is not None:
@@ -168,6 +201,9 @@ class Hub:
         if self.dataplane is not None:
             await self.dataplane.stop()
             self.dataplane = None
+        if self.access_log is not None:
+            await self.access_log.stop()
+            self.access_log = None
         if self._reaper is not None:
             await self._reaper.stop()
             self._reaper = None

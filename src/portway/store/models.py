@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -128,6 +129,10 @@ class Tunnel(Base):
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
     last_connection_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # UDP tunnels: datagrams carried towards the target, back to visitors, and dropped.
+    datagrams_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    datagrams_out: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    datagrams_dropped: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class Connection(Base):

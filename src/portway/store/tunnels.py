@@ -151,6 +151,9 @@ async def create(
         total_connections=0,
         bytes_in=0,
         bytes_out=0,
+        datagrams_in=0,
+        datagrams_out=0,
+        datagrams_dropped=0,
     )
     session.add(tunnel)
     await session.flush()
@@ -295,12 +298,17 @@ async def add_stats(
     bytes_in: int = 0,
     bytes_out: int = 0,
     last_connection_at: datetime | None = None,
+    datagrams_in: int = 0,
+    datagrams_out: int = 0,
+    datagrams_dropped: int = 0,
 ) -> None:
     """Add one batch of traffic counters (deltas since the previous batch) to a tunnel.
 
     Called periodically by the data plane, never per chunk. Every hub node adds its own
     deltas in one UPDATE, so concurrent batches from several nodes add up instead of
-    overwriting each other. `activeConnections` never goes below zero.
+    overwriting each other. A node must report a connection's close no earlier than the batch
+    with its open; then the sum never dips below zero whatever the interleaving, and the floor
+    at zero only repairs faulty input (the floor makes batches order-dependent otherwise).
     """
     active = Tunnel.active_connections + (opened - closed)
     values: dict[Any, Any] = {
@@ -309,6 +317,10 @@ async def add_stats(
         Tunnel.bytes_in: Tunnel.bytes_in + bytes_in,
         Tunnel.bytes_out: Tunnel.bytes_out + bytes_out,
     }
+    if datagrams_in or datagrams_out or datagrams_dropped:
+        values[Tunnel.datagrams_in] = Tunnel.datagrams_in + datagrams_in
+        values[Tunnel.datagrams_out] = Tunnel.datagrams_out + datagrams_out
+        values[Tunnel.datagrams_dropped] = Tunnel.datagrams_dropped + datagrams_dropped
     if last_connection_at is not None:
         values[Tunnel.last_connection_at] = case(
             (

@@ -264,6 +264,8 @@ class Assign:
     protocol: Protocol
     host: str
     port: int
+    tls_verify: bool | None = None
+    """``https`` only: ``false`` when the tunnel's metadata says ``{"tlsVerify": false}``."""
 
     def __post_init__(self) -> None:
         _check_port(self.port)

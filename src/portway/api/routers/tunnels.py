@@ -66,6 +66,9 @@ def tunnel_out(tunnel: Tunnel, ctx: ApiContext) -> TunnelOut:
             bytes_in=tunnel.bytes_in,
             bytes_out=tunnel.bytes_out,
             last_connection_at=tunnel.last_connection_at,
+            datagrams_in=tunnel.datagrams_in,
+            datagrams_out=tunnel.datagrams_out,
+            datagrams_dropped=tunnel.datagrams_dropped,
         ),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -21,7 +22,14 @@ from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, AssignMode, ReachOpen, ReachReject
+from portway.wire.messages import (
+    Assign,
+    AssignError,
+    AssignMode,
+    Protocol,
+    ReachOpen,
+    ReachReject,
+)
 
 log = logging.getLogger("portway.hub.pairing")
 
@@ -54,6 +62,12 @@ class Pairing:
         self._clock = clock
         self._on_target = on_target
         self._spawn = spawn
+        self.udp_reach: (
+            Callable[[AgentSession, ReachOpen, routes.Route], Coroutine[Any, Any, None]] | None
+        ) = None
+        """Serves reach for UDP tunnels (`hub.dataplane.udp.reach_udp`); set by `DataPlane`."""
+        # Told about every reach splice (guest sessions' connections are ended on revocation).
+        self.on_reach_splice: Callable[[AgentSession, Splice], None] | None = None
 
     def _new_splice(self, tunnel_id: uuid.UUID, *, a_framed: bool) -> Splice:
         return Splice(
@@ -68,13 +82,14 @@ class Pairing:
         return splice
 
     async def open_channel(
-        self, tunnel_id: uuid.UUID, conn_id: str
+        self, tunnel_id: uuid.UUID, conn_id: str, *, tls: bool = False
     ) -> tuple[asyncio.Transport, bytes, routes.Route]:
         """A data channel the tunnel's agent has dialled to the target, detached and in stream
         framing, with any bytes already read after `assign_ok`; raises `Unavailable`.
 
         The caller (a splice here, or the HTTP edge) must take over the transport at once,
-        with no await in between, by setting its own protocol.
+        with no await in between, by setting its own protocol. `tls` (the HTTP edge, for an
+        https tunnel) asks the exposing agent to speak TLS to the target itself.
         """
         route = self._snapshot().routes.get(tunnel_id)
         if route is None:
@@ -89,6 +104,10 @@ class Pairing:
             conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
             protocol=route.wire_protocol, host=route.host, port=route.port,
         )  # fmt: skip
+        if tls and route.protocol == "https":
+            message = dataclasses.replace(
+                message, protocol=Protocol.HTTPS, tls_verify=None if route.tls_verify else False
+            )
         try:
             channel, answer = await assign(session, message)
         except NoChannel as exc:
@@ -124,7 +143,12 @@ class Pairing:
             with contextlib.suppress(ConnectionClosed):
                 session.control.send(ReachReject(request.conn, *route))
             return
+        if route.wire_protocol is Protocol.UDP and self.udp_reach is not None:
+            await self.udp_reach(session, request, route)
+            return
         splice = self._new_splice(route.id, a_framed=True)
+        if self.on_reach_splice is not None:
+            self.on_reach_splice(session, splice)
         reaching = Assign(
             conn=request.conn, mode=AssignMode.REACH, tunnel=str(route.id),
             protocol=route.wire_protocol, host=route.host, port=route.port,

@@ -19,17 +19,20 @@ from typing import Any
 from sqlalchemy import func, select
 
 from portway.domain.clock import Clock
+from portway.domain.secrets import SHARE_TOKEN_PREFIX
 from portway.domain.tunnels import TunnelStatus
 from portway.hub.config import HubConfig
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.endpoint import AgentEndpoint, agent_endpoint
-from portway.hub.dataplane.pairing import Pairing
+from portway.hub.dataplane.guests import Guest, Guests
+from portway.hub.dataplane.pairing import Pairing, Unavailable
 from portway.hub.dataplane.public import PublicPort
 from portway.hub.dataplane.sessions import (
     FEATURE_BINDS,
     AgentSession,
 )
 from portway.hub.dataplane.traffic import Traffic
+from portway.hub.dataplane.udp import UdpContext, UdpPort, reach_udp
 from portway.hub.presence import AgentPresence
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection, FramedServer, serve
@@ -76,7 +79,7 @@ class DataPlane:
         self._sessions: dict[str, AgentSession] = {}
         self._by_agent: defaultdict[uuid.UUID, list[AgentSession]] = defaultdict(list)
         self._pushed: dict[str, tuple[Any, ...]] = {}
-        self._ports: dict[uuid.UUID, PublicPort] = {}
+        self._ports: dict[uuid.UUID, PublicPort | UdpPort] = {}
         self._port_errors: dict[uuid.UUID, str] = {}
         self._statuses: dict[uuid.UUID, tuple[TunnelStatus, str | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -85,6 +88,13 @@ class DataPlane:
             snapshot=lambda: self.snapshot, serving=self._serving, traffic=self.traffic,
             clock=clock, on_target=self._target_result, spawn=self._spawn,
         )  # fmt: skip
+        self.udp = UdpContext(
+            open_channel=self.pairing.open_channel, route=self._route, traffic=self.traffic,
+            clock=clock, spawn=self._spawn, unavailable=Unavailable,
+        )  # fmt: skip
+        self.pairing.udp_reach = lambda s, m, r: reach_udp(self.udp, s, m, r)
+        self.guests = Guests(db, clock)  # `portway join` sessions authenticated by a share
+        self.pairing.on_reach_splice = self.guests.track
         self._last_seq = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -99,6 +109,7 @@ class DataPlane:
         self._loops = [
             asyncio.create_task(self._watch_events(), name="portway-events"),
             asyncio.create_task(self._flush_loop(), name="portway-stats"),
+            asyncio.create_task(self.guests.run(), name="portway-guests"),
         ]
         log.info(
             "agent endpoint listening",
@@ -130,6 +141,9 @@ class DataPlane:
                 await task
         with contextlib.suppress(Exception):
             await self._flush()
+
+    def _route(self, tunnel_id: uuid.UUID) -> routes.Route | None:
+        return self.snapshot.routes.get(tunnel_id)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -169,8 +183,17 @@ class DataPlane:
 
     async def _control(self, conn: FramedConnection, hello: ControlHello) -> None:
         now = self.clock.now()
+        guest: Guest | None = None
+        identity = (uuid.uuid4(), uuid.uuid4(), "", "")
+        if hello.token.startswith(SHARE_TOKEN_PREFIX):  # a `portway join` guest
+            admitted = await self.guests.admit(hello.token)
+            if not isinstance(admitted, Guest):
+                self._refuse(conn, *admitted)
+                return
+            guest = admitted
+            identity = (uuid.uuid4(), guest.workspace_id, guest.name, "")
         async with self.db.session() as db:
-            agent = await agents.authenticate(db, hello.token)
+            agent = None if guest else await agents.authenticate(db, hello.token)
             if agent is not None:
                 agent.last_seen_at = now
                 agent.version = (hello.software or None) and hello.software[:64]
@@ -180,7 +203,7 @@ class DataPlane:
                     now,
                 )  # fmt: skip
                 identity = (agent.id, agent.workspace_id, agent.name, agent.token_hash)
-        if agent is None:
+        if agent is None and guest is None:
             self._refuse(
                 conn, SessionCode.UNKNOWN_TOKEN,
                 "the hub does not know this agent token (revoked, rotated or from another hub); "
@@ -194,6 +217,10 @@ class DataPlane:
             features=frozenset(hello.features), pool_size=POOL_SIZE,
         )  # fmt: skip
         session.token_hash = token_hash
+        if guest is not None:
+            peer = conn.transport.get_extra_info("peername") if conn.transport else None
+            guest.remote_addr = str(peer[0]) if peer else ""
+            self.guests.attach(guest, session)
         self._sessions[session.id] = session
         self._by_agent[agent_id].append(session)
         self.presence.add(agent_id, uuid.UUID(session.id))
@@ -218,6 +245,7 @@ class DataPlane:
 
     def _end_session(self, session: AgentSession, code: SessionCode) -> None:
         self._sessions.pop(session.id, None)
+        self.guests.forget(session)
         with contextlib.suppress(ValueError):
             self._by_agent[session.agent_id].remove(session)
         if not self._by_agent[session.agent_id]:
@@ -249,6 +277,8 @@ class DataPlane:
             if message.binds:
                 self._spawn(self._record_binds(message))
             self._spawn(self._sync_statuses())
+        elif isinstance(message, ReachOpen) and self.guests.is_guest(session):
+            self._spawn(self.guests.reach(session, message, self.pairing.reach))
         elif isinstance(message, ReachOpen):
             self._spawn(self.pairing.reach(session, message))
 
@@ -339,6 +369,8 @@ class DataPlane:
                 self.traffic.reset(tunnel_id, Reason.CLOSED)
         await self._sync_ports()
         for session in list(self._sessions.values()):
+            if self.guests.is_guest(session):
+                continue  # checked by `Guests.run` against its share
             if agent_hashes.get(session.agent_id) != session.token_hash:
                 code = (
                     SessionCode.REVOKED
@@ -356,7 +388,7 @@ class DataPlane:
         wanted = {
             r.id: r.hub_port
             for r in self.snapshot.routes.values()
-            if r.public and r.hub_port is not None and r.protocol != "udp"
+            if r.public and r.hub_port is not None
         }
         for tunnel_id, port in list(self._ports.items()):
             if wanted.get(tunnel_id) != port.port:
@@ -370,9 +402,13 @@ class DataPlane:
         for tunnel_id, hub_port in wanted.items():
             if tunnel_id in self._ports:
                 continue
-            listener = PublicPort(
-                tunnel_id, host, hub_port, lambda tid: self.pairing.visitor(tid).a
-            )
+            listener: PublicPort | UdpPort
+            if self.snapshot.routes[tunnel_id].protocol == "udp":
+                listener = UdpPort(tunnel_id, host, hub_port, self.udp)
+            else:
+                listener = PublicPort(
+                    tunnel_id, host, hub_port, lambda tid: self.pairing.visitor(tid).a
+                )
             try:
                 await listener.open()
             except OSError as exc:
@@ -428,4 +464,6 @@ class DataPlane:
                 await tunnels.add_stats(
                     db, tunnel_id, opened=d.opened, closed=d.closed, bytes_in=d.bytes_in,
                     bytes_out=d.bytes_out, last_connection_at=d.last_connection_at,
+                    datagrams_in=d.datagrams_in, datagrams_out=d.datagrams_out,
+                    datagrams_dropped=d.datagrams_dropped,
                 )  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,17 @@ from portway.store.models import Agent, Connection, Tunnel
 from portway.wire.messages import BindSpec, Protocol, TunnelSpec
 
 LOCAL_ADDRESSES = ("127.0.0.1", "::1")
+DEFAULT_UDP_IDLE_TIMEOUT = 60.0
+UDP_IDLE_KEY = "udpIdleTimeout"
+
+
+def udp_idle_timeout(metadata: dict[str, Any] | None) -> float:
+    """A tunnel's UDP idle timeout from its metadata: a positive number of seconds (at most a
+    day), else the 60 s default. Read when the snapshot loads; applies to new sessions."""
+    value = (metadata or {}).get(UDP_IDLE_KEY)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400:
+        return float(value)
+    return DEFAULT_UDP_IDLE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +42,10 @@ class Route:
     public: bool
     hub_port: int | None
     paused: bool
+    slug: str = ""  # the public host name's first label (HTTP edge)
+    tls_verify: bool = True  # https: the agent verifies the target (metadata `tlsVerify`)
+    udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT
+    """Seconds a UDP session may stay silent before the hub ends it (metadata `udpIdleTimeout`)."""
 
     @property
     def wire_protocol(self) -> Protocol:
@@ -88,6 +104,9 @@ async def load(session: AsyncSession) -> Snapshot:
             public=t.public,
             hub_port=t.hub_port,
             paused=t.status == "paused",
+            slug=t.slug,
+            tls_verify=(t.meta or {}).get("tlsVerify") is not False,
+            udp_idle_timeout=udp_idle_timeout(t.meta),
         )
         for t in (await session.scalars(select(Tunnel))).all()
     }

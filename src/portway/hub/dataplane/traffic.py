@@ -33,9 +33,23 @@ class Delta:
     bytes_in: int = 0
     bytes_out: int = 0
     last_connection_at: datetime | None = None
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    datagrams_dropped: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.opened or self.closed or self.bytes_in or self.bytes_out)
+        return bool(
+            self.opened or self.closed or self.bytes_in or self.bytes_out or self.datagrams_in
+            or self.datagrams_out or self.datagrams_dropped
+        )  # fmt: skip
+
+    def add(self, tracked: _Tracked) -> None:
+        bytes_in, bytes_out, datagrams_in, datagrams_out, dropped = tracked.unreported()
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        self.datagrams_in += datagrams_in
+        self.datagrams_out += datagrams_out
+        self.datagrams_dropped += dropped
 
 
 @dataclass(eq=False)
@@ -43,12 +57,25 @@ class _Tracked:
     splice: Relay
     reported_in: int = 0
     reported_out: int = 0
+    reported_datagrams: tuple[int, int, int] = (0, 0, 0)
 
-    def unreported(self) -> tuple[int, int]:
+    def unreported(self) -> tuple[int, int, int, int, int]:
+        """Bytes in, bytes out, datagrams in, out and dropped since the previous call."""
         # Leg a faces the visitor (bytes towards the target), leg b the exposing agent.
         now_in, now_out = self.splice.bytes_a_to_b, self.splice.bytes_b_to_a
-        delta = now_in - self.reported_in, now_out - self.reported_out
+        relay = self.splice
+        datagrams = (
+            int(getattr(relay, "datagrams_in", 0)),
+            int(getattr(relay, "datagrams_out", 0)),
+            int(getattr(relay, "datagrams_dropped", 0)),
+        )  # UDP sessions (portway.net.udp.UdpSession) count datagrams too
+        before = self.reported_datagrams
+        delta = (
+            now_in - self.reported_in, now_out - self.reported_out, datagrams[0] - before[0],
+            datagrams[1] - before[1], datagrams[2] - before[2],
+        )  # fmt: skip
         self.reported_in, self.reported_out = now_in, now_out
+        self.reported_datagrams = datagrams
         return delta
 
 
@@ -69,11 +96,13 @@ class Traffic:
             return
         delta = self.pending.setdefault(tunnel_id, Delta())
         delta.closed += 1
-        bytes_in, bytes_out = tracked.unreported()
-        delta.bytes_in += bytes_in
-        delta.bytes_out += bytes_out
+        delta.add(tracked)
         if not self.live[tunnel_id]:
             del self.live[tunnel_id]
+
+    def dropped(self, tunnel_id: uuid.UUID, count: int = 1) -> None:
+        """Datagrams dropped outside any session (paused tunnel, refused sender)."""
+        self.pending.setdefault(tunnel_id, Delta()).datagrams_dropped += count
 
     def active(self, tunnel_id: uuid.UUID) -> int:
         return len(self.live.get(tunnel_id, ()))
@@ -90,9 +119,7 @@ class Traffic:
         for tunnel_id, tracked in self.live.items():
             delta = self.pending.setdefault(tunnel_id, Delta())
             for entry in tracked.values():
-                bytes_in, bytes_out = entry.unreported()
-                delta.bytes_in += bytes_in
-                delta.bytes_out += bytes_out
+                delta.add(entry)
         out = {tid: d for tid, d in self.pending.items() if d}
         self.pending = {}
         return out

@@ -1,0 +1,216 @@
+"""One proxied request: the data channel's protocol, relaying the response to the client.
+
+`EdgeConnection` (proxy.py) creates an `Exchange` per forwarded request, after `Pairing` gave it
+a channel, and adopts the channel with `attach()` in the same step. The request head goes out at
+once; body events follow via `send_body()`/`end_body()`. The response is parsed with h11 and
+re-framed for the client chunk by chunk inside `data_received` (no await anywhere); a `101`
+switches both sides to a raw relay. Backpressure: a full client buffer pauses reading the
+channel, a full channel buffer pauses reading the client. One channel per request, so the
+target connection ends with the response (`Connection: close` upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, cast
+
+import h11
+
+from portway.hub.edge import headers as hdr
+from portway.hub.edge.policy import Forward
+from portway.net.splice import hard_close
+from portway.wire.codes import Reason
+from portway.wire.errors import ProtocolError
+from portway.wire.stream import EOF_CHUNK, StreamDecoder, encode_chunks
+
+if TYPE_CHECKING:
+    from portway.hub.edge.proxy import EdgeConnection
+
+LIMIT = 256 * 1024
+
+
+class Exchange(asyncio.Protocol):
+    def __init__(self, client: EdgeConnection, decision: Forward, request: h11.Request) -> None:
+        self.client = client
+        self.decision = decision
+        self.request = request
+        self.started = time.monotonic()
+        self.upstream = h11.Connection(h11.CLIENT)
+        self.decoder = StreamDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.bytes_a_to_b = 0  # request body bytes towards the target
+        self.bytes_b_to_a = 0  # response body bytes towards the client
+        self.status = 0
+        self.raw = False  # after 101: bytes relayed as they are
+        self.finished = False
+        self.response_done = False
+        self.request_done = False
+
+    # -- set-up and request direction (called by EdgeConnection) ----------------------------------
+
+    def attach(self, transport: asyncio.Transport, rest: bytes, head: h11.Request) -> None:
+        transport.set_protocol(self)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=LIMIT)
+        self._write(self.upstream.send(head))
+        if rest:
+            self.data_received(rest)
+
+    def _write(self, data: bytes | None) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(encode_chunks(data))
+
+    def send_body(self, data: bytes) -> None:
+        self.bytes_a_to_b += len(data)
+        if self.raw:
+            self._write(data)
+        elif self.upstream.our_state is h11.SEND_BODY:
+            self._write(self.upstream.send(h11.Data(data=data)))
+
+    def end_body(self) -> None:
+        self.request_done = True
+        if self.upstream.our_state is h11.SEND_BODY:
+            self._write(self.upstream.send(h11.EndOfMessage()))
+
+    def client_eof(self) -> None:
+        """Raw mode: the client finished sending."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(EOF_CHUNK)
+
+    # -- response direction (asyncio callbacks of the channel) -------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.finished:
+            return
+        try:
+            slices = self.decoder.feed(data)
+        except ProtocolError:
+            self.fail()
+            return
+        for piece in slices:
+            if self.raw:
+                self.bytes_b_to_a += len(piece)
+                self.client.write(piece)
+            else:
+                self.upstream.receive_data(bytes(piece))
+        if self.decoder.eof and not self.raw:
+            self.upstream.receive_data(b"")
+        if not self.raw:
+            self._pump()
+        if self.decoder.reset is not None:
+            self.fail()
+        elif self.decoder.eof and self.raw:
+            self.client.raw_eof()
+
+    def _pump(self) -> None:
+        while not self.finished:
+            try:
+                event = self.upstream.next_event()
+            except h11.RemoteProtocolError:
+                self.fail()
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 101:
+                    self._switch(event)
+                    return
+                self.client.send(h11.InformationalResponse(
+                    status_code=event.status_code,
+                    headers=hdr.client_response_headers(event.headers, [], switching=False),
+                ))  # fmt: skip
+            elif isinstance(event, h11.Response):
+                self.status = event.status_code
+                heads = hdr.client_response_headers(
+                    event.headers, self.decision.headers, switching=False
+                )
+                self.client.send(
+                    h11.Response(status_code=event.status_code, headers=heads, reason=event.reason)
+                )
+            elif isinstance(event, h11.Data):
+                self.bytes_b_to_a += len(event.data)
+                self.client.send(h11.Data(data=event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self.response_done = True
+                self.client.send(h11.EndOfMessage())
+                self.finish()
+                self.client.exchange_done(self)
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                self.fail()
+                return
+
+    def _switch(self, event: h11.InformationalResponse) -> None:
+        self.status = 101
+        self.raw = True
+        heads = hdr.client_response_headers(event.headers, self.decision.headers, switching=True)
+        self.client.send(h11.InformationalResponse(status_code=101, headers=heads))
+        pending, _ = self.upstream.trailing_data
+        if pending:
+            self.bytes_b_to_a += len(pending)
+            self.client.write(bytes(pending))
+        self.client.switch_to_raw(self)
+
+    def eof_received(self) -> bool:
+        if not self.finished and not (self.raw and self.decoder.eof):
+            self.fail()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.finished:
+            return
+        if self.raw and self.decoder.eof:  # a switched connection the target ended cleanly
+            self.finished = True
+            self.client.exchange_closed(self)
+            return
+        self.fail()
+
+    def pause_writing(self) -> None:
+        self.client.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client.resume_reading()
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """The response is complete: end the channel (the target connection ends with it)."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(EOF_CHUNK)
+            self.transport.close()
+        self.client.exchange_closed(self)
+
+    def fail(self) -> None:
+        """The channel broke or sent garbage: 502 if nothing was answered yet, else reset."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.client.exchange_failed(self)
+
+    def reset(self, reason: Reason = Reason.CLOSED) -> None:
+        """Called by `Traffic` when the tunnel is paused or deleted: end both sides now."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.client.abort()
+        self.client.exchange_closed(self)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
+def abort_client(transport: asyncio.BaseTransport) -> None:
+    hard_close(cast(asyncio.Transport, transport))

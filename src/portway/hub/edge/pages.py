@@ -1,0 +1,39 @@
+"""Short error answers of the edge, as HTML or JSON depending on the client's `Accept`.
+
+`portway.hub.edge.proxy` calls `error_page()` for every answer the edge gives itself (no
+route, policy denials, agent away); the caller adds policy headers and sends it with h11.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+REASONS = {
+    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    410: "Gone", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
+    308: "Permanent Redirect",
+}  # fmt: skip
+
+
+def wants_json(accept: str) -> bool:
+    """JSON when the client names JSON and not HTML (API clients); HTML for browsers and curl."""
+    accept = accept.lower()
+    return "json" in accept and "html" not in accept
+
+
+def error_page(
+    status: int, code: str, message: str, accept: str
+) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers (content type and length) and body of an edge error answer."""
+    if wants_json(accept):
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        ctype = "application/json"
+    else:
+        title = f"{status} {REASONS.get(status, 'Error')}"
+        body = (
+            f"<!doctype html><title>{title}</title><h1>{title}</h1>"
+            f"<p>{html.escape(message)}</p><p><small>portway edge</small></p>\n"
+        ).encode()
+        ctype = "text/html; charset=utf-8"
+    return [("Content-Type", ctype), ("Content-Length", str(len(body)))], body

@@ -1,0 +1,159 @@
+"""What a request on the edge is for, and whether share policy lets it through.
+
+`EdgeProxy` (proxy.py) calls `Router.decide()` once per request head, before any upstream work.
+It answers either a `Forward` (tunnel to dial, path to send, headers to add) or a `Deny` (an
+error page to send). Public URLs are resolved from the data plane's in-memory snapshot; share
+tokens are looked up in the store (one indexed query per request, never per chunk), so a revoked
+or expired share stops working with its very next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from portway.domain import paths, secrets
+from portway.domain.clock import Clock
+from portway.domain.ratelimit import SlidingWindow
+from portway.domain.shares import share_status
+from portway.hub.dataplane import routes
+from portway.store import Database
+from portway.store.models import Share
+
+SHARE_PREFIX = "/s/"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRef:
+    """The share a request used, for the access log."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    route: routes.Route
+    target: str  # what to send upstream (share prefix stripped, query kept)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # added to the response
+    share: ShareRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    status: int
+    code: str
+    message: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    share: ShareRef | None = None
+
+
+def host_slug(host: str, public_domain: str) -> str | None:
+    """The slug of `<slug>.<public-domain>[:port]`, or None for any other host."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        return None
+    name = name.rsplit(":", 1)[0] if ":" in name else name
+    name = name.rstrip(".")
+    suffix = "." + public_domain
+    if not name.endswith(suffix):
+        return None
+    slug = name[: -len(suffix)]
+    return slug if slug and "." not in slug else None
+
+
+def split_share(target: str) -> tuple[str, str] | None:
+    """(token, forwarded target) for `/s/<token>/<rest>?q`; the target keeps the query."""
+    if not target.startswith(SHARE_PREFIX):
+        return None
+    rest = target[len(SHARE_PREFIX) :]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    token, tail = rest[:cut], rest[cut:]
+    return token, tail
+
+
+class Router:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        snapshot: Callable[[], routes.Snapshot],
+        public_domain: str,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._snapshot = snapshot
+        self._domain = public_domain
+        self.limiter = SlidingWindow()
+
+    def _route_for_slug(self, slug: str) -> routes.Route | None:
+        for route in self._snapshot().routes.values():
+            if route.slug == slug and route.public and route.protocol in ("http", "https"):
+                return route
+        return None
+
+    async def decide(self, method: str, target: str, host: str) -> Forward | Deny:
+        """Route one request head and apply share policy; see the module docstring."""
+        shared = split_share(target)
+        if shared is not None:
+            return await self._share(method, *shared)
+        slug = host_slug(host, self._domain)
+        route = None if slug is None else self._route_for_slug(slug)
+        if route is None:
+            return Deny(404, "not_found", f"no public tunnel answers at {host or 'this host'}")
+        if route.paused:
+            return Deny(503, "tunnel_paused", f"tunnel {route.name} is paused")
+        return Forward(route, target)
+
+    async def _share(self, method: str, token: str, rest: str) -> Forward | Deny:  # noqa: PLR0911
+        now = self._clock.now()
+        share = await self._lookup(token)
+        if share is None:
+            return Deny(404, "share_not_found", "this share link does not exist")
+        ref = ShareRef(share.id, share.workspace_id)
+        status = share_status(share.revoked_at, share.expires_at, now)
+        if status != "active":
+            return Deny(410, f"share_{status}", f"this share link was {status}", share=ref)
+        route = self._snapshot().routes.get(share.tunnel_id)
+        if route is None:
+            return Deny(404, "share_not_found", "the shared tunnel no longer exists", share=ref)
+        if rest == "" or rest.startswith("?"):
+            location = f"{SHARE_PREFIX}{token}/{rest}"
+            return Deny(308, "redirect", "moved", [("Location", location)], share=ref)
+        limit_headers: list[tuple[str, str]] = []
+        if share.rate_limit is not None:
+            decision = self.limiter.hit(str(share.id), share.rate_limit, _seconds(now))
+            limit_headers = decision.headers()
+            if not decision.allowed:
+                headers = [*limit_headers, ("Retry-After", str(decision.retry_after))]
+                message = f"more than {share.rate_limit} requests in a minute"
+                return Deny(429, "rate_limited", message, headers, share=ref)
+        if route.paused:
+            return Deny(503, "tunnel_paused", f"tunnel {route.name} is paused", limit_headers, ref)
+        methods = share.allowed_methods
+        if methods is not None and method.upper() not in methods:
+            allow = [*limit_headers, ("Allow", ", ".join(methods))]
+            return Deny(405, "method_not_allowed", f"{method} is not allowed", allow, ref)
+        if not paths.allowed(rest, share.allowed_paths):
+            return Deny(403, "path_not_allowed", "this path is not shared", limit_headers, ref)
+        return Forward(route, rest, limit_headers, ref)
+
+    async def _lookup(self, token: str) -> Share | None:
+        if not token.startswith(secrets.SHARE_TOKEN_PREFIX) or len(token) > 200:
+            return None
+        async with self._db.session() as session:
+            share = await session.scalar(
+                select(Share).where(Share.token_hash == secrets.digest(token))
+            )
+            if share is None or not secrets.matches(token, share.token_hash):
+                return None
+            session.expunge(share)
+            return share
+
+
+def _seconds(now: datetime) -> float:
+    return now.timestamp()
