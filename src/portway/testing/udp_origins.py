@@ -10,6 +10,7 @@ with UdpEchoOrigin() as echo: ... echo.port ... echo.senders
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import select
 import socket
@@ -20,7 +21,7 @@ from types import TracebackType
 MAX_UDP = 65535
 
 
-class _UdpOrigin:
+class _UdpOrigin(abc.ABC):
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
@@ -31,8 +32,9 @@ class _UdpOrigin:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
+    @abc.abstractmethod
     def answer(self, datagram: bytes) -> bytes | None:
-        raise NotImplementedError
+        """The reply to one datagram (None: no reply)."""
 
     def _serve(self) -> None:
         while not self._stop.is_set():
