@@ -308,6 +308,7 @@ async def test_access_logs(
         "id": denied["id"], "shareId": share["id"], "at": "2026-01-01T00:00:03Z",
         "remoteAddr": "203.0.113.2", "method": "GET", "path": "/page/2", "statusCode": 403,
         "allowed": False, "reason": "path_not_allowed", "userAgent": "curl/8",
+        "bytesIn": None, "bytesOut": None, "latencyMs": None,
     }  # fmt: skip
     rest = (
         await api.get(

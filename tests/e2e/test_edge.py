@@ -161,6 +161,9 @@ def test_share_policy_denials_rate_limit_and_access_logs(
     statuses = sorted(item["statusCode"] for item in items)
     assert statuses.count(403) == 4 and statuses.count(405) == 1 and statuses.count(429) == 2
     assert any(item["allowed"] for item in items)
+    served = [item for item in items if item["allowed"]]
+    assert all(item["bytesOut"] > 0 and item["latencyMs"] >= 0 for item in served)
+    assert all(item["bytesOut"] is None for item in items if item["statusCode"] == 403)
     assert "/api/items?x=1" in [item["path"] for item in items]
     assert not any("pws_" in (item["path"] or "") for item in items)  # the token is never logged
     assert api.get(f"/v1/shares/{created['id']}").json()["accessCount"] >= 3

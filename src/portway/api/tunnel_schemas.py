@@ -337,6 +337,9 @@ class AccessLogOut(Model):
             "allowed": False,
             "reason": "method_not_allowed",
             "userAgent": "curl/8.5.0",
+            "bytesIn": None,
+            "bytesOut": None,
+            "latencyMs": None,
         }
     )
 
@@ -350,3 +353,6 @@ class AccessLogOut(Model):
     allowed: bool
     reason: str | None
     user_agent: str | None
+    bytes_in: int | None = Field(description="Request bytes sent to the target (null if refused)")
+    bytes_out: int | None = Field(description="Response bytes from the target (null if refused)")
+    latency_ms: float | None = Field(description="Time to the end of the response, in ms")

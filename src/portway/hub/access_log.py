@@ -38,6 +38,9 @@ class Entry:
     allowed: bool
     reason: str | None
     user_agent: str | None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    latency_ms: float | None = None
 
 
 class AccessLog:
@@ -87,7 +90,8 @@ class AccessLog:
                         session, share, remote_addr=entry.remote_addr, allowed=entry.allowed,
                         now=entry.at, method=entry.method, path=entry.path,
                         status_code=entry.status, reason=entry.reason,
-                        user_agent=entry.user_agent,
+                        user_agent=entry.user_agent, bytes_in=entry.bytes_in,
+                        bytes_out=entry.bytes_out, latency_ms=entry.latency_ms,
                     )  # fmt: skip
         except IntegrityError:
             log.warning("dropped access logs of deleted shares", extra={"count": len(batch)})

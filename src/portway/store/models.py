@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -206,6 +207,10 @@ class ShareAccessLog(Base):
     allowed: Mapped[bool] = mapped_column(Boolean)
     # Why a request was denied (method_not_allowed, path_not_allowed, rate_limited, ...).
     reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Request and response bytes and time to the end of the response; null when refused.
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 

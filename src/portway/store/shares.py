@@ -187,6 +187,9 @@ async def record_access(
     status_code: int | None = None,
     reason: str | None = None,
     user_agent: str | None = None,
+    bytes_in: int | None = None,
+    bytes_out: int | None = None,
+    latency_ms: float | None = None,
 ) -> ShareAccessLog:
     """Log one use of a share and, when it was allowed, count it.
 
@@ -204,6 +207,9 @@ async def record_access(
         allowed=allowed,
         reason=None if reason is None else reason[:64],
         user_agent=None if user_agent is None else user_agent[:256],
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        latency_ms=latency_ms,
     )
     session.add(log)
     if allowed:

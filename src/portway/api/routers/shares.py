@@ -223,6 +223,9 @@ async def list_access_logs(
             allowed=log.allowed,
             reason=log.reason,
             user_agent=log.user_agent,
+            bytes_in=log.bytes_in,
+            bytes_out=log.bytes_out,
+            latency_ms=log.latency_ms,
         )
         for log in page.items
     ]

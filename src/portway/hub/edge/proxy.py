@@ -315,13 +315,14 @@ class EdgeConnection(asyncio.Protocol):
             allowed=isinstance(decision, Forward),
             reason=None if isinstance(decision, Forward) else decision.code,
             user_agent=None if agent is None else agent.decode("latin-1"),
+            bytes_in=None if exchange is None else exchange.bytes_a_to_b,
+            bytes_out=None if exchange is None else exchange.bytes_b_to_a,
+            latency_ms=None if exchange is None else _elapsed_ms(exchange.started),
         ))  # fmt: skip
-        if exchange is not None:
-            log.debug("share request", extra={
-                "status": status, "bytes_in": exchange.bytes_a_to_b,
-                "bytes_out": exchange.bytes_b_to_a,
-                "latency_ms": round((time.monotonic() - exchange.started) * 1000, 1),
-            })  # fmt: skip
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
 
 
 def _without_token(target: str) -> str:
