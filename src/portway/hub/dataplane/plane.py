@@ -425,9 +425,11 @@ class DataPlane:
         serving = self._serving(route.agent_id)
         if not serving:
             return "connecting", "no agent session is serving this tunnel"
-        reports = [s.targets.get(str(route.id)) for s in serving]
-        if reports and all(r is not None and not r[0] for r in reports):
-            return "error", next(r[1] for r in reports if r) or "the agent cannot reach the target"
+        # Sessions that have not probed this target yet do not count: a process joining an
+        # agent's identity must not flip a failing tunnel to active before it has looked.
+        reports = [r for s in serving if (r := s.targets.get(str(route.id))) is not None]
+        if reports and not any(ok for ok, _ in reports):
+            return "error", reports[0][1] or "the agent cannot reach the target"
         return "active", None
 
     async def _sync_statuses(self) -> None:
