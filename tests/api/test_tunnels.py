@@ -23,7 +23,8 @@ from tests.api.tunnel_helpers import (
 )
 
 TUNNEL_FIELDS = {
-    "id", "name", "agentId", "target", "protocol", "requestedProtocol", "public", "publicUrl",
+    "id", "name", "agentId", "target", "protocol", "requestedProtocol", "detectedProtocol", "probe",
+    "public", "publicUrl",
     "hubPort", "status", "statusReason", "metadata", "createdAt", "updatedAt", "expiresAt",
     "stats",
 }  # fmt: skip

@@ -64,6 +64,29 @@ def test_connection_strings_use_the_local_port(kind: rules.ServiceKind, expected
     assert rules.connection_string(kind, 15432) == expected
 
 
+@pytest.mark.parametrize(
+    ("kind", "metadata", "expected"),
+    [
+        ("postgres", {"username": "ro", "database": "app"}, "postgresql://ro@localhost:5432/app"),
+        ("postgres", {"username": "ro"}, "postgresql://ro@localhost:5432/postgres"),
+        ("mysql", {"username": "root", "database": "shop"}, "mysql://root@localhost:5432/shop"),
+        ("redis", {"database": 2}, "redis://localhost:5432/2"),
+        ("mongodb", {"database": "logs"}, "mongodb://localhost:5432/logs"),
+        (
+            "postgres",
+            {"username": "a@b/c", "database": "x/y"},
+            "postgresql://a%40b%2Fc@localhost:5432/x%2Fy",
+        ),
+        ("postgres", {"username": 5, "database": True}, "postgresql://localhost:5432/postgres"),
+        ("http", {"username": "ro", "database": "app"}, "http://localhost:5432"),
+    ],
+)
+def test_connection_strings_honour_metadata(
+    kind: rules.ServiceKind, metadata: dict[str, object], expected: str
+) -> None:
+    assert rules.connection_string(kind, 5432, metadata) == expected
+
+
 def test_generated_names() -> None:
     names = {rules.generated_name("postgres") for _ in range(50)}
     assert all(re.fullmatch(r"postgres-[a-z0-9]{4}", n) for n in names)

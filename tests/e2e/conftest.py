@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from portway.testing.http_origin import HttpOrigin
 from portway.testing.hub import HubProcess
 from portway.testing.machines import Machine
+from portway.testing.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +46,27 @@ def api(hub: HubProcess) -> Iterator[httpx.Client]:
         base_url=hub.api_url, headers={"Authorization": f"Bearer {hub.admin_key}"}, timeout=30
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[HttpOrigin]:
+    """A real HTTP origin (echo, bodies, WebSocket) for the edge tests of one module."""
+    with HttpOrigin() as running:
+        yield running
+
+
+@pytest.fixture
+def web(machine: Callable[[str], Machine], api: httpx.Client, origin: HttpOrigin) -> dict[str, Any]:
+    """A public HTTP tunnel to `origin`, served by a real `portway expose`, once active."""
+    name = f"web{os.urandom(3).hex()}"
+    machine("server").start(
+        "expose", f"127.0.0.1:{origin.port}", "--name", name, "--protocol", "http", "--public"
+    ).wait_for("Connected to the hub.")
+
+    def active() -> dict[str, Any] | None:
+        found: dict[str, Any] = api.get(f"/v1/tunnels/{name}").json()
+        return found if found["status"] == "active" else None
+
+    found = wait_until(active, timeout=20, what=f"{name} to become active")
+    assert found is not None
+    return found

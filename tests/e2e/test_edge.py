@@ -15,38 +15,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from portway.testing.http_origin import HttpOrigin, HttpsOrigin, encode_frame, read_frame
+from portway.testing.http_origin import HttpsOrigin, encode_frame, read_frame
 from portway.testing.hub import HubProcess
 from portway.testing.machines import Machine
 from portway.testing.programs import require_program
 from portway.testing.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[HttpOrigin]:
-    with HttpOrigin() as running:
-        yield running
-
-
-@pytest.fixture
-def web(machine: Callable[[str], Machine], api: httpx.Client, origin: HttpOrigin) -> dict[str, Any]:
-    """A public HTTP tunnel to the origin, served by a real `portway expose`, once active."""
-    server = machine("server")
-    name = f"web{os.urandom(3).hex()}"
-    target = f"127.0.0.1:{origin.port}"
-    server.start("expose", target, "--name", name, "--protocol", "http", "--public").wait_for(
-        "Connected to the hub."
-    )
-
-    def active() -> dict[str, Any] | None:
-        found: dict[str, Any] = api.get(f"/v1/tunnels/{name}").json()
-        return found if found["status"] == "active" else None
-
-    found = wait_until(active, timeout=20, what=f"{name} to become active")
-    assert found is not None
-    return found
 
 
 def edge_port(hub: HubProcess) -> int:

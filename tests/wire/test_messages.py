@@ -22,6 +22,9 @@ from portway.wire.messages import (
     Counter,
     Counters,
     DesiredState,
+    Detected,
+    Diagnosis,
+    DiagnosticStep,
     Goodbye,
     Message,
     MessageReader,
@@ -133,6 +136,21 @@ EXACT: list[tuple[Message, bytes]] = [
     (
         AssignError("c1", Reason.TARGET_REFUSED, "connect: refused"),
         frame(0x22, '{"conn":"c1","reason":"target_refused","message":"connect: refused"}'),
+    ),
+    (
+        Diagnosis(
+            "c2",
+            (DiagnosticStep("dns", "ok", 0.5, "db → 10.0.0.5"), DiagnosticStep("tls", "skip")),
+            12.25,
+            Detected("postgres", detail="PostgreSQL, no TLS"),
+        ),
+        frame(
+            0x23,
+            '{"conn":"c2","steps":[{"name":"dns","status":"ok","ms":0.5,"detail":"db → 10.0.0.5"},'
+            '{"name":"tls","status":"skip","detail":""}],"elapsed_ms":12.25,'
+            '"detected":{"protocol":"postgres","auth_required":false,'
+            '"detail":"PostgreSQL, no TLS"}}',
+        ),
     ),
 ]
 

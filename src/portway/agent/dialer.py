@@ -30,7 +30,8 @@ class DialError(Exception):
 class Dialer:
     policy: TargetPolicy
 
-    async def _addresses(self, host: str, port: int) -> list[str]:
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` the policy allows, in resolver order; raises DialError."""
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -71,7 +72,7 @@ class Dialer:
         last: DialError | None = None
         try:
             async with asyncio.timeout(timeout):
-                for address in await self._addresses(host, port):
+                for address in await self.addresses(host, port):
                     try:
                         transport, _ = await loop.create_connection(
                             factory, address, port, ssl=ssl_context,
@@ -104,7 +105,7 @@ class Dialer:
         last: DialError | None = None
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                for address in await self._addresses(host, port):
+                for address in await self.addresses(host, port):
                     try:
                         transport, _ = await loop.create_datagram_endpoint(
                             factory, remote_addr=(address, port)
@@ -127,7 +128,7 @@ class Dialer:
         """A UDP target is fine when it resolves to an address the policy allows."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
-                await self._addresses(host, port)
+                await self.addresses(host, port)
         except TimeoutError:
             raise DialError(Reason.TARGET_TIMEOUT, f"{host} did not resolve in time") from None
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from portway import __version__
 from portway.agent.dialer import Dialer, DialError
+from portway.agent.probing import diagnose
 from portway.agent.reach import LOCALHOST, ReachListener
+from portway.agent.targets import TargetWatch
 from portway.agent.udp import UdpReachListener, serve_udp
 from portway.domain.backoff import Backoff
 from portway.domain.policy import TargetPolicy
@@ -104,7 +106,7 @@ class AgentRuntime:
         self.dialer = Dialer(settings.policy)
         self.on_state = on_state or (lambda _event, _info: None)
         self.tunnels: dict[str, TunnelSpec] = {}
-        self.targets: dict[str, TargetStatus] = {}
+        self.watch = TargetWatch(self.dialer, self.on_state)
         self.binds: dict[str, ReachListener | UdpReachListener] = {}
         self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
         self.connected = asyncio.Event()
@@ -263,7 +265,7 @@ class AgentRuntime:
         revision = state.revision
         bind_results = await self._sync_binds(state.binds) if self.settings.hold_binds else []
         targets = await asyncio.gather(
-            *(self._probe(t) for t in state.tunnels if self.settings.serve)
+            *(self.watch.check(t) for t in state.tunnels if self.settings.serve)
         )
         self._report(revision, list(targets), bind_results, force=True)
         if self.settings.serve and state.tunnels:
@@ -274,29 +276,18 @@ class AgentRuntime:
             await asyncio.sleep(PROBE_INTERVAL)
             if self._revision != revision:
                 return
-            targets = await asyncio.gather(*(self._probe(t) for t in self.tunnels.values()))
+            targets = await asyncio.gather(*(self.watch.check(t) for t in self.tunnels.values()))
             self._report(revision, list(targets), [], force=False)
 
     def _report(
         self, revision: int, targets: list[TargetStatus], binds: list[BindStatus], *, force: bool
     ) -> None:
-        changed = [t for t in targets if self.targets.get(t.tunnel) != t]
-        for target in targets:
-            self.targets[target.tunnel] = target
+        changed = self.watch.worth_sending(targets)
         if (force or changed or binds) and self._control is not None:
             with contextlib.suppress(ConnectionClosed):
                 self._control.send(
                     Status(revision, tuple(targets if force else changed), tuple(binds))
                 )
-
-    async def _probe(self, spec: TunnelSpec) -> TargetStatus:
-        udp = spec.protocol is Protocol.UDP
-        try:
-            await (self.dialer.probe_udp if udp else self.dialer.probe)(spec.host, spec.port)
-        except DialError as exc:
-            self.on_state("target_error", {"tunnel": spec.name, "message": exc.message})
-            return TargetStatus(spec.id, False, exc.reason, exc.message)
-        return TargetStatus(spec.id, True)
 
     async def _sync_binds(self, specs: tuple[BindSpec, ...]) -> list[BindStatus]:
         wanted = {spec.id: spec for spec in specs}
@@ -352,6 +343,8 @@ class AgentRuntime:
             self._open_channel()
             if message.mode is AssignMode.DIAL:
                 handed_over = await self._dial(channel, message)
+            elif message.mode is AssignMode.DIAGNOSE:
+                await self._diagnose(channel, message)
             else:
                 handed_over = self._attach_reach(channel, message)
         except (ConnectionClosed, ProtocolError):
@@ -360,12 +353,24 @@ class AgentRuntime:
             if not handed_over:
                 channel.close()
 
-    async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
+    def _served(self, channel: FramedConnection, assign: Assign) -> TunnelSpec | None:
+        """The tunnel `assign` names if this agent serves it at that target; else answers
+        `assign_error` on `channel` and returns None."""
         spec = self.tunnels.get(assign.tunnel)
         if spec is None or (spec.host, spec.port) != (assign.host, assign.port):
             channel.send(
                 AssignError(assign.conn, Reason.CLOSED, "this agent does not serve that tunnel")
             )
+            return None
+        return spec
+
+    async def _diagnose(self, channel: FramedConnection, assign: Assign) -> None:
+        if self._served(channel, assign) is not None:
+            channel.send(await diagnose(self.dialer, assign))
+
+    async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
+        spec = self._served(channel, assign)
+        if spec is None:
             return False
         if assign.protocol is Protocol.UDP:
             return await serve_udp(self.dialer, spec, channel, assign)

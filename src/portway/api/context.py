@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from portway.domain.clock import Clock
+from portway.domain.detection import Report
 from portway.hub.config import HubConfig
 from portway.hub.dataplane.endpoint import AgentEndpoint
 from portway.hub.presence import AgentPresence
@@ -21,6 +24,9 @@ class ApiContext:
     clock: Clock = field(default_factory=Clock)
     presence: AgentPresence = field(default_factory=AgentPresence)
     agent_endpoint: AgentEndpoint | None = None
+    # Diagnoses a tunnel through its agent (the data plane's `Diagnostics.run`); None when the
+    # API runs without a data plane, as in some tests.
+    diagnose: Callable[[uuid.UUID], Awaitable[Report]] | None = None
     # Set by `Hub.stop()` before the API stops: long-lived responses (the event stream) end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -66,6 +66,10 @@ class Unprocessable(Problem):
     status, default_code = 422, "validation_failed"
 
 
+class Unavailable(Problem):
+    status, default_code = 503, "unavailable"
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorDocument, "description": description}
     for status, description in {

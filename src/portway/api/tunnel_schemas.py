@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StrictBool
 
+from portway.api.diagnostic_schemas import DetectedProtocol, ProbeOut
 from portway.api.schemas import DisplayName, Model, SlugName
 from portway.api.tunnel_examples import (
     EXAMPLE_AGENT_ID,
@@ -154,6 +155,16 @@ class TunnelOut(Model):
             "target": {"host": "127.0.0.1", "port": 3000},
             "protocol": "http",
             "requestedProtocol": "auto",
+            "detectedProtocol": "http",
+            "probe": {
+                "protocol": "http",
+                "version": "nginx/1.26.3",
+                "tls": None,
+                "authRequired": False,
+                "detail": "HTTP 200, nginx/1.26.3",
+                "probedAt": EXAMPLE_TIME,
+                "mismatch": None,
+            },
             "public": True,
             "publicUrl": "http://staging-web-x8k2q1.localhost:7081",
             "hubPort": None,
@@ -182,6 +193,10 @@ class TunnelOut(Model):
     target: Target
     protocol: rules.Protocol = Field(description="The protocol in use (resolved from `auto`)")
     requested_protocol: rules.RequestedProtocol
+    detected_protocol: DetectedProtocol | None = Field(
+        description="What the exposing agent's protocol probe found; null until it ran"
+    )
+    probe: ProbeOut | None = Field(description="The rest of the last probe's finding")
     public: bool
     public_url: str | None = Field(
         description="`http://<slug>.<domain>:<edge-port>` (HTTP) or `tcp|udp://<domain>:<hubPort>`"

@@ -7,6 +7,9 @@ import click
 from portway import __version__
 from portway.cli import (
     agents,
+    check,
+    doctor,
+    env,
     events,
     expose,
     hub,
@@ -36,6 +39,9 @@ for command in (
     up.up,
     expose.expose,
     reach.reach,
+    env.env,
+    check.check,
+    doctor.doctor,
     join.join,
     agents.agents,
     tunnels.tunnels,

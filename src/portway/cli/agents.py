@@ -10,9 +10,9 @@ from portway.cli.common import (
     ApiOptions,
     PortwayGroup,
     api_options,
-    details,
     emit_json,
-    table,
+    list_items,
+    show_item,
     when,
 )
 
@@ -30,13 +30,9 @@ def agents() -> None:
 @api_options
 def list_agents(api: ApiOptions) -> None:
     """List agents."""
-    with api.client() as client:
-        items = list(client.paginate("/v1/agents"))
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
-        items,
+    list_items(
+        api,
+        "/v1/agents",
         [
             ("NAME", lambda a: a["name"]),
             ("ID", lambda a: a["id"]),
@@ -53,21 +49,18 @@ def list_agents(api: ApiOptions) -> None:
 @api_options
 def show_agent(agent: str, api: ApiOptions) -> None:
     """Show one agent (by name or id)."""
-    with api.client() as client:
-        found = client.get(f"/v1/agents/{agent}")
-    if api.as_json:
-        emit_json(found)
-        return
-    details(
-        [
-            ("name", found["name"]),
-            ("id", found["id"]),
-            ("status", _status(found)),
-            ("label", found["label"]),
-            ("last seen", when(found["lastSeenAt"])),
-            ("version", found["version"]),
-            ("created", when(found["createdAt"])),
-        ]
+    show_item(
+        api,
+        f"/v1/agents/{agent}",
+        lambda a: [
+            ("name", a["name"]),
+            ("id", a["id"]),
+            ("status", _status(a)),
+            ("label", a["label"]),
+            ("last seen", when(a["lastSeenAt"])),
+            ("version", a["version"]),
+            ("created", when(a["createdAt"])),
+        ],
     )
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any, TypeVar
 
 import click
@@ -14,10 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from portway.cli.profile import DEFAULT_PROFILE, load_profile
-from portway.client import PortwayClient
+from portway.client import DEFAULT_TIMEOUT, PortwayClient
 from portway.errors import ApiError, ConfigError, PortwayError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+Item = dict[str, Any]
+# A table's columns: each header with how to read its cell from a row.
+Columns = Sequence[tuple[str, Callable[[Item], Any]]]
 
 HINTS = {
     "invalid_api_key": "check --api-key, PORTWAY_API_KEY or run 'portway login' again",
@@ -66,12 +71,12 @@ class ApiOptions:
         self.api_key = api_key or saved.api_key
         self.as_json = as_json
 
-    def client(self) -> PortwayClient:
+    def client(self, timeout: float = DEFAULT_TIMEOUT) -> PortwayClient:
         if not self.hub:
             raise ConfigError("no hub configured: run 'portway login --hub URL --api-key KEY'")
         if not self.api_key:
             raise ConfigError("no API key: pass --api-key, set PORTWAY_API_KEY or 'portway login'")
-        return PortwayClient(self.hub, self.api_key)
+        return PortwayClient(self.hub, self.api_key, timeout=timeout)
 
 
 def emit_json(data: Any) -> None:
@@ -86,9 +91,7 @@ def when(value: str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def table(
-    rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]]
-) -> None:
+def table(rows: Iterable[Item], columns: Columns) -> None:
     """Print `rows` as a table; `columns` maps a header to how to read the cell."""
     out = Table(box=None, pad_edge=False, header_style="bold")
     for header, _ in columns:
@@ -110,3 +113,34 @@ def details(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
         click.echo(f"{key.ljust(width)}  {'-' if value is None else value}")
+
+
+def emit_items(api: ApiOptions, items: list[Item], columns: Columns) -> None:
+    """`items` as JSON with --json, else as a table of `columns`."""
+    if api.as_json:
+        emit_json(items)
+        return
+    table(items, columns)
+
+
+def list_items(
+    api: ApiOptions, path: str, columns: Columns, *, limit: int | None = None, **params: Any
+) -> None:
+    """Every item of `path` (following pages; the first `limit`) as a table, or as JSON with
+    --json: the `ls` commands. `params` filter the list; None ones are left out."""
+    with api.client() as client:
+        items = list(islice(client.paginate(path, **params), limit))
+    emit_items(api, items, columns)
+
+
+def show_item(
+    api: ApiOptions, path: str, fields: Callable[[Item], Sequence[tuple[str, Any]]]
+) -> None:
+    """The object at `path` as `key  value` lines of `fields`, or as JSON with --json: the
+    `show` commands."""
+    with api.client() as client:
+        found = client.get(path)
+    if api.as_json:
+        emit_json(found)
+        return
+    details(fields(found))

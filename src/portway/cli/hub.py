@@ -45,6 +45,9 @@ def _option(key: str, help_text: str) -> Callable[[F], F]:
 @_option("agent_tls_key", "Private key (PEM) for --agent-tls-cert.")
 @_option("log_level", "debug, info, warning or error.")
 @_option("log_format", "text or json.")
+@_option("edge_head_timeout", "Seconds to receive a whole request head (then 408).")
+@_option("edge_idle_timeout", "Seconds a kept-alive edge connection may stay idle.")
+@_option("edge_body_timeout", "Seconds allowed between reads of a request body (then 408).")
 @click.option(
     "--webhooks-allow-private",
     "webhooks_allow_private",

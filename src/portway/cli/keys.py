@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, table, when
+from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, list_items, when
 
 
 @click.group(cls=PortwayGroup)
@@ -16,13 +16,9 @@ def keys() -> None:
 @api_options
 def list_keys(api: ApiOptions) -> None:
     """List active API keys."""
-    with api.client() as client:
-        items = list(client.paginate("/v1/api-keys"))
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
-        items,
+    list_items(
+        api,
+        "/v1/api-keys",
         [
             ("NAME", lambda k: k["name"]),
             ("ID", lambda k: k["id"]),

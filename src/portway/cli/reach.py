@@ -1,7 +1,13 @@
-"""`portway reach NAME`: make a tunnel answer on this machine's localhost."""
+"""`portway reach NAME`: make a tunnel answer on this machine's localhost.
+
+While it runs, a state file (see `cli/reaching.py`) tells `portway env` and `portway doctor`
+which tunnel is reached on which local port; it is removed when the command exits.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,6 +16,7 @@ from portway.agent.reach import LOCALHOST, first_free_port
 from portway.agent.runtime import AgentRuntime
 from portway.cli.agent_setup import ensure_agent, reporter, run_foreground, settings_from
 from portway.cli.common import ApiOptions, api_options, emit_json
+from portway.cli.reaching import ReachState, forget, local_host, process_start, record
 from portway.domain.tunnels import connection_string, service_kind
 from portway.errors import ConfigError
 
@@ -46,20 +53,41 @@ def reach(
     if port != wanted:
         click.echo(f"Port {wanted} is in use; using {port} instead.", err=True)
     kind = service_kind(found["protocol"], found["target"]["port"], found.get("detectedProtocol"))
-    url = connection_string(kind, port)
+    host = local_host(addresses)
     settings = settings_from(profile, serve=False, hold_binds=False)
     runtime = AgentRuntime(settings, on_state=reporter(api.as_json))
+    written: list[Path] = []
 
     async def prepare(rt: AgentRuntime) -> None:
         bound = await rt.add_reach(
             found["id"], found["name"], port, tuple(addresses), protocol=found["protocol"]
         )
+        url = connection_string(kind, bound, metadata=found.get("metadata"))
+        if host != "localhost":  # bound to a specific non-loopback address only
+            url = url.replace(f"localhost:{bound}", f"{host}:{bound}", 1)
+        state = ReachState(
+            tunnel_id=found["id"], name=found["name"], protocol=found["protocol"],
+            local_host=host, local_port=bound, bind_addresses=list(addresses),
+            connection_string=url, process_start=process_start(os.getpid()),
+        )  # fmt: skip
+        written.append(record(api.profile_name, state))
         if api.as_json:
-            emit_json({"tunnel": found["name"], "localPort": bound, "connectionString": url})
+            emit_json(
+                {
+                    "tunnel": found["name"],
+                    "localHost": host,
+                    "localPort": bound,
+                    "connectionString": url,
+                }
+            )
         else:
-            where = f"localhost:{bound}" + (" (UDP)" if udp else "")
+            where = f"{host}:{bound}" + (" (UDP)" if udp else "")
             click.echo(f"Reaching {found['name']} on {where}")
             click.echo(f"  {url}")
             click.echo("Press Ctrl-C to stop.")
 
-    run_foreground(runtime, prepare=prepare)
+    def cleanup() -> None:
+        for path in written:
+            forget(path)
+
+    run_foreground(runtime, prepare=prepare, cleanup=cleanup)

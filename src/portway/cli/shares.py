@@ -6,7 +6,6 @@ unique); tokens are never shown again after creation, only their prefix.
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any
 
 import click
@@ -15,9 +14,10 @@ from portway.cli.common import (
     ApiOptions,
     PortwayGroup,
     api_options,
-    details,
+    emit_items,
     emit_json,
-    table,
+    list_items,
+    show_item,
     when,
 )
 from portway.domain.shares import SHARE_STATUSES
@@ -47,10 +47,8 @@ def list_shares(tunnel: str | None, status: str | None, api: ApiOptions) -> None
         items = list(client.paginate("/v1/shares", tunnelId=tunnel_id, status=status))
         # Tunnel names make the table readable; scripts get ids only, so skip the extra calls.
         names = {} if api.as_json else {t["id"]: t["name"] for t in client.paginate("/v1/tunnels")}
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
+    emit_items(
+        api,
         items,
         [
             ("NAME", lambda s: s["name"]),
@@ -69,28 +67,25 @@ def list_shares(tunnel: str | None, status: str | None, api: ApiOptions) -> None
 @api_options
 def show_share(share_id: str, api: ApiOptions) -> None:
     """Show one share and its policy."""
-    with api.client() as client:
-        found = client.get(f"/v1/shares/{share_id}")
-    if api.as_json:
-        emit_json(found)
-        return
-    details(
-        [
-            ("name", found["name"]),
-            ("id", found["id"]),
-            ("tunnel", found["tunnelId"]),
-            ("status", found["status"]),
-            ("description", found["description"]),
-            ("token", found["tokenPrefix"] + "… (shown only at creation)"),
-            ("methods", _listed(found["allowedMethods"])),
-            ("paths", _listed(found["allowedPaths"])),
-            ("rate limit", _rate(found)),
-            ("uses", found["accessCount"]),
-            ("last used", when(found["lastAccessedAt"])),
-            ("created", when(found["createdAt"])),
-            ("expires", when(found["expiresAt"]) if found["expiresAt"] else "never"),
-            ("revoked", when(found["revokedAt"])),
-        ]
+    show_item(
+        api,
+        f"/v1/shares/{share_id}",
+        lambda s: [
+            ("name", s["name"]),
+            ("id", s["id"]),
+            ("tunnel", s["tunnelId"]),
+            ("status", s["status"]),
+            ("description", s["description"]),
+            ("token", s["tokenPrefix"] + "… (shown only at creation)"),
+            ("methods", _listed(s["allowedMethods"])),
+            ("paths", _listed(s["allowedPaths"])),
+            ("rate limit", _rate(s)),
+            ("uses", s["accessCount"]),
+            ("last used", when(s["lastAccessedAt"])),
+            ("created", when(s["createdAt"])),
+            ("expires", when(s["expiresAt"]) if s["expiresAt"] else "never"),
+            ("revoked", when(s["revokedAt"])),
+        ],
     )
 
 
@@ -117,13 +112,9 @@ def revoke_share(share_id: str, api: ApiOptions) -> None:
 @api_options
 def share_logs(share_id: str, limit: int, api: ApiOptions) -> None:
     """Show who used a share and whether the hub let them through, newest first."""
-    with api.client() as client:
-        items = list(islice(client.paginate(f"/v1/shares/{share_id}/access-logs"), limit))
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
-        items,
+    list_items(
+        api,
+        f"/v1/shares/{share_id}/access-logs",
         [
             ("TIME", lambda e: when(e["at"])),
             ("FROM", lambda e: e["remoteAddr"]),
@@ -131,4 +122,5 @@ def share_logs(share_id: str, limit: int, api: ApiOptions) -> None:
             ("RESULT", lambda e: "allowed" if e["allowed"] else f"denied ({e['reason']})"),
             ("STATUS", lambda e: e["statusCode"]),
         ],
+        limit=limit,
     )

@@ -16,8 +16,9 @@ from portway.cli.common import (
     PortwayGroup,
     api_options,
     details,
+    emit_items,
     emit_json,
-    table,
+    show_item,
     when,
 )
 from portway.domain.tunnels import PROTOCOLS, STATUSES
@@ -50,30 +51,47 @@ def _size(count: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def print_tunnel(tunnel: dict[str, Any]) -> None:
-    """The detail view `tunnels show` prints, also used after pause/resume/rename."""
+def _detected(tunnel: dict[str, Any]) -> str | None:
+    """`postgres 16.4, TLS until 2027-01-01` and any contradiction with the chosen protocol."""
+    probe = tunnel.get("probe")
+    if not probe:
+        return None
+    text: str = probe["protocol"] + (f" {probe['version']}" if probe.get("version") else "")
+    if probe.get("tls"):
+        text += f", TLS until {probe['tls']['notAfter']}"
+    if probe.get("mismatch"):
+        text += f" (warning: {probe['mismatch']})"
+    return text
+
+
+def _fields(tunnel: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The detail view `tunnels show` prints."""
     stats = tunnel["stats"]
-    details(
-        [
-            ("name", tunnel["name"]),
-            ("id", tunnel["id"]),
-            ("status", _status(tunnel)),
-            ("target", _target(tunnel)),
-            ("protocol", f"{tunnel['protocol']} (requested {tunnel['requestedProtocol']})"),
-            ("agent", tunnel["agentId"]),
-            ("public url", _exposed(tunnel)),
-            ("hub port", tunnel["hubPort"]),
-            (
-                "connections",
-                f"{stats['activeConnections']} open, {stats['totalConnections']} total",
-            ),
-            ("traffic", f"{_size(stats['bytesIn'])} in, {_size(stats['bytesOut'])} out"),
-            ("last connection", when(stats["lastConnectionAt"])),
-            ("metadata", json.dumps(tunnel["metadata"]) if tunnel["metadata"] else None),
-            ("created", when(tunnel["createdAt"])),
-            ("expires", when(tunnel["expiresAt"]) if tunnel["expiresAt"] else "never"),
-        ]
-    )
+    return [
+        ("name", tunnel["name"]),
+        ("id", tunnel["id"]),
+        ("status", _status(tunnel)),
+        ("target", _target(tunnel)),
+        ("protocol", f"{tunnel['protocol']} (requested {tunnel['requestedProtocol']})"),
+        ("detected", _detected(tunnel)),
+        ("agent", tunnel["agentId"]),
+        ("public url", _exposed(tunnel)),
+        ("hub port", tunnel["hubPort"]),
+        (
+            "connections",
+            f"{stats['activeConnections']} open, {stats['totalConnections']} total",
+        ),
+        ("traffic", f"{_size(stats['bytesIn'])} in, {_size(stats['bytesOut'])} out"),
+        ("last connection", when(stats["lastConnectionAt"])),
+        ("metadata", json.dumps(tunnel["metadata"]) if tunnel["metadata"] else None),
+        ("created", when(tunnel["createdAt"])),
+        ("expires", when(tunnel["expiresAt"]) if tunnel["expiresAt"] else "never"),
+    ]
+
+
+def print_tunnel(tunnel: dict[str, Any]) -> None:
+    """The detail view `tunnels show` prints, for any command that has a tunnel to show."""
+    details(_fields(tunnel))
 
 
 @click.group(cls=PortwayGroup)
@@ -95,10 +113,8 @@ def list_tunnels(
         items = list(
             client.paginate("/v1/tunnels", status=status, agentId=agent_id, protocol=protocol)
         )
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
+    emit_items(
+        api,
         items,
         [
             ("NAME", lambda t: t["name"]),
@@ -118,12 +134,7 @@ def list_tunnels(
 @api_options
 def show_tunnel(tunnel: str, api: ApiOptions) -> None:
     """Show one tunnel (by name or id) with its traffic counters."""
-    with api.client() as client:
-        found = client.get(f"/v1/tunnels/{tunnel}")
-    if api.as_json:
-        emit_json(found)
-        return
-    print_tunnel(found)
+    show_item(api, f"/v1/tunnels/{tunnel}", _fields)
 
 
 def _patch(api: ApiOptions, tunnel: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any
 
 import click
@@ -11,9 +10,9 @@ from portway.cli.common import (
     ApiOptions,
     PortwayGroup,
     api_options,
-    details,
     emit_json,
-    table,
+    list_items,
+    show_item,
     when,
 )
 from portway.domain.webhooks import DELIVERY_STATUSES
@@ -43,13 +42,9 @@ def webhooks() -> None:
 @api_options
 def list_webhooks(api: ApiOptions) -> None:
     """List webhooks."""
-    with api.client() as client:
-        items = list(client.paginate("/v1/webhooks"))
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
-        items,
+    list_items(
+        api,
+        "/v1/webhooks",
         [
             ("ID", lambda w: w["id"]),
             ("URL", lambda w: w["url"]),
@@ -92,22 +87,19 @@ def create_webhook(
 @api_options
 def show_webhook(webhook_id: str, api: ApiOptions) -> None:
     """Show one webhook."""
-    with api.client() as client:
-        found = client.get(f"/v1/webhooks/{webhook_id}")
-    if api.as_json:
-        emit_json(found)
-        return
-    details(
-        [
-            ("id", found["id"]),
-            ("url", found["url"]),
-            ("events", ", ".join(found["events"])),
-            ("state", _state(found)),
-            ("failing since", when(found["failingSince"])),
-            ("description", found["description"]),
-            ("secret", found["secretPrefix"] + "… (shown only at creation and rotation)"),
-            ("created", when(found["createdAt"])),
-        ]
+    show_item(
+        api,
+        f"/v1/webhooks/{webhook_id}",
+        lambda w: [
+            ("id", w["id"]),
+            ("url", w["url"]),
+            ("events", ", ".join(w["events"])),
+            ("state", _state(w)),
+            ("failing since", when(w["failingSince"])),
+            ("description", w["description"]),
+            ("secret", w["secretPrefix"] + "… (shown only at creation and rotation)"),
+            ("created", when(w["createdAt"])),
+        ],
     )
 
 
@@ -186,14 +178,9 @@ def rotate_secret(webhook_id: str, api: ApiOptions) -> None:
 @api_options
 def list_deliveries(webhook_id: str, status: str | None, limit: int, api: ApiOptions) -> None:
     """Show the webhook's deliveries, newest first, with their attempts."""
-    with api.client() as client:
-        path = f"/v1/webhooks/{webhook_id}/deliveries"
-        items = list(islice(client.paginate(path, status=status), limit))
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
-        items,
+    list_items(
+        api,
+        f"/v1/webhooks/{webhook_id}/deliveries",
         [
             ("ID", lambda d: d["id"]),
             ("EVENT", lambda d: d["eventType"]),
@@ -203,4 +190,6 @@ def list_deliveries(webhook_id: str, status: str | None, limit: int, api: ApiOpt
             ("NEXT", lambda d: when(d["nextAttemptAt"]) if d["nextAttemptAt"] else None),
             ("CREATED", lambda d: when(d["createdAt"])),
         ],
+        limit=limit,
+        status=status,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, table, when
+from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, list_items, when
 
 
 @click.group(cls=PortwayGroup)
@@ -16,13 +16,9 @@ def workspaces() -> None:
 @api_options
 def list_workspaces(api: ApiOptions) -> None:
     """List workspaces."""
-    with api.client() as client:
-        items = list(client.paginate("/v1/workspaces"))
-    if api.as_json:
-        emit_json(items)
-        return
-    table(
-        items,
+    list_items(
+        api,
+        "/v1/workspaces",
         [
             ("NAME", lambda w: w["name"] + (" (admin)" if w["isAdmin"] else "")),
             ("ID", lambda w: w["id"]),

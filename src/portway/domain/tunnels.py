@@ -11,8 +11,10 @@ import json
 import re
 import secrets
 import string
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
+from urllib.parse import quote
 
 from portway.domain.addresses import AddressError, validate_host
 
@@ -56,11 +58,13 @@ _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _NOT_DNS = re.compile(r"[^a-z0-9]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# `{auth}` is `user@` or empty; `{path}` is `/database` or empty (PostgreSQL defaults to
+# `/postgres`, the database every cluster has).
 CONNECTION_TEMPLATES: Final[dict[ServiceKind, str]] = {
-    "postgres": "postgresql://localhost:{port}/postgres",
-    "mysql": "mysql://localhost:{port}",
-    "redis": "redis://localhost:{port}",
-    "mongodb": "mongodb://localhost:{port}",
+    "postgres": "postgresql://{auth}localhost:{port}{path}",
+    "mysql": "mysql://{auth}localhost:{port}{path}",
+    "redis": "redis://{auth}localhost:{port}{path}",
+    "mongodb": "mongodb://{auth}localhost:{port}{path}",
     "http": "http://localhost:{port}",
     "https": "https://localhost:{port}",
     "udp": "udp://localhost:{port}",
@@ -108,9 +112,23 @@ def service_kind(protocol: str, target_port: int, detected: str | None = None) -
     return "tcp"
 
 
-def connection_string(kind: ServiceKind, local_port: int) -> str:
-    """How a client on the reaching machine connects (`localhost`, the local port)."""
-    return CONNECTION_TEMPLATES[kind].format(port=local_port)
+def connection_string(
+    kind: ServiceKind, local_port: int, metadata: Mapping[str, Any] | None = None
+) -> str:
+    """How a client on the reaching machine connects (`localhost`, the local port).
+
+    Database kinds honour the tunnel's `metadata.username` and `metadata.database` (strings;
+    anything else is ignored): `postgresql://ro@localhost:5432/app`. Both are percent-encoded so
+    a name with `@` or `/` cannot change the URL's meaning.
+    """
+    meta = metadata or {}
+    username, database = meta.get("username"), meta.get("database")
+    auth = f"{quote(username, safe='')}@" if isinstance(username, str) and username else ""
+    if isinstance(database, str | int) and not isinstance(database, bool) and str(database):
+        path = "/" + quote(str(database), safe="")
+    else:
+        path = "/postgres" if kind == "postgres" else ""
+    return CONNECTION_TEMPLATES[kind].format(port=local_port, auth=auth, path=path)
 
 
 def _random_suffix(length: int) -> str:

@@ -35,6 +35,11 @@ DEFAULTS: dict[str, str] = {
     "log_level": "info",
     "log_format": "text",
     "webhooks_allow_private": "off",
+    # Edge client timeouts in seconds (see docs/edge.md): a whole request head, an idle
+    # kept-alive connection, and the gap between two reads of a request body.
+    "edge_head_timeout": "15",
+    "edge_idle_timeout": "75",
+    "edge_body_timeout": "60",
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -64,6 +69,9 @@ class HubConfig:
     agent_tls_key: Path | None = None
     # Let webhook URLs reach loopback, private and link-local addresses (off: SSRF guard).
     webhooks_allow_private: bool = False
+    edge_head_timeout: float = 15.0
+    edge_idle_timeout: float = 75.0
+    edge_body_timeout: float = 60.0
 
     @property
     def admin_key_file(self) -> Path:
@@ -123,6 +131,17 @@ def _switch(merged: Mapping[str, str], origin: Mapping[str, str], key: str) -> b
     raise ConfigError(f"{origin[key]}: must be on or off (true/false, yes/no, 1/0)")
 
 
+def _seconds(merged: Mapping[str, str], origin: Mapping[str, str], key: str) -> float:
+    """A timeout in seconds: a positive number up to a day (`0.5`, `15`, `75`)."""
+    try:
+        value = float(merged[key])
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise ConfigError(f"{origin[key]}: must be a number of seconds above 0 and up to 86400")
+    return value
+
+
 def load_hub_config(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
@@ -176,6 +195,9 @@ def load_hub_config(
         agent_tls_cert=tls_cert,
         agent_tls_key=tls_key,
         webhooks_allow_private=_switch(merged, origin, "webhooks_allow_private"),
+        edge_head_timeout=_seconds(merged, origin, "edge_head_timeout"),
+        edge_idle_timeout=_seconds(merged, origin, "edge_idle_timeout"),
+        edge_body_timeout=_seconds(merged, origin, "edge_body_timeout"),
         data_dir=data_dir,
         api_listen=listen("api_listen"),
         edge_listen=listen("edge_listen"),

@@ -25,6 +25,7 @@ from portway.hub.config import HubConfig
 from portway.hub.dataplane.plane import DataPlane
 from portway.hub.edge.policy import Router
 from portway.hub.edge.proxy import Edge
+from portway.hub.edge.timeouts import Timeouts
 from portway.hub.presence import AgentPresence
 from portway.hub.reaper import Reaper
 from portway.hub.webhooks import DeliverySettings, DeliveryWorker
@@ -134,6 +135,7 @@ class Hub:
                 clock=self.clock,
                 presence=self.presence,
                 agent_endpoint=self.dataplane.endpoint,
+                diagnose=self.dataplane.diagnostics.run,
             )
             self._stopping = ctx.stopping
             server_config = uvicorn.Config(
@@ -166,7 +168,14 @@ class Hub:
         self.access_log = AccessLog(self.db)
         self.access_log.start()
         plane.guests.access_log = self.access_log
-        self.edge = Edge(router, plane.pairing, plane.traffic, self.clock, self.access_log)
+        timeouts = Timeouts(
+            head=self.config.edge_head_timeout,
+            idle=self.config.edge_idle_timeout,
+            body=self.config.edge_body_timeout,
+        )
+        self.edge = Edge(
+            router, plane.pairing, plane.traffic, self.clock, self.access_log, timeouts
+        )
         await self.edge.start(sock)
 
     @property

@@ -112,6 +112,8 @@ class Tunnel(Base):
     protocol: Mapped[str] = mapped_column(String(8))
     # What the agent's handshake probe found (postgres, redis, http, ...); null until it runs.
     detected_protocol: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The rest of that probe: version, TLS certificate, whether it contradicts `protocol`.
+    probe: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     # Hub-wide: it is the first label of the public host name `<slug>.<public-domain>`.
     slug: Mapped[str] = mapped_column(String(63), unique=True)
@@ -134,6 +136,22 @@ class Tunnel(Base):
     datagrams_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     datagrams_out: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     datagrams_dropped: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class Diagnostic(Base):
+    """One `POST /v1/tunnels/{id}/diagnostics` run; the last 50 of each tunnel are kept."""
+
+    __tablename__ = "diagnostics"
+    __table_args__ = (Index("ix_diagnostics_tunnel_created", "tunnel_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workspace_id: Mapped[uuid.UUID] = _workspace_fk()
+    tunnel_id: Mapped[uuid.UUID] = _cascade_fk("tunnels.id")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    detected: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Connection(Base):

@@ -47,6 +47,7 @@ def snapshot(tunnel: Tunnel) -> dict[str, Any]:
         "target": {"host": tunnel.target_host, "port": tunnel.target_port},
         "protocol": tunnel.protocol,
         "requestedProtocol": tunnel.requested_protocol,
+        "detectedProtocol": tunnel.detected_protocol,
         "public": tunnel.public,
         "slug": tunnel.slug,
         "hubPort": tunnel.hub_port,

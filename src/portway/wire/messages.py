@@ -38,6 +38,7 @@ class MessageType(enum.IntEnum):
     ASSIGN = 0x20
     ASSIGN_OK = 0x21
     ASSIGN_ERROR = 0x22
+    DIAGNOSIS = 0x23
 
 
 class Protocol(enum.StrEnum):
@@ -52,6 +53,7 @@ class Protocol(enum.StrEnum):
 class AssignMode(enum.StrEnum):
     DIAL = "dial"  # exposing agent: connect to host:port and splice it to this channel
     REACH = "reach"  # reaching agent: this channel carries your local connection ``conn``
+    DIAGNOSE = "diagnose"  # exposing agent: check the target step by step, answer `Diagnosis`
 
 
 def _check_port(port: int, *, allow_zero: bool = False) -> None:
@@ -154,11 +156,26 @@ class DesiredState:
 
 
 @dataclass(frozen=True, slots=True)
+class Detected:
+    """What the agent's protocol probe found behind a target (see :mod:`portway.probe`)."""
+
+    protocol: str  # postgres, mysql, redis, mongodb, http, https or tcp
+    version: str | None = None
+    tls_subject: str | None = None  # set when the target spoke TLS
+    tls_issuer: str | None = None
+    tls_not_after: str | None = None  # ISO 8601 UTC
+    tls_version: str | None = None
+    auth_required: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TargetStatus:
     tunnel: str
     ok: bool
     reason: Reason | None = None  # when not ok: target_refused, denied, ...
     message: str = ""
+    detected: Detected | None = None  # sent when a protocol probe ran (not every liveness check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +306,25 @@ class AssignError:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class DiagnosticStep:
+    name: str  # dns, tcp, tls, handshake
+    status: str  # ok, warn, fail, skip
+    ms: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """Agent → hub, the answer to ``Assign(mode=diagnose)``; the channel closes after it."""
+
+    TYPE: ClassVar[MessageType] = MessageType.DIAGNOSIS
+    conn: str
+    steps: tuple[DiagnosticStep, ...]
+    elapsed_ms: float  # the agent's own time, so the hub can tell its share of the round trip
+    detected: Detected | None = None
+
+
 Message = (
     ControlHello
     | ChannelHello
@@ -306,6 +342,7 @@ Message = (
     | Assign
     | AssignOk
     | AssignError
+    | Diagnosis
 )
 
 MESSAGE_CLASSES: dict[int, type[Message]] = {
@@ -327,6 +364,7 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
         Assign,
         AssignOk,
         AssignError,
+        Diagnosis,
     )
 }
 

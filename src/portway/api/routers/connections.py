@@ -39,7 +39,7 @@ def connection_out(connection: Connection, tunnel: Tunnel) -> ConnectionOut:
         local_host="localhost",
         local_port=connection.local_port,
         protocol=tunnel.protocol,
-        connection_string=rules.connection_string(kind, connection.local_port),
+        connection_string=rules.connection_string(kind, connection.local_port, tunnel.meta),
         status=connection.status,
         status_reason=connection.status_reason,
         created_at=connection.created_at,

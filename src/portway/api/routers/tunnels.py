@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.api.auth import Auth, Ctx
 from portway.api.context import ApiContext
+from portway.api.diagnostic_schemas import ProbeOut
 from portway.api.paging import read_page
 from portway.api.problems import Conflict, NotFound, Unprocessable, responses
 from portway.api.schemas import SLUG_PATTERN, Limit, Page
@@ -44,6 +45,8 @@ def tunnel_out(tunnel: Tunnel, ctx: ApiContext) -> TunnelOut:
         target=Target(host=tunnel.target_host, port=tunnel.target_port),
         protocol=tunnel.protocol,
         requested_protocol=tunnel.requested_protocol,
+        detected_protocol=tunnel.detected_protocol,
+        probe=None if tunnel.probe is None else ProbeOut.model_validate(tunnel.probe),
         public=tunnel.public,
         public_url=rules.public_url(
             protocol=tunnel.protocol,

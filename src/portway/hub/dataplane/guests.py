@@ -1,12 +1,13 @@
 """Guest sessions: `portway join` connects with a share token instead of an agent token.
 
-`DataPlane._control` calls `Guests.admit()` for a hello whose token starts with `pws_`; an
-admitted guest gets an ordinary `AgentSession` (a throw-away agent id, the share's workspace)
-that may only reach the shared tunnel. `DataPlane._on_message` sends its `reach_open`s through
-`Guests.reach()`, which checks the share again at connect time (revoked, expired, rate limit),
-logs the connection in the share's access log, then lets `Pairing.reach` pair it; `Pairing`
-reports the splice back through `track()`. `run()` (a data-plane loop) re-reads the guests'
-shares every 0.5 s and ends the session and live connections of any that stopped being usable.
+`Admission.admit` (`admission.py`) calls `Guests.admit()` for a hello whose token starts
+with `pws_`; an admitted guest gets an ordinary `AgentSession` (a throw-away agent id, the
+share's workspace) that may only reach the shared tunnel. `DataPlane._on_message` sends its
+`reach_open`s through `Guests.reach()`, which checks the share again at connect time (revoked,
+expired, rate limit), logs the connection in the share's access log, then lets `Pairing.reach`
+pair it; `Pairing` reports the splice back through `track()`. `run()` (a data-plane loop)
+re-reads the guests' shares every 0.5 s and ends the session and live connections of any that
+stopped being usable.
 """
 
 from __future__ import annotations

@@ -52,8 +52,9 @@ class Route:
         return Protocol.UDP if self.protocol == "udp" else Protocol.TCP
 
     def spec(self) -> TunnelSpec:
+        # The tunnel's own protocol (not the channel framing): the agent's probe starts there.
         return TunnelSpec(
-            id=str(self.id), name=self.name, protocol=self.wire_protocol, host=self.host,
+            id=str(self.id), name=self.name, protocol=Protocol(self.protocol), host=self.host,
             port=self.port,
         )  # fmt: skip
 

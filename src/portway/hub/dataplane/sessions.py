@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.wire.messages import Assign, AssignError, AssignOk, OpenChannels
+from portway.wire.messages import Assign, AssignError, AssignOk, Diagnosis, OpenChannels
 
 CHANNEL_WAIT_SECONDS = 10.0
 ASSIGN_TIMEOUT_SECONDS = 15.0
@@ -101,25 +101,26 @@ class AgentSession:
 
 
 async def assign(
-    session: AgentSession, message: Assign
-) -> tuple[FramedConnection, AssignOk | AssignError]:
+    session: AgentSession, message: Assign, *, wait: float = ASSIGN_TIMEOUT_SECONDS
+) -> tuple[FramedConnection, AssignOk | AssignError | Diagnosis]:
     """Send `message` on an idle channel of `session` and wait for the agent's answer.
 
     Retries with another channel when the one taken turns out dead. On `AssignOk` the caller
-    detaches the channel and attaches it to its splice before any further await.
+    detaches the channel and attaches it to its splice before any further await; a
+    `Diagnosis` (the answer to `mode: diagnose`) ends the channel, which the caller closes.
     """
     for _attempt in range(3):
         channel = await session.take_channel()
         try:
             channel.send(message)
-            async with asyncio.timeout(ASSIGN_TIMEOUT_SECONDS):
+            async with asyncio.timeout(wait):
                 answer = await channel.recv()
         except ConnectionClosed:
             continue
         except TimeoutError:
             channel.abort()
             raise NoChannel(f"agent {session.agent_name} did not answer an assignment") from None
-        if isinstance(answer, AssignOk | AssignError) and answer.conn == message.conn:
+        if isinstance(answer, AssignOk | AssignError | Diagnosis) and answer.conn == message.conn:
             return channel, answer
         channel.abort()
         raise NoChannel(f"agent {session.agent_name} answered an assignment with {answer!r}")

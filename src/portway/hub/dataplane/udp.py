@@ -1,7 +1,7 @@
 """UDP tunnels on the hub: public UDP hub ports, and reach sessions between two agents.
 
-`DataPlane._sync_ports` opens a `UdpPort` for every public UDP tunnel with a hub port, the way it
-opens a `PublicPort` for TCP. `Pairing.reach` hands a `reach_open` for a UDP tunnel to
+`HubPorts.sync` (`hub_ports.py`) opens a `UdpPort` for every public UDP tunnel with a hub
+port, as it opens a `PublicPort` for TCP. `Pairing.reach` hands a `reach_open` for a UDP tunnel to
 `reach_udp`. Every session (one per visitor address, or one per reaching agent's local client)
 is a `portway.net.udp.UdpSession` registered with `Traffic`, so pausing or deleting the tunnel
 ends it (CLOSE with the reason), and its datagram counters reach the store in the usual batches.

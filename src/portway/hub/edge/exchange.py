@@ -7,6 +7,11 @@ re-framed for the client chunk by chunk inside `data_received` (no await anywher
 switches both sides to a raw relay. Backpressure: a full client buffer pauses reading the
 channel, a full channel buffer pauses reading the client. One channel per request, so the
 target connection ends with the response (`Connection: close` upstream).
+
+`cut()` ends an exchange from outside, mid-flight: `LiveShares.sweep` (cut.py) when its share
+stopped being usable, `Traffic.reset` (through `reset()`) when its tunnel is paused or deleted,
+and the connection's body timeout. The channel is aborted; the client gets the edge's own
+answer if nothing of the response went out yet, else a reset connection (a truncated body).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 import h11
 
 from portway.hub.edge import headers as hdr
-from portway.hub.edge.policy import Forward
+from portway.hub.edge.policy import Deny, Forward
 from portway.net.splice import hard_close
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
@@ -194,14 +199,31 @@ class Exchange(asyncio.Protocol):
         self.client.exchange_failed(self)
 
     def reset(self, reason: Reason = Reason.CLOSED) -> None:
-        """Called by `Traffic` when the tunnel is paused or deleted: end both sides now."""
+        """Called by `Traffic` when the tunnel is paused, deleted or moved, or the hub stops."""
+        if reason is Reason.PAUSED:
+            self.cut(Deny(503, "tunnel_paused", "the tunnel was paused", share=self.decision.share))
+        else:
+            message = "the tunnel was deleted or changed"
+            self.cut(Deny(502, "tunnel_closed", message, share=self.decision.share))
+
+    def client_gone(self) -> None:
+        """Called by `EdgeConnection.connection_lost`: the client left; end the channel."""
         if self.finished:
             return
         self.finished = True
         if self.transport is not None:
             self.transport.abort()
-        self.client.abort()
         self.client.exchange_closed(self)
+
+    def cut(self, why: Deny) -> None:
+        """End the exchange now: abort the channel, then let the client connection answer
+        `why` (nothing was sent yet) or reset (a response or raw relay was under way)."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.client.exchange_cut(self, why)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -11,7 +11,8 @@ import json
 
 REASONS = {
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    410: "Gone", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
+    408: "Request Timeout", 410: "Gone", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable",
     308: "Permanent Redirect",
 }  # fmt: skip
 

@@ -1,16 +1,18 @@
 """What a request on the edge is for, and whether share policy lets it through.
 
-`EdgeProxy` (proxy.py) calls `Router.decide()` once per request head, before any upstream work.
-It answers either a `Forward` (tunnel to dial, path to send, headers to add) or a `Deny` (an
-error page to send). Public URLs are resolved from the data plane's in-memory snapshot; share
-tokens are looked up in the store (one indexed query per request, never per chunk), so a revoked
-or expired share stops working with its very next request.
+`EdgeConnection` (proxy.py) calls `Router.decide()` once per request head, before any upstream
+work. It answers either a `Forward` (tunnel to dial, path to send, headers to add) or a `Deny`
+(an error page to send). Public URLs are resolved from the data plane's in-memory snapshot;
+share tokens are looked up in the store (one indexed query per request, never per chunk), so a
+revoked or expired share stops working with its very next request. Requests already under way
+are cut by `LiveShares` (cut.py), which asks `Router.unusable()` about every share in use twice
+a second.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -117,10 +119,10 @@ class Router:
         ref = ShareRef(share.id, share.workspace_id)
         status = share_status(share.revoked_at, share.expires_at, now)
         if status != "active":
-            return Deny(410, f"share_{status}", f"this share link was {status}", share=ref)
+            return _stale(status, ref)
         route = self._snapshot().routes.get(share.tunnel_id)
         if route is None:
-            return Deny(404, "share_not_found", "the shared tunnel no longer exists", share=ref)
+            return _gone(ref)
         if rest == "" or rest.startswith("?"):
             location = f"{SHARE_PREFIX}{token}/{rest}"
             return Deny(308, "redirect", "moved", [("Location", location)], share=ref)
@@ -133,7 +135,7 @@ class Router:
                 message = f"more than {share.rate_limit} requests in a minute"
                 return Deny(429, "rate_limited", message, headers, share=ref)
         if route.paused:
-            return Deny(503, "tunnel_paused", f"tunnel {route.name} is paused", limit_headers, ref)
+            return _paused(route, ref, limit_headers)
         methods = share.allowed_methods
         if methods is not None and method.upper() not in methods:
             allow = [*limit_headers, ("Allow", ", ".join(methods))]
@@ -141,6 +143,40 @@ class Router:
         if not paths.allowed(rest, share.allowed_paths):
             return Deny(403, "path_not_allowed", "this path is not shared", limit_headers, ref)
         return Forward(route, rest, limit_headers, ref)
+
+    async def unusable(self, share_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Deny]:
+        """The shares among `share_ids` a new request could no longer use, each with the answer
+        it would get: revoked or expired (410), deleted with its tunnel (404), tunnel paused
+        (503). One store query for the whole set; `LiveShares.sweep` calls it every 0.5 s
+        while share traffic is under way."""
+        now = self._clock.now()
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Share.id, Share.workspace_id, Share.tunnel_id, Share.revoked_at,
+                        Share.expires_at,
+                    ).where(Share.id.in_(list(share_ids)))
+                )
+            ).all()  # fmt: skip
+        found = {row.id: row for row in rows}
+        snapshot = self._snapshot()
+        out: dict[uuid.UUID, Deny] = {}
+        for share_id in share_ids:
+            row = found.get(share_id)
+            if row is None:
+                out[share_id] = _gone(None)
+                continue
+            ref = ShareRef(row.id, row.workspace_id)
+            status = share_status(row.revoked_at, row.expires_at, now)
+            route = snapshot.routes.get(row.tunnel_id)
+            if status != "active":
+                out[share_id] = _stale(status, ref)
+            elif route is None:
+                out[share_id] = _gone(ref)
+            elif route.paused:
+                out[share_id] = _paused(route, ref, [])
+        return out
 
     async def _lookup(self, token: str) -> Share | None:
         if not token.startswith(secrets.SHARE_TOKEN_PREFIX) or len(token) > 200:
@@ -153,6 +189,18 @@ class Router:
                 return None
             session.expunge(share)
             return share
+
+
+def _stale(status: str, ref: ShareRef | None) -> Deny:
+    return Deny(410, f"share_{status}", f"this share link was {status}", share=ref)
+
+
+def _gone(ref: ShareRef | None) -> Deny:
+    return Deny(404, "share_not_found", "the shared tunnel no longer exists", share=ref)
+
+
+def _paused(route: routes.Route, ref: ShareRef, headers: list[tuple[str, str]]) -> Deny:
+    return Deny(503, "tunnel_paused", f"tunnel {route.name} is paused", headers, ref)
 
 
 def _seconds(now: datetime) -> float:

@@ -1,10 +1,13 @@
 """The edge listener and one client connection: h11 parses every request head, policy decides,
 an `Exchange` relays it over a data channel of its own.
 
-`Hub` creates `Edge`, calls `start()` after the data plane and `stop()` before it. Each accepted
-connection is an `EdgeConnection`; requests on a kept-alive connection are handled one after the
-other (pipelined ones wait, unread, in h11's buffer), and each one is routed and checked anew.
-The only await is per request (policy lookup, channel assignment), never per chunk.
+`Hub` creates `Edge`, calls `start()` after the data plane and `stop()` before it; `start()` also
+starts the sweep that cuts share traffic whose share stopped being usable (`LiveShares`, cut.py).
+Each accepted connection is an `EdgeConnection`; requests on a kept-alive connection are handled
+one after the other (pipelined ones wait, unread, in h11's buffer), and each one is routed and
+checked anew. The only await is per request (policy lookup, channel assignment), never per
+chunk. A `Watchdog` (timeouts.py) bounds the time a client may take to send a request head, to
+send the next piece of a request body, and to sit idle between requests.
 """
 
 from __future__ import annotations
@@ -13,45 +16,57 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 import uuid
 from typing import cast
 
 import h11
 
 from portway.domain.clock import Clock
-from portway.hub.access_log import AccessLog, Entry
+from portway.hub.access_log import AccessLog
 from portway.hub.dataplane.pairing import Pairing, Unavailable
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.edge import headers as hdr
+from portway.hub.edge.cut import LiveShares
+from portway.hub.edge.entries import share_entry
 from portway.hub.edge.exchange import LIMIT, Exchange
 from portway.hub.edge.pages import error_page
-from portway.hub.edge.policy import Deny, Forward, Router, split_share
+from portway.hub.edge.policy import Deny, Forward, Router
+from portway.hub.edge.timeouts import Phase, Timeouts, Watchdog
 from portway.net.splice import hard_close
 from portway.wire.codes import Reason
 
 log = logging.getLogger("portway.hub.edge")
 
-MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024  # a longer request head (request line and headers) is answered 431
 
 
 class Edge:
     def __init__(
-        self, router: Router, pairing: Pairing, traffic: Traffic, clock: Clock, access: AccessLog
+        self,
+        router: Router,
+        pairing: Pairing,
+        traffic: Traffic,
+        clock: Clock,
+        access: AccessLog,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.router = router
         self.pairing = pairing
         self.traffic = traffic
         self.clock = clock
         self.access = access
+        self.timeouts = timeouts or Timeouts()
+        self.live = LiveShares(router)
         self.connections: set[EdgeConnection] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: EdgeConnection(self), sock=sock)
+        self.live.start()
 
     async def stop(self) -> None:
+        await self.live.stop()
         if self._server is not None:
             self._server.close()
             for conn in list(self.connections):
@@ -75,6 +90,8 @@ class EdgeConnection(asyncio.Protocol):
         self.closed = False
         self._accept = ""  # the current request's Accept header (HTML or JSON error pages)
         self._task: asyncio.Task[None] | None = None
+        self.watchdog = Watchdog(edge.timeouts, self._timed_out, lambda: bool(self.paused_by)
+                                 or self.h.they_are_waiting_for_100_continue)  # fmt: skip
 
     # -- asyncio callbacks ------------------------------------------------------------------------
 
@@ -84,11 +101,13 @@ class EdgeConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else ""
         self.edge.connections.add(self)
+        self.watchdog.start(Phase.HEAD)
 
     def data_received(self, data: bytes) -> None:
         if self.raw is not None:
             self.raw.send_body(data)
             return
+        self.watchdog.received()
         self.h.receive_data(data)
         self._pump()
 
@@ -103,10 +122,11 @@ class EdgeConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.edge.connections.discard(self)
+        self.watchdog.stop()
         if self._task is not None:
             self._task.cancel()
         if self.exchange is not None:
-            self.exchange.reset(Reason.GONE)
+            self.exchange.client_gone()
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
@@ -152,6 +172,7 @@ class EdgeConnection(asyncio.Protocol):
 
     def switch_to_raw(self, exchange: Exchange) -> None:
         self.raw = exchange
+        self.watchdog.stop()  # a WebSocket may stay quiet for as long as it likes
         pending, _ = self.h.trailing_data
         if pending:
             exchange.send_body(bytes(pending))
@@ -163,10 +184,15 @@ class EdgeConnection(asyncio.Protocol):
             self.discarding = True
         self._next_cycle()
 
-    def exchange_closed(self, exchange: Exchange) -> None:
+    def exchange_closed(
+        self, exchange: Exchange, status: int | None = None, reason: str | None = None
+    ) -> None:
         if self.exchange is exchange:
-            self._log(exchange.decision, exchange.request, exchange.status or 502, exchange)
+            status = status or exchange.status or 502
+            self._log(exchange.decision, exchange.request, status, exchange, reason)
             self.edge.traffic.closed(exchange.decision.route.id, exchange)
+            if exchange.decision.share is not None:
+                self.edge.live.discard(exchange.decision.share.id, exchange)
             self.exchange = None
         if self.raw is exchange:
             if exchange.decoder.eof and self.transport is not None:
@@ -184,18 +210,51 @@ class EdgeConnection(asyncio.Protocol):
             return
         self._answer_error(502, "bad_gateway", "the target closed the connection", [])
 
+    def exchange_cut(self, exchange: Exchange, why: Deny) -> None:
+        """`Exchange.cut()` ended the channel: answer `why` and close if nothing of a response
+        went out yet, else reset the connection so the client sees a truncated response."""
+        answered = self.raw is not None or self.h.our_state is not h11.SEND_RESPONSE
+        status = None if answered else why.status  # the log records the status as sent
+        self.exchange_closed(exchange, status, f"cut_{why.code}")
+        if answered:
+            self.abort()
+        else:
+            self._close_with(why.status, why.code, why.message, why.headers)
+
+    # -- timeouts (called by the Watchdog) ------------------------------------------------------
+
+    def _timed_out(self, phase: Phase, partial: bool) -> None:
+        """A phase outlived its timeout: 408 for a request head or body that stopped coming
+        (cutting the exchange under way), silence for an idle or never-used connection."""
+        if self.closed or self.transport is None:
+            return
+        if phase is Phase.BODY:
+            why = Deny(408, "request_timeout", "the request body stopped arriving")
+            if self.exchange is not None:
+                self.exchange.cut(why)
+                return
+            if self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                self._close_with(why.status, why.code, why.message, [])
+            else:
+                self.transport.close()  # the answer went out; the rest of the body never came
+        elif phase is Phase.HEAD and partial:
+            self._close_with(408, "request_timeout", "the request head took too long", [])
+        else:
+            self.transport.close()  # idle, or a connection that never sent a byte: no answer
+
     # -- request handling -------------------------------------------------------------------------
 
     def _pump(self) -> None:
         while not self.closed and not self.waiting and not self.paused_by - {"decide"}:
             try:
                 event = self.h.next_event()
-            except h11.RemoteProtocolError:
-                self._bad_request()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc)
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
+                self.watchdog.start(Phase.BODY)  # excused while deciding (reading is paused)
                 self.waiting = True
                 self.pause_reading("decide")
                 self._task = asyncio.get_running_loop().create_task(self._begin(event))
@@ -204,6 +263,7 @@ class EdgeConnection(asyncio.Protocol):
                 if self.exchange is not None and not self.discarding:
                     self.exchange.send_body(event.data)
             elif isinstance(event, h11.EndOfMessage):
+                self.watchdog.stop()
                 if self.exchange is not None and not self.discarding:
                     self.exchange.end_body()
                 self.discarding = False
@@ -220,18 +280,26 @@ class EdgeConnection(asyncio.Protocol):
             return
         if self.h.our_state is h11.DONE and self.h.their_state is h11.DONE:
             self.h.start_next_cycle()
+            pipelined = bool(self.h.trailing_data[0])  # the next head, or part of it, is here
+            self.watchdog.start(Phase.HEAD if pipelined else Phase.IDLE, partial=pipelined)
             self.resume_reading("decide")
 
-    def _bad_request(self) -> None:
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        if exc.error_status_hint == 431:
+            self._close_with(431, "head_too_large", "the request head is too large", [])
+        else:
+            self._close_with(400, "bad_request", "malformed HTTP request", [])
+
+    def _close_with(
+        self, status: int, code: str, message: str, extra: list[tuple[str, str]]
+    ) -> None:
+        """Answer with an error page if no response was started, then close the connection."""
+        self.watchdog.stop()
         if self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            page, body = error_page(400, "bad_request", "malformed HTTP request", "")
+            page, body = error_page(status, code, message, self._accept)
             with contextlib.suppress(h11.LocalProtocolError):
-                self.write(
-                    self.h.send(
-                        h11.Response(status_code=400, headers=[*page, ("Connection", "close")])
-                    )
-                    or b""
-                )
+                heads = [*page, *extra, ("Connection", "close")]
+                self.write(self.h.send(h11.Response(status_code=status, headers=heads)) or b"")
                 self.write(self.h.send(h11.Data(data=body)) or b"")
                 self.write(self.h.send(h11.EndOfMessage()) or b"")
         if self.transport is not None:
@@ -256,10 +324,16 @@ class EdgeConnection(asyncio.Protocol):
             self._log(denial, request, denial.status, None)
             self._answer_error(denial.status, denial.code, denial.message, denial.headers)
         self._task = None
-        if denial is not None and not self.closed:
+        if self.closed:
+            return
+        if denial is not None:
             # The rest of the request (at least h11's EndOfMessage) is read and skipped; the
             # pump then starts the next cycle.
             self.resume_reading("decide")
+        elif self.raw is None:
+            # What h11 holds already (at least a bodyless request's EndOfMessage) goes upstream
+            # now, so the body timeout stops as soon as the request is complete.
+            self._pump()
 
     async def _forward(self, decision: Forward, request: h11.Request, host: str) -> Deny | None:
         edge = self.edge
@@ -276,6 +350,8 @@ class EdgeConnection(asyncio.Protocol):
             return None
         exchange = Exchange(self, decision, request)
         self.exchange = exchange
+        if decision.share is not None:
+            edge.live.add(decision.share.id, exchange)
         head = h11.Request(
             method=request.method,
             target=decision.target.encode("latin-1"),
@@ -303,29 +379,8 @@ class EdgeConnection(asyncio.Protocol):
             self.abort()
 
     def _log(self, decision: Forward | Deny, request: h11.Request, status: int,
-             exchange: Exchange | None) -> None:  # fmt: skip
-        share = decision.share
-        if share is None:
-            return
-        agent = next((v for n, v in request.headers if n.lower() == b"user-agent"), None)
-        self.edge.access.add(Entry(
-            share_id=share.id, workspace_id=share.workspace_id, at=self.edge.clock.now(),
-            remote_addr=self.client_ip, method=request.method.decode("latin-1"),
-            path=_without_token(request.target.decode("latin-1")), status=status,
-            allowed=isinstance(decision, Forward),
-            reason=None if isinstance(decision, Forward) else decision.code,
-            user_agent=None if agent is None else agent.decode("latin-1"),
-            bytes_in=None if exchange is None else exchange.bytes_a_to_b,
-            bytes_out=None if exchange is None else exchange.bytes_b_to_a,
-            latency_ms=None if exchange is None else _elapsed_ms(exchange.started),
-        ))  # fmt: skip
-
-
-def _elapsed_ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)
-
-
-def _without_token(target: str) -> str:
-    """The path a share request asked for, never the token itself (logs must not hold it)."""
-    shared = split_share(target)
-    return target if shared is None else shared[1] or "/"
+             exchange: Exchange | None, reason: str | None = None) -> None:  # fmt: skip
+        entry = share_entry(decision, request, status, exchange, client_ip=self.client_ip,
+                            at=self.edge.clock.now(), reason=reason)  # fmt: skip
+        if entry is not None:
+            self.edge.access.add(entry)

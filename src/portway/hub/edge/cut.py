@@ -1,0 +1,87 @@
+"""Cutting share traffic under way when its share stops being usable.
+
+Policy is checked per request, so a revoked share refuses the next request; this module ends the
+ones already running: a long download, a slow upload, a WebSocket relayed raw after its `101`.
+`EdgeConnection._forward` (proxy.py) registers every exchange it makes through a share with
+`LiveShares.add()`, and `EdgeConnection.exchange_closed` removes it with `discard()` whatever
+ended it. `run()`, started and stopped by `Edge`, wakes every `CHECK_SECONDS`; when share
+exchanges are live it asks `Router.unusable()` (one store query for the set of shares in use)
+and calls `Exchange.cut()` on each exchange of a share that was revoked, expired or deleted, or
+whose tunnel is paused or gone. The bytes between sockets never wait for this and never touch
+the store: the sweep is the only place the store is consulted. (Public-URL exchanges of a
+paused or deleted tunnel are cut by the data plane through `Traffic.reset`, the way its TCP
+splices are.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Protocol
+
+from portway.hub.edge.policy import Deny, Router
+
+log = logging.getLogger("portway.hub.edge")
+
+CHECK_SECONDS = 0.5
+
+
+class Cuttable(Protocol):
+    """What the sweep needs of a live exchange (`Exchange`)."""
+
+    def cut(self, why: Deny) -> None: ...
+
+
+class LiveShares:
+    def __init__(self, router: Router, interval: float = CHECK_SECONDS) -> None:
+        self._router = router
+        self._interval = interval
+        self.by_share: dict[uuid.UUID, set[Cuttable]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, share_id: uuid.UUID, exchange: Cuttable) -> None:
+        self.by_share.setdefault(share_id, set()).add(exchange)
+
+    def discard(self, share_id: uuid.UUID, exchange: Cuttable) -> None:
+        live = self.by_share.get(share_id)
+        if live is not None:
+            live.discard(exchange)
+            if not live:
+                del self.by_share[share_id]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="portway-edge-shares")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        """Sweep every `interval` seconds while share exchanges are live; never gives up."""
+        while True:
+            await asyncio.sleep(self._interval)
+            if not self.by_share:
+                continue
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("checking live share traffic failed; retrying")
+
+    async def sweep(self) -> int:
+        """Cut every live exchange whose share a new request could no longer use; how many."""
+        if not self.by_share:
+            return 0
+        unusable = await self._router.unusable(list(self.by_share))
+        cut = 0
+        for share_id, deny in unusable.items():
+            for exchange in list(self.by_share.get(share_id, ())):
+                exchange.cut(deny)
+                cut += 1
+        if cut:
+            log.info("cut live share traffic", extra={"exchanges": cut})
+        return cut
