@@ -24,8 +24,8 @@ run: $(VENV)/.runtime
 	$(BIN)/portway hub $(HUB_ARGS)
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
@@ -35,9 +35,15 @@ pytest: $(VENV)/.dev
 
 test: lint typecheck pytest
 
+# Benchmarks against direct, socat and ssh (bench/README.md); e.g. BENCH_ARGS=--quick.
+BENCH_ARGS ?=
+bench: $(VENV)/.runtime
+	bench/install-tools.sh
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 fmt: $(VENV)/.dev
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -146,6 +146,9 @@ async def test_pinned_context_reaches_the_hub_and_resumes_sessions(
     # A data channel opened later with the same context skips the full handshake.
     second = await handshake(server, client, "localhost")
     assert second.session_reused
+    # One saved ticket resumes many connections (stateless tickets).
+    for _ in range(3):
+        assert (await handshake(server, client, "localhost")).session_reused
     # Without the saved session (another context), the handshake is a full one again.
     other = tls.client_context(certs.ca_pem(), certs.fingerprint, check_hostname=True)
     assert not (await handshake(server, other, "localhost")).session_reused

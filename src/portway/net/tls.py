@@ -22,6 +22,7 @@ import os
 import re
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,12 +262,16 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+# Well inside a TLS 1.3 ticket's lifetime (the hub's OpenSSL default: 2 hours).
+SESSION_REFRESH = 300.0
+
+
 class PinnedClientContext(ssl.SSLContext):
     """Client context that resumes TLS sessions by itself; built by :func:`client_context`."""
 
     def __init__(self, protocol: int = ssl.PROTOCOL_TLS_CLIENT) -> None:
         # SSLContext.__new__ consumed ``protocol``; only our own state is set up here.
-        self._sessions: dict[str | None, ssl.SSLSession] = {}
+        self._sessions: dict[str | None, tuple[ssl.SSLSession, float]] = {}
 
     def wrap_bio(
         self,
@@ -280,15 +285,25 @@ class PinnedClientContext(ssl.SSLContext):
             key = (
                 server_hostname.decode() if isinstance(server_hostname, bytes) else server_hostname
             )
-            session = self._sessions.get(key)
+            saved = self._sessions.get(key)
+            session = saved[0] if saved is not None else None
         return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
     def remember(self, ssl_object: ssl.SSLObject) -> None:
-        """Keep the connection's session (with its ticket) for the next connection to the same
-        server name."""
+        """Keep the connection's session (with its ticket) for the next connections to the same
+        server name.
+
+        The hub's tickets are stateless, so one ticket resumes many connections: a connection
+        that resumed keeps the saved one until it is `SESSION_REFRESH` seconds old. Reading
+        `SSLObject.session` serializes the session, a cost that showed on every new connection.
+        """
+        saved = self._sessions.get(ssl_object.server_hostname)
+        now = time.monotonic()
+        if saved is not None and ssl_object.session_reused and now - saved[1] < SESSION_REFRESH:
+            return
         session = ssl_object.session
         if session is not None and session.has_ticket:
-            self._sessions[ssl_object.server_hostname] = session
+            self._sessions[ssl_object.server_hostname] = (session, now)
 
 
 def client_context(ca_pem: bytes | str, pin: str, *, check_hostname: bool) -> PinnedClientContext:

@@ -14,6 +14,7 @@ from portway.wire.messages import Assign, AssignError, AssignOk, Diagnosis, Open
 
 CHANNEL_WAIT_SECONDS = 10.0
 ASSIGN_TIMEOUT_SECONDS = 15.0
+MAX_GROWN_POOL = 32  # waiters beyond this ask for exactly their own channel
 
 FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
 FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
@@ -79,8 +80,12 @@ class AgentSession:
             return channel
         waiter: asyncio.Future[FramedConnection] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        # One channel for this waiter, and one more to grow the pool: a dry pool means the
+        # agent's top-ups (one per assignment) lag the rate of new connections, and every
+        # channel opened in advance takes a TLS handshake off a visitor's path.
+        grow = 1 if len(self._waiters) < MAX_GROWN_POOL else 0
         with contextlib.suppress(ConnectionClosed):
-            self.control.send(OpenChannels(1))
+            self.control.send(OpenChannels(1 + grow))
         try:
             async with asyncio.timeout(CHANNEL_WAIT_SECONDS):
                 return await waiter

@@ -4,9 +4,11 @@ Policy is checked per request, so a revoked share refuses the next request; this
 ones already running: a long download, a slow upload, a WebSocket relayed raw after its `101`.
 `EdgeConnection._forward` (proxy.py) registers every exchange it makes through a share with
 `LiveShares.add()`, and `EdgeConnection.exchange_closed` removes it with `discard()` whatever
-ended it. `run()`, started and stopped by `Edge`, wakes every `CHECK_SECONDS`; when share
-exchanges are live it asks `Router.unusable()` (one store query for the set of shares in use)
-and calls `Exchange.cut()` on each exchange of a share that was revoked, expired or deleted, or
+ended it; an upstream `Lane` (upstream.py) left idle after a share request is registered the
+same way until it is used again or closed, so a revoked share's idle channel is closed too.
+`run()`, started and stopped by `Edge`, wakes every `CHECK_SECONDS`; when share exchanges are
+live it asks `Router.unusable()` (one store query for the set of shares in use) and calls
+`cut()` on each exchange (or idle lane) of a share that was revoked, expired or deleted, or
 whose tunnel is paused or gone. The bytes between sockets never wait for this and never touch
 the store: the sweep is the only place the store is consulted. (Public-URL exchanges of a
 paused or deleted tunnel are cut by the data plane through `Traffic.reset`, the way its TCP

@@ -1,17 +1,20 @@
 """One proxied request: the data channel's protocol, relaying the response to the client.
 
-`EdgeConnection` (proxy.py) creates an `Exchange` per forwarded request, after `Pairing` gave it
-a channel, and adopts the channel with `attach()` in the same step. The request head goes out at
-once; body events follow via `send_body()`/`end_body()`. The response is parsed with h11 and
-re-framed for the client chunk by chunk inside `data_received` (no await anywhere); a `101`
-switches both sides to a raw relay. Backpressure: a full client buffer pauses reading the
-channel, a full channel buffer pauses reading the client. One channel per request, so the
-target connection ends with the response (`Connection: close` upstream).
+`EdgeConnection` (proxy.py) creates an `Exchange` per forwarded request on the connection's
+upstream `Lane` (upstream.py: a fresh channel from `Pairing`, or the one the previous request
+left idle) and adopts the channel with `attach()` in the same step. The request head goes out at
+once; body events follow via `send_body()`/`end_body()`. The response is parsed with the lane's
+h11 client connection and re-framed for the client chunk by chunk inside `data_received` (no
+await anywhere); a `101` switches both sides to a raw relay. Backpressure: a full client buffer
+pauses reading the channel, a full channel buffer pauses reading the client. When the response
+is complete the lane decides whether the channel stays open for the next request
+(`Lane.release`); the target decides keep-alive, the edge sends no `Connection: close`.
 
 `cut()` ends an exchange from outside, mid-flight: `LiveShares.sweep` (cut.py) when its share
-stopped being usable, `Traffic.reset` (through `reset()`) when its tunnel is paused or deleted,
-and the connection's body timeout. The channel is aborted; the client gets the edge's own
-answer if nothing of the response went out yet, else a reset connection (a truncated body).
+stopped being usable, `Traffic.reset` (through `Lane.reset` and `reset()`) when its tunnel is
+paused or deleted, and the connection's body timeout. The channel is aborted; the client gets
+the edge's own answer if nothing of the response went out yet, else a reset connection (a
+truncated body).
 """
 
 from __future__ import annotations
@@ -27,23 +30,30 @@ from portway.hub.edge.policy import Deny, Forward
 from portway.net.splice import hard_close
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
-from portway.wire.stream import EOF_CHUNK, StreamDecoder, encode_chunks
+from portway.wire.stream import EOF_CHUNK, encode_chunks
 
 if TYPE_CHECKING:
     from portway.hub.edge.proxy import EdgeConnection
+    from portway.hub.edge.upstream import Lane
 
 LIMIT = 256 * 1024
+RETRYABLE = frozenset({b"GET", b"HEAD"})  # resent once when a reused channel turned out stale
 
 
 class Exchange(asyncio.Protocol):
-    def __init__(self, client: EdgeConnection, decision: Forward, request: h11.Request) -> None:
+    def __init__(
+        self, client: EdgeConnection, decision: Forward, request: h11.Request, lane: Lane
+    ) -> None:
         self.client = client
         self.decision = decision
         self.request = request
+        self.lane = lane
+        self.reused = lane.uses > 0  # the channel carried an earlier request
         self.started = time.monotonic()
-        self.upstream = h11.Connection(h11.CLIENT)
-        self.decoder = StreamDecoder()
+        self.upstream = lane.h
+        self.decoder = lane.decoder
         self.transport: asyncio.Transport | None = None
+        self.informed = False  # a 1xx went to the client
         self.bytes_a_to_b = 0  # request body bytes towards the target
         self.bytes_b_to_a = 0  # response body bytes towards the client
         self.status = 0
@@ -54,9 +64,9 @@ class Exchange(asyncio.Protocol):
 
     # -- set-up and request direction (called by EdgeConnection) ----------------------------------
 
-    def attach(self, transport: asyncio.Transport, rest: bytes, head: h11.Request) -> None:
-        transport.set_protocol(self)
-        self.transport = transport
+    def attach(self, head: h11.Request) -> None:
+        rest = self.lane.take(self)
+        transport = self.transport = self.lane.transport
         transport.set_write_buffer_limits(high=LIMIT)
         self._write(self.upstream.send(head))
         if rest:
@@ -109,42 +119,57 @@ class Exchange(asyncio.Protocol):
             self.client.raw_eof()
 
     def _pump(self) -> None:
+        """Relay the response events parsed so far; what they make for the client goes out in
+        one write per read from the channel (head, body and end of a small response together)."""
+        out: list[bytes] = []
         while not self.finished:
             try:
                 event = self.upstream.next_event()
             except h11.RemoteProtocolError:
+                self._flush(out)
                 self.fail()
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
+                self._flush(out)
                 return
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
+                    self._flush(out)
                     self._switch(event)
                     return
-                self.client.send(h11.InformationalResponse(
+                self.informed = True
+                out.append(self.client.frame(h11.InformationalResponse(
                     status_code=event.status_code,
                     headers=hdr.client_response_headers(event.headers, [], switching=False),
-                ))  # fmt: skip
+                )))  # fmt: skip
             elif isinstance(event, h11.Response):
                 self.status = event.status_code
                 heads = hdr.client_response_headers(
                     event.headers, self.decision.headers, switching=False
                 )
-                self.client.send(
+                out.append(self.client.frame(
                     h11.Response(status_code=event.status_code, headers=heads, reason=event.reason)
-                )
+                ))  # fmt: skip
             elif isinstance(event, h11.Data):
                 self.bytes_b_to_a += len(event.data)
-                self.client.send(h11.Data(data=event.data))
+                out.append(self.client.frame(h11.Data(data=event.data)))
             elif isinstance(event, h11.EndOfMessage):
                 self.response_done = True
-                self.client.send(h11.EndOfMessage())
+                out.append(self.client.frame(h11.EndOfMessage()))
+                self._flush(out)
                 self.finish()
                 self.client.exchange_done(self)
                 return
             elif isinstance(event, h11.ConnectionClosed):
+                self._flush(out)
                 self.fail()
                 return
+        self._flush(out)
+
+    def _flush(self, out: list[bytes]) -> None:
+        if out:
+            self.client.write_all(out)
+            out.clear()
 
     def _switch(self, event: h11.InformationalResponse) -> None:
         self.status = 101
@@ -167,6 +192,7 @@ class Exchange(asyncio.Protocol):
             return
         if self.raw and self.decoder.eof:  # a switched connection the target ended cleanly
             self.finished = True
+            self._abort()
             self.client.exchange_closed(self)
             return
         self.fail()
@@ -180,22 +206,31 @@ class Exchange(asyncio.Protocol):
     # -- ending -----------------------------------------------------------------------------------
 
     def finish(self) -> None:
-        """The response is complete: end the channel (the target connection ends with it)."""
+        """The response is complete: the lane keeps the channel for the next request if both
+        sides can go on, else ends it cleanly (the target connection ends with it)."""
         if self.finished:
             return
         self.finished = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(EOF_CHUNK)
-            self.transport.close()
+        self.lane.release(self, reusable=not self.raw)
         self.client.exchange_closed(self)
+
+    def _abort(self) -> None:
+        self.lane.release(self, reusable=False)
+
+    def retryable(self) -> bool:
+        """A reused channel failed before anything came back for a GET/HEAD without a body:
+        the target most likely closed its idle keep-alive connection; resend on a fresh one."""
+        return (
+            self.reused and not self.raw and self.status == 0 and not self.informed
+            and self.bytes_a_to_b == 0 and self.request.method.upper() in RETRYABLE
+        )  # fmt: skip
 
     def fail(self) -> None:
         """The channel broke or sent garbage: 502 if nothing was answered yet, else reset."""
         if self.finished:
             return
         self.finished = True
-        if self.transport is not None:
-            self.transport.abort()
+        self._abort()
         self.client.exchange_failed(self)
 
     def reset(self, reason: Reason = Reason.CLOSED) -> None:
@@ -211,8 +246,7 @@ class Exchange(asyncio.Protocol):
         if self.finished:
             return
         self.finished = True
-        if self.transport is not None:
-            self.transport.abort()
+        self._abort()
         self.client.exchange_closed(self)
 
     def cut(self, why: Deny) -> None:
@@ -221,8 +255,7 @@ class Exchange(asyncio.Protocol):
         if self.finished:
             return
         self.finished = True
-        if self.transport is not None:
-            self.transport.abort()
+        self._abort()
         self.client.exchange_cut(self, why)
 
     def pause_reading(self) -> None:

@@ -45,8 +45,9 @@ def upstream_request_headers(
     headers: Iterable[tuple[bytes, bytes]], *, client_ip: str, host: str
 ) -> Headers:
     """The request headers sent to the target: hop-by-hop removed, framing kept for h11,
-    `X-Forwarded-*` and `Forwarded` added, `Connection: close` (one channel per request) or the
-    upgrade pair for a WebSocket handshake."""
+    `X-Forwarded-*` and `Forwarded` added, and the upgrade pair for a WebSocket handshake. No
+    `Connection` header otherwise: the channel is kept across requests (upstream.py), and the
+    target decides keep-alive."""
     listed = list(headers)
     upgrade = upgrade_value(listed)
     chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in listed)
@@ -66,8 +67,6 @@ def upstream_request_headers(
     ]
     if upgrade is not None:
         out += [(b"Connection", b"Upgrade"), (b"Upgrade", upgrade)]
-    else:
-        out.append((b"Connection", b"close"))
     return out
 
 

@@ -1,13 +1,16 @@
 """The edge listener and one client connection: h11 parses every request head, policy decides,
-an `Exchange` relays it over a data channel of its own.
+an `Exchange` relays it over the connection's upstream `Lane` (upstream.py): the channel the
+previous request left idle when it routes to the same tunnel, else a new one from `Pairing`.
 
 `Hub` creates `Edge`, calls `start()` after the data plane and `stop()` before it; `start()` also
 starts the sweep that cuts share traffic whose share stopped being usable (`LiveShares`, cut.py).
 Each accepted connection is an `EdgeConnection`; requests on a kept-alive connection are handled
 one after the other (pipelined ones wait, unread, in h11's buffer), and each one is routed and
 checked anew. The only await is per request (policy lookup, channel assignment), never per
-chunk. A `Watchdog` (timeouts.py) bounds the time a client may take to send a request head, to
-send the next piece of a request body, and to sit idle between requests.
+chunk. A GET or HEAD that fails on a reused channel before anything came back is sent once more
+on a fresh one (`Exchange.retryable`); any other failure is the client's 502, as with nginx.
+A `Watchdog` (timeouts.py) bounds the time a client may take to send a request head, to send
+the next piece of a request body, and to sit idle between requests.
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-import uuid
 from typing import cast
 
 import h11
 
 from portway.domain.clock import Clock
 from portway.hub.access_log import AccessLog
-from portway.hub.dataplane.pairing import Pairing, Unavailable
+from portway.hub.dataplane.pairing import Pairing
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.edge import headers as hdr
 from portway.hub.edge.cut import LiveShares
@@ -32,8 +34,8 @@ from portway.hub.edge.exchange import LIMIT, Exchange
 from portway.hub.edge.pages import error_page
 from portway.hub.edge.policy import Deny, Forward, Router
 from portway.hub.edge.timeouts import Phase, Timeouts, Watchdog
+from portway.hub.edge.upstream import Lane, lane_for
 from portway.net.splice import hard_close
-from portway.wire.codes import Reason
 
 log = logging.getLogger("portway.hub.edge")
 
@@ -83,6 +85,7 @@ class EdgeConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self.exchange: Exchange | None = None
+        self.lane: Lane | None = None  # the upstream channel, kept across requests
         self.waiting = False  # a request head is being decided / its channel opened
         self.discarding = False  # the request body of an answered request is being skipped
         self.raw: Exchange | None = None
@@ -127,6 +130,8 @@ class EdgeConnection(asyncio.Protocol):
             self._task.cancel()
         if self.exchange is not None:
             self.exchange.client_gone()
+        if self.lane is not None:
+            self.lane.close()
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
@@ -141,6 +146,13 @@ class EdgeConnection(asyncio.Protocol):
     def write(self, data: bytes | memoryview) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def write_all(self, parts: list[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(parts)
+
+    def frame(self, event: h11.Event) -> bytes:
+        return self.h.send(event) or b""
 
     def send(self, event: h11.Event) -> None:
         data = self.h.send(event)
@@ -190,7 +202,6 @@ class EdgeConnection(asyncio.Protocol):
         if self.exchange is exchange:
             status = status or exchange.status or 502
             self._log(exchange.decision, exchange.request, status, exchange, reason)
-            self.edge.traffic.closed(exchange.decision.route.id, exchange)
             if exchange.decision.share is not None:
                 self.edge.live.discard(exchange.decision.share.id, exchange)
             self.exchange = None
@@ -204,11 +215,15 @@ class EdgeConnection(asyncio.Protocol):
 
     def exchange_failed(self, exchange: Exchange) -> None:
         answered = self.h.our_state is not h11.SEND_RESPONSE
+        if exchange.retryable() and not answered and self.exchange is exchange and not self.closed:
+            self._retry(exchange)
+            return
         self.exchange_closed(exchange)
         if answered or self.raw is not None:
             self.abort()
             return
         self._answer_error(502, "bad_gateway", "the target closed the connection", [])
+        self._next_cycle()  # the request may have been read whole already
 
     def exchange_cut(self, exchange: Exchange, why: Deny) -> None:
         """`Exchange.cut()` ended the channel: answer `why` and close if nothing of a response
@@ -316,6 +331,11 @@ class EdgeConnection(asyncio.Protocol):
         except Exception:
             log.exception("edge policy failed")
             decision = Deny(503, "unavailable", "the hub cannot check this request right now")
+        await self._proceed(decision, request, host)
+
+    async def _proceed(self, decision: Forward | Deny, request: h11.Request, host: str,
+                       failed: Exchange | None = None) -> None:  # fmt: skip
+        """Forward the request or answer its denial, then read on; `failed`: see `_retry`."""
         denial = decision if isinstance(decision, Deny) else None
         if isinstance(decision, Forward) and not self.closed:
             denial = await self._forward(decision, request, host)
@@ -326,6 +346,11 @@ class EdgeConnection(asyncio.Protocol):
         self._task = None
         if self.closed:
             return
+        if failed is not None and failed.request_done:  # its EndOfMessage went to `failed`
+            if self.exchange is not None:
+                self.exchange.end_body()
+            else:
+                self._next_cycle()
         if denial is not None:
             # The rest of the request (at least h11's EndOfMessage) is read and skipped; the
             # pump then starts the next cycle.
@@ -337,18 +362,14 @@ class EdgeConnection(asyncio.Protocol):
 
     async def _forward(self, decision: Forward, request: h11.Request, host: str) -> Deny | None:
         edge = self.edge
-        try:
-            transport, rest, route = await edge.pairing.open_channel(
-                decision.route.id, uuid.uuid4().hex, tls=True
-            )
-        except Unavailable as exc:
-            status = 503 if exc.reason is Reason.PAUSED else 502
-            code = "tunnel_paused" if status == 503 else "agent_unavailable"
-            return Deny(status, code, exc.message, decision.headers, decision.share)
+        lane = await lane_for(self.lane, edge, decision, self._lane_closed)
+        if isinstance(lane, Deny):
+            return lane
         if self.closed:
-            transport.abort()
+            lane.close(abort=True)
             return None
-        exchange = Exchange(self, decision, request)
+        self.lane = lane
+        exchange = Exchange(self, decision, request, lane)
         self.exchange = exchange
         if decision.share is not None:
             edge.live.add(decision.share.id, exchange)
@@ -359,11 +380,26 @@ class EdgeConnection(asyncio.Protocol):
                 request.headers, client_ip=self.client_ip, host=host
             ),
         )
-        edge.traffic.opened(route.id, exchange, edge.clock.now())
-        exchange.attach(transport, rest, head)
+        exchange.attach(head)
         if self.raw is None and not exchange.finished:
             self.resume_reading("decide")
         return None
+
+    def _retry(self, failed: Exchange) -> None:
+        """Send `failed` (see `Exchange.retryable`) again on a fresh channel, unlogged."""
+        self.exchange = None
+        if failed.decision.share is not None:
+            self.edge.live.discard(failed.decision.share.id, failed)
+        self.waiting = True
+        self.pause_reading("decide")
+        host = next((v for n, v in failed.request.headers if n.lower() == b"host"), b"")
+        self._task = asyncio.get_running_loop().create_task(
+            self._proceed(failed.decision, failed.request, host.decode("latin-1"), failed)
+        )
+
+    def _lane_closed(self, lane: Lane) -> None:
+        if self.lane is lane:
+            self.lane = None
 
     def _answer_error(
         self, status: int, code: str, message: str, extra: list[tuple[str, str]]

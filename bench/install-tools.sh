@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the programs the benchmark drives when any is missing (apt-get, as root), the way
+# .ci/run installs the test suite's packages.
+set -euo pipefail
+
+packages=(iperf3 wrk socat openssh-server openssh-client)
+missing=()
+for program in iperf3 wrk socat ssh ssh-keygen; do
+  command -v "$program" >/dev/null || missing+=("$program")
+done
+[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing+=(sshd)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  echo "bench: installing ${packages[*]} (missing: ${missing[*]})" >&2
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+else
+  echo "bench: not root, cannot install ${missing[*]}: apt-get install ${packages[*]}" >&2
+  exit 1
+fi

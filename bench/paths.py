@@ -1,0 +1,357 @@
+"""The ways a client reaches the origins: direct, socat, ssh -L, and Portway's three paths.
+
+Every path is a context manager that starts what it needs and yields `Endpoints`: where the
+client connects for the iperf3 server (TCP, and UDP where the path carries UDP) and for the HTTP
+origin. Everything started is stopped when the block ends, even on errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.procs import Proc, port_open, wait_for
+from bench.tools import Endpoint
+from portway.testing.hub import HubProcess
+from portway.testing.machines import Background, Machine
+from portway.testing.ports import free_port
+
+
+@dataclass(frozen=True)
+class Origins:
+    """The servers behind every path: iperf3 (TCP and UDP on one port) and the HTTP origin."""
+
+    iperf_port: int
+    http_port: int
+
+
+@dataclass
+class Endpoints:
+    """Where a client connects on one path; None where the path does not carry that traffic."""
+
+    iperf_tcp: Endpoint | None = None
+    iperf_udp: Endpoint | None = None  # iperf3's TCP control must reach the same port number
+    http: Endpoint | None = None
+    # Processes whose memory the idle-connection scenario watches, by role (hub, agent, ...).
+    pids: dict[str, int] = field(default_factory=dict)
+    http_origin_port: int = 0
+
+
+def free_tcp_udp_port() -> int:
+    """A loopback port free for both TCP and UDP (iperf3 uses one number for both)."""
+    import socket
+
+    for _ in range(100):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both TCP and UDP")
+
+
+def _socat(listen: str, target: str, log: Path, buffer: int | None = None) -> Proc:
+    args = ["socat"]
+    if buffer:
+        args += ["-b", str(buffer)]
+    return Proc([*args, listen, target], log)
+
+
+def _wait_listening(proc: Proc, port: int, what: str) -> None:
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited: {proc.output()[-2000:]}")
+        return port_open(port)
+
+    wait_for(ready, timeout=15, what=what)
+
+
+@contextlib.contextmanager
+def direct(origins: Origins, _work: Path) -> Iterator[Endpoints]:
+    yield Endpoints(
+        iperf_tcp=Endpoint(origins.iperf_port),
+        iperf_udp=Endpoint(origins.iperf_port),
+        http=Endpoint(origins.http_port),
+        http_origin_port=origins.http_port,
+    )
+
+
+def tcp_forward(port: int, target: int, log: Path, buffer: int | None = None) -> Proc:
+    """`socat TCP-LISTEN:port,fork,reuseaddr TCP:127.0.0.1:target`, listening once returned."""
+    proc = _socat(
+        f"TCP4-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=4096",
+        f"TCP4:127.0.0.1:{target}", log, buffer,
+    )  # fmt: skip
+    _wait_listening(proc, port, f"socat on {port}")
+    return proc
+
+
+@contextlib.contextmanager
+def socat(origins: Origins, work: Path, buffer: int | None = None) -> Iterator[Endpoints]:
+    """socat relays, one per service (and a UDP one next to iperf3's when `buffer` is None)."""
+    procs: list[Proc] = []
+    try:
+        iperf, http = free_tcp_udp_port(), free_port()
+        tag = f"socat-{buffer or 'default'}"
+        procs.append(tcp_forward(iperf, origins.iperf_port, work / f"{tag}-iperf.log", buffer))
+        procs.append(tcp_forward(http, origins.http_port, work / f"{tag}-http.log", buffer))
+        udp: Endpoint | None = None
+        if buffer is None:
+            procs.append(_socat(
+                f"UDP4-LISTEN:{iperf},bind=127.0.0.1,fork,reuseaddr",
+                f"UDP4:127.0.0.1:{origins.iperf_port}", work / f"{tag}-udp.log",
+            ))  # fmt: skip
+            udp = Endpoint(iperf)
+        yield Endpoints(
+            iperf_tcp=Endpoint(iperf), iperf_udp=udp, http=Endpoint(http),
+            pids={"socat": procs[1].pid}, http_origin_port=origins.http_port,
+        )  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _sshd_binary() -> str:
+    found = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(found).exists():
+        raise RuntimeError("sshd is not installed (apt-get install openssh-server)")
+    return str(Path(found).resolve())  # sshd refuses to start from a relative path
+
+
+@contextlib.contextmanager
+def ssh(origins: Origins, work: Path) -> Iterator[Endpoints]:
+    """`ssh -N -L` through a throwaway sshd on a free loopback port, with its own keys."""
+    home = work / "ssh"
+    home.mkdir(mode=0o700, exist_ok=True)
+    host_key, user_key = home / "host_ed25519", home / "user_ed25519"
+    for key in (host_key, user_key):
+        if not key.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
+            )
+    authorized = home / "authorized_keys"
+    authorized.write_text(Path(f"{user_key}.pub").read_text())
+    authorized.chmod(0o600)
+    port = free_port()
+    config = home / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"AuthorizedKeysFile {authorized}\nPidFile {home / 'sshd.pid'}\n"
+        "PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nAllowTcpForwarding yes\nPrintMotd no\n"
+        "MaxStartups 100\nMaxSessions 100\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory (Debian)
+    procs: list[Proc] = []
+    try:
+        daemon = Proc([_sshd_binary(), "-D", "-e", "-f", str(config)], home / "sshd.log")
+        procs.append(daemon)
+        _wait_listening(daemon, port, "sshd")
+        iperf, http = free_port(), free_port()
+        user = os.environ.get("USER") or "root"
+        client = Proc(
+            ["ssh", "-N", "-i", str(user_key), "-p", str(port),
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
+             "-L", f"127.0.0.1:{iperf}:127.0.0.1:{origins.iperf_port}",
+             "-L", f"127.0.0.1:{http}:127.0.0.1:{origins.http_port}",
+             f"{user}@127.0.0.1"],
+            home / "ssh.log",
+        )  # fmt: skip
+        procs.append(client)
+        _wait_listening(client, http, "ssh -L")
+        _wait_listening(client, iperf, "ssh -L")
+        yield Endpoints(
+            iperf_tcp=Endpoint(iperf), http=Endpoint(http), pids={"ssh": client.pid},
+            http_origin_port=origins.http_port,
+        )  # fmt: skip
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+class PortwayStack:
+    """One hub (agent TLS on or off), an exposing machine and a reaching machine.
+
+    Tunnels: ``iperf`` (TCP, public), ``iperfu`` (UDP, public), ``web`` (TCP, public) and
+    ``site`` (HTTP, public URL and a share), each served by its own `portway expose`; the
+    reaching machine runs `portway reach` for ``iperf``, ``iperfu`` and ``web``.
+    """
+
+    def __init__(
+        self, origins: Origins, work: Path, tls: bool,
+        paths: frozenset[str] = frozenset({"public", "reach", "edge", "share"}),
+    ) -> None:  # fmt: skip
+        self.origins = origins
+        self.work = work
+        self.tls = tls
+        self.paths = paths
+        self.hub = HubProcess(work / "hub", agent_tls="on" if tls else "off")
+        self.server = Machine(work / "server", self.hub)
+        self.laptop = Machine(work / "laptop", self.hub)
+        self.api: httpx.Client | None = None
+        self.helpers: list[Proc] = []
+        self.agents: dict[str, Background] = {}
+        self.reach_ports: dict[str, int] = {}
+        self.share_prefix = "/"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> PortwayStack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the hub, then every `expose` and `reach` the chosen paths need, in parallel."""
+        self.hub.start()
+        self.api = httpx.Client(
+            base_url=self.hub.api_url, timeout=30,
+            headers={"Authorization": f"Bearer {self.hub.admin_key}"},
+        )  # fmt: skip
+        self.server.login()
+        origin_iperf = f"127.0.0.1:{self.origins.iperf_port}"
+        origin_http = f"127.0.0.1:{self.origins.http_port}"
+        exposes = [("iperf", origin_iperf, "tcp"), ("iperfu", origin_iperf, "udp"),
+                   ("web", origin_http, "tcp")]  # fmt: skip
+        if self.paths & {"edge", "share"}:
+            exposes.append(("site", origin_http, "http"))
+        for name, target, protocol in exposes:
+            self.agents[f"expose-{name}"] = self.server.start(
+                "expose", target, "--name", name, "--protocol", protocol, "--public"
+            )
+        for name, _target, _protocol in exposes:
+            self.agents[f"expose-{name}"].wait_for("Connected to the hub.", timeout=90)
+            self.wait_active(name)
+        if "reach" in self.paths:
+            self.laptop.login()
+            ports = {"iperf": free_port(), "iperfu": free_tcp_udp_port(), "web": free_port()}
+            for name, port in ports.items():
+                self.agents[f"reach-{name}"] = self.laptop.start(
+                    "reach", name, "--port", str(port), "--bind", "127.0.0.1"
+                )
+                self.reach_ports[name] = port
+            for name in ports:
+                self.agents[f"reach-{name}"].wait_for("Connected to the hub.", timeout=90)
+            for name, port in ports.items():  # the listener is up shortly after the session
+                if name != "iperfu":
+                    wait_for(partial(port_open, port), timeout=30, what=f"reach {name}")
+        if self.paths & {"edge", "share"}:
+            created = self.client.post(
+                f"/v1/tunnels/{self.tunnel('site')['id']}/shares", json={"name": "bench"}
+            )
+            created.raise_for_status()
+            self.share_prefix = httpx.URL(created.json()["shareUrl"]).path
+        # iperf3 sends its control connection to the UDP port's number over TCP: carry that
+        # over plain socat (a few bytes; the measured datagrams go through Portway).
+        controls = [self.hub_port("iperfu")]
+        if "reach" in self.paths:
+            controls.append(self.reach_ports["iperfu"])
+        for port in controls:
+            self.helpers.append(tcp_forward(
+                port, self.origins.iperf_port, self.work / f"iperfu-control-{port}.log"
+            ))  # fmt: skip
+
+    def close(self) -> None:
+        for helper in self.helpers:
+            helper.stop()
+        self.helpers.clear()
+        self.laptop.stop_all()
+        self.server.stop_all()
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+        if self.hub.proc is not None:
+            self.hub.stop()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        assert self.api is not None, "stack not started"
+        return self.api
+
+    def tunnel(self, name: str) -> dict[str, Any]:
+        for attempt in range(3):
+            try:
+                response = self.client.get(f"/v1/tunnels/{name}")
+                break
+            except httpx.TransportError:
+                # A kept-alive API connection idle past uvicorn's keep-alive timeout may be
+                # closed just as it is reused (a long scenario ran meanwhile): try again.
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
+
+    def hub_port(self, name: str) -> int:
+        return int(self.tunnel(name)["hubPort"])
+
+    def wait_active(self, name: str) -> None:
+        wait_for(lambda: self.tunnel(name)["status"] == "active", timeout=30, what=f"{name} active")
+
+    @property
+    def edge_port(self) -> int:
+        return int(self.hub.flags["edge_listen"].rsplit(":", 1)[1])
+
+    @property
+    def hub_pid(self) -> int:
+        assert self.hub.proc is not None
+        return self.hub.proc.pid
+
+    # -- the three paths -------------------------------------------------------------------
+
+    def public(self) -> Endpoints:
+        return Endpoints(
+            iperf_tcp=Endpoint(self.hub_port("iperf")),
+            iperf_udp=Endpoint(self.hub_port("iperfu")),
+            http=Endpoint(self.hub_port("web")),
+            pids={"hub": self.hub_pid, "agent": self.agents["expose-web"].proc.pid},
+            http_origin_port=self.origins.http_port,
+        )
+
+    def reach(self) -> Endpoints:
+        return Endpoints(
+            iperf_tcp=Endpoint(self.reach_ports["iperf"]),
+            iperf_udp=Endpoint(self.reach_ports["iperfu"]),
+            http=Endpoint(self.reach_ports["web"]),
+            # The hub and the exposing agent are measured on the public path; measured again
+            # here they would reuse the memory those connections freed (a lower bound only).
+            pids={"reach_agent": self.agents["reach-web"].proc.pid},
+            http_origin_port=self.origins.http_port,
+        )
+
+    def edge(self) -> Endpoints:
+        host = httpx.URL(self.tunnel("site")["publicUrl"]).host
+        return Endpoints(
+            http=Endpoint(self.edge_port, host_header=f"{host}:{self.edge_port}"),
+            pids={"hub": self.hub_pid, "agent": self.agents["expose-site"].proc.pid},
+            http_origin_port=self.origins.http_port,
+        )
+
+    def share(self) -> Endpoints:
+        return Endpoints(
+            http=Endpoint(self.edge_port, prefix=self.share_prefix),
+            pids={"hub": self.hub_pid, "agent": self.agents["expose-site"].proc.pid},
+            http_origin_port=self.origins.http_port,
+        )

@@ -1,0 +1,153 @@
+"""`python -m bench.profile`: where the hub and the exposing agent spend their time.
+
+Starts the origins and a Portway stack (public path only), then for each load (iperf3 TCP bulk,
+wrk with ``Connection: close``) records the hub and the `portway expose` agent with py-spy while
+the load runs, and prints the functions with the most samples (own time, and time including
+callees, per process). Raw collapsed stacks (for flamegraph.pl or speedscope) are kept next to
+the JSON results. Needs py-spy (``.venv/bin/pip install py-spy``); as root it can attach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from bench.paths import PortwayStack
+from bench.procs import Proc, raise_nofile
+from bench.run import RESULTS_DIR, origins
+from bench.scenarios import Settings, idle_memory
+from bench.tools import iperf3_tcp, wrk
+
+# Frames every sample passes through (CLI start-up, the event loop's entry): not informative.
+BOILERPLATE = ("click/", "<frozen runpy>", "portway/cli/", "portway/__main__.py", "Runner.run",
+               "threading.py")  # fmt: skip
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        sys.exit("py-spy is not installed: .venv/bin/pip install py-spy")
+    return found
+
+
+def summarize(collapsed: Path, top: int) -> str:
+    """Top functions by own samples and by inclusive samples, from py-spy's raw output."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_short(f) for f in stack.split(";")]
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if not any(part in frame for part in BOILERPLATE):
+                inclusive[frame] += count
+    if not total:
+        return "  (no samples)"
+    lines = [f"  {total} samples; own time:"]
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
+    lines.append("  including callees:")
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def _short(frame: str) -> str:
+    """``func (/long/path/portway/net/splice.py:123)`` -> ``func (portway/net/splice.py)``."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("/portway/", "/site-packages/", "/lib/python3"):
+        if marker in path:
+            path = path[path.index(marker) + 1 :]
+            break
+    return f"{name} ({path})" if path else name
+
+
+def record(pids: dict[str, int], seconds: float, out: Path, tag: str) -> dict[str, Proc]:
+    spies = {}
+    for role, pid in pids.items():
+        target = out / f"{tag}-{role}.txt"
+        spies[role] = Proc(
+            [py_spy(), "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "200",
+             "--format", "raw", "-o", str(target), "--nonblocking"],
+            out / f"{tag}-{role}.log",
+        )  # fmt: skip
+    time.sleep(1.0)  # py-spy attaches
+    return spies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--tls", choices=("on", "off"), default="on")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--only", help="comma-separated loads: tcp_bulk,new_connections,"
+                        "edge_keepalive,share_keepalive,idle_open")  # fmt: skip
+    parser.add_argument("--idle", type=int, default=9000, help="connections for idle_open")
+    args = parser.parse_args()
+    raise_nofile()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"profile-{stamp}-tls-{args.tls}"
+    out.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="portway-profile-"))
+    report: list[str] = []
+    try:
+        with (
+            origins(work) as origin,
+            PortwayStack(
+                origin, work, tls=args.tls == "on", paths=frozenset({"public", "edge", "share"})
+            ) as stack,
+        ):
+            public, edge, share = stack.public(), stack.edge(), stack.share()
+            assert public.iperf_tcp and public.http and edge.http and share.http
+            hub = stack.hub_pid
+            agent = {name: stack.agents[f"expose-{name}"].proc.pid for name in ("iperf", "web")}
+            agent["site"] = stack.agents["expose-site"].proc.pid
+            seconds = args.seconds
+            idle = Settings(idle_connections=args.idle, idle_seconds=seconds)
+            loads: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
+                "tcp_bulk": ("iperf", partial(iperf3_tcp, public.iperf_tcp, seconds)),
+                "new_connections": ("web", partial(wrk, public.http, seconds, 50, close=True)),
+                "edge_keepalive": ("site", partial(wrk, edge.http, seconds, 50)),
+                "share_keepalive": ("site", partial(wrk, share.http, seconds, 50)),
+                # Opening thousands of idle connections (the memory scenario's load).
+                "idle_open": ("web", partial(idle_memory, public, idle)),
+            }
+            for tag, (tunnel, load) in loads.items():
+                if args.only and tag not in args.only.split(","):
+                    continue
+                pids = {"hub": hub, "agent": agent[tunnel]}
+                spies = record(pids, seconds + 1, out, tag)
+                result = load()
+                for spy in spies.values():
+                    spy.popen.wait(timeout=60)
+                report.append(f"\n== {tag}, agent TLS {args.tls}: {result}")
+                for role in pids:
+                    report.append(f"-- {role}")
+                    report.append(summarize(out / f"{tag}-{role}.txt", args.top))
+                print("\n".join(report[-1 - 2 * len(pids) :]), flush=True)
+    except subprocess.TimeoutExpired:
+        print("py-spy did not finish", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = out.with_suffix(".txt")
+    summary.write_text("\n".join(report).lstrip() + "\n")
+    print(f"\nsummary in {summary}, raw stacks (for speedscope/flamegraph.pl) in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

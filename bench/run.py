@@ -1,0 +1,272 @@
+"""`python -m bench`: start the origins, run every scenario on every path, print and save.
+
+Order: baselines (direct, socat, socat -b 262144, ssh), then one Portway stack per agent-TLS
+mode (memory first, on fresh processes; then the throughput scenarios on the public, reach,
+edge and share paths; the hub restart last). A failure in one cell is recorded and the run
+goes on, so one broken path never hides the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import paths, report
+from bench.paths import Endpoints, Origins, PortwayStack
+from bench.procs import Proc, port_open, raise_nofile, wait_for
+from bench.scenarios import SCENARIOS, NotApplicable, Settings, hub_restart
+from bench.tools import wrk
+from portway.testing.ports import free_port
+
+RESULTS_DIR = Path(__file__).parent / "results"
+BaselineFactory = Callable[[Origins, Path], AbstractContextManager[Endpoints]]
+BASELINE_PATHS: dict[str, BaselineFactory] = {
+    "direct": paths.direct,
+    "socat": paths.socat,
+    "socat-256k": partial(paths.socat, buffer=262144),
+    "ssh": paths.ssh,
+}
+PORTWAY_PATHS = ("public", "reach", "edge", "share")
+MEMORY_PATHS = ("public", "reach")
+TLS_MODES = {"tls": True, "plain": False}
+PROGRAMS = ("iperf3", "wrk", "socat", "ssh", "sshd", "ssh-keygen")
+
+QUICK = Settings(
+    bulk_seconds=4, http_seconds=3, udp_seconds=3, idle_connections=3000, idle_seconds=30
+)
+SMOKE = Settings(bulk_seconds=1, http_seconds=1, udp_seconds=1, udp_rate_mbit=50,
+                 http_connections=16, idle_connections=200, idle_seconds=15)  # fmt: skip
+SMOKE_PATHS = ["direct", "public/tls"]
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    all_paths = [*BASELINE_PATHS, *(f"{p}/{t}" for p in PORTWAY_PATHS for t in TLS_MODES)]
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="shorter runs (about 4 min)")
+    size.add_argument(
+        "--smoke", action="store_true",
+        help="about 1 s per scenario on direct and public/tls (for make test)",
+    )  # fmt: skip
+    parser.add_argument("--paths", help=f"comma-separated subset of: {','.join(all_paths)}")
+    parser.add_argument("--scenarios", help=f"comma-separated subset of: "
+                        f"{','.join([*SCENARIOS, 'hub_restart'])}")  # fmt: skip
+    parser.add_argument("--seconds", type=float, help="override every scenario's duration")
+    parser.add_argument("--udp-rate", type=float, help="UDP offered rate in Mbit/s")
+    parser.add_argument("--idle", type=int, help="idle connections for the memory scenario")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args(argv)
+    args.all_paths = all_paths
+    return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = SMOKE if args.smoke else QUICK if args.quick else Settings()
+    if args.seconds:
+        settings = replace(settings, bulk_seconds=args.seconds, http_seconds=args.seconds,
+                           udp_seconds=args.seconds)  # fmt: skip
+    if args.udp_rate:
+        settings = replace(settings, udp_rate_mbit=args.udp_rate)
+    if args.idle:
+        settings = replace(settings, idle_connections=args.idle)
+    return settings
+
+
+@contextlib.contextmanager
+def origins(work: Path) -> Iterator[Origins]:
+    """The iperf3 server (TCP and UDP on one port) and the HTTP origin."""
+    iperf_port, http_port = paths.free_tcp_udp_port(), free_port()
+    procs = [
+        Proc(["iperf3", "-s", "-p", str(iperf_port), "--bind", "127.0.0.1"], work / "iperf3.log"),
+        Proc([sys.executable, "-m", "bench.origin", str(http_port)], work / "origin.log"),
+    ]
+    try:
+        for proc, port in zip(procs, (iperf_port, http_port), strict=True):
+            wait_for(partial(_listening, proc, port), timeout=15, what=proc.args[0])
+        yield Origins(iperf_port=iperf_port, http_port=http_port)
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _listening(proc: Proc, port: int) -> bool:
+    if not proc.alive():
+        raise RuntimeError(f"{proc.args[0]} exited: {proc.output()[-2000:]}")
+    return port_open(port)
+
+
+class Runner:
+    def __init__(self, settings: Settings, scenarios: list[str], selected: list[str]) -> None:
+        self.settings = settings
+        self.scenarios = scenarios
+        self.selected = selected
+        self.results: report.Results = {}
+
+    def record(self, scenario: str, path: str, run: Callable[[], dict[str, float]]) -> None:
+        try:
+            metrics = run()
+        except NotApplicable:
+            return
+        except Exception as exc:  # one broken cell must not stop the run
+            log(f"{scenario} on {path} failed: {exc}")
+            traceback.print_exc(file=sys.stderr)
+            self.results.setdefault(scenario, {})[path] = {"error": str(exc)[:500]}
+            return
+        self.results.setdefault(scenario, {})[path] = metrics
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        log(f"{scenario:17} {path:12} {shown}")
+
+    def run_path(self, path: str, endpoints: Endpoints, skip: tuple[str, ...]) -> None:
+        for name in self.scenarios:
+            if name in skip or name not in SCENARIOS:
+                continue
+            _label, scenario = SCENARIOS[name]
+            time.sleep(0.5)  # let sockets from the previous run drain
+            self.record(name, path, partial(scenario, endpoints, self.settings))
+
+    def baselines(self, origin: Origins, work: Path) -> None:
+        for name, factory in BASELINE_PATHS.items():
+            if name not in self.selected:
+                continue
+            log(f"path {name}")
+            try:
+                with factory(origin, work) as endpoints:
+                    self.run_path(name, endpoints, skip=("idle_memory",))
+            except Exception as exc:
+                log(f"path {name} could not start: {exc}")
+                self.results.setdefault("setup", {})[name] = {"error": str(exc)[:500]}
+
+    def portway(self, origin: Origins, work: Path) -> None:
+        for tls_name, tls in TLS_MODES.items():
+            wanted = [p for p in PORTWAY_PATHS if f"{p}/{tls_name}" in self.selected]
+            if not wanted:
+                continue
+            log(f"Portway stack, agent TLS {'on' if tls else 'off'}")
+            stack_dir = work / f"portway-{tls_name}"
+            stack_dir.mkdir()
+            started = time.monotonic()
+            try:
+                with PortwayStack(origin, stack_dir, tls=tls, paths=frozenset(wanted)) as stack:
+                    log(f"stack ready in {time.monotonic() - started:.1f} s")
+                    self._portway_stack(stack, tls_name, wanted)
+            except Exception as exc:
+                log(f"Portway stack ({tls_name}) failed: {exc}")
+                traceback.print_exc(file=sys.stderr)
+                self.results.setdefault("setup", {})[f"portway/{tls_name}"] = {
+                    "error": str(exc)[:500]
+                }
+
+    def _portway_stack(self, stack: PortwayStack, tls_name: str, wanted: list[str]) -> None:
+        getters: dict[str, Callable[[], Endpoints]] = {
+            "public": stack.public, "reach": stack.reach, "edge": stack.edge,
+            "share": stack.share,
+        }  # fmt: skip
+        if "idle_memory" in self.scenarios:
+            for path in (p for p in MEMORY_PATHS if p in wanted):
+                endpoints = getters[path]()
+                assert endpoints.http is not None
+                with contextlib.suppress(Exception):  # warm up the code paths
+                    wrk(endpoints.http, 1, 8)
+                measure = partial(SCENARIOS["idle_memory"][1], endpoints, self.settings)
+                self.record("idle_memory", f"{path}/{tls_name}", measure)
+        for path in wanted:
+            log(f"path {path}/{tls_name}")
+            self.run_path(f"{path}/{tls_name}", getters[path](), skip=("idle_memory",))
+        if "hub_restart" in self.scenarios:
+            self.record("hub_restart", tls_name, partial(hub_restart, stack))
+
+
+def missing_programs(selected: list[str]) -> list[str]:
+    """Programs the selected paths need that are not installed (socat also carries iperf3's
+    UDP control connection on Portway's paths; ssh only for the ssh path)."""
+    needed = [n for n in PROGRAMS if "ssh" in selected or n not in ("ssh", "sshd", "ssh-keygen")]
+    return [name for name in needed if not shutil.which(name)
+            and not (name == "sshd" and Path("/usr/sbin/sshd").exists())]  # fmt: skip
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds every `finally`: children stopped, temp dir gone
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    args = parse_args(argv)
+    settings = settings_from(args)
+    selected = args.paths.split(",") if args.paths else (
+        SMOKE_PATHS if args.smoke else list(args.all_paths))  # fmt: skip
+    unknown = set(selected) - set(args.all_paths)
+    if unknown:
+        sys.exit(f"unknown paths: {', '.join(sorted(unknown))}")
+    scenarios = args.scenarios.split(",") if args.scenarios else [*SCENARIOS, "hub_restart"]
+    if missing := missing_programs(selected):
+        sys.exit(f"missing programs: {' '.join(missing)} (make bench installs them with apt-get)")
+    nofile = raise_nofile()
+    # The hub and each agent hold two sockets per proxied connection (plus their listeners,
+    # store and pool), under the same limit.
+    if nofile < 2 * settings.idle_connections + 1000:
+        settings = replace(settings, idle_connections=max(100, (nofile - 1000) // 2))
+        log(f"RLIMIT_NOFILE is {nofile} and cannot be raised (no CAP_SYS_RESOURCE?): "
+            f"{settings.idle_connections} idle connections")  # fmt: skip
+    load_before = os.getloadavg()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    work = Path(tempfile.mkdtemp(prefix="portway-bench-"))
+    started = time.monotonic()
+    runner = Runner(settings, scenarios, selected)
+    try:
+        log(f"work directory {work}; settings {asdict(settings)}")
+        with origins(work) as origin:
+            runner.baselines(origin, work)
+            runner.portway(origin, work)
+    finally:
+        if args.keep:
+            log(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    evaluated = report.evaluate(runner.results)
+    payload: dict[str, Any] = {
+        "timestamp": stamp,
+        "machine": report.machine_info(),
+        "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
+        "settings": asdict(settings),
+        "paths": selected,
+        "duration_s": round(time.monotonic() - started, 1),
+        # Other work on the machine skews every figure: 1-minute load before and after.
+        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "results": runner.results,
+        "targets": evaluated,
+    }
+    written = report.write_json(args.out, stamp, payload)
+    machine = payload["machine"]
+    order = [p for p in args.all_paths if p in selected]
+    print(f"\nPortway benchmark, {payload['mode']} run, {stamp}: {machine['cpu_model']}, "
+          f"{machine['cores']} cores, Python {machine['versions']['python']}\n")  # fmt: skip
+    print(report.table(runner.results, order))
+    print()
+    print(report.targets_table(evaluated))
+    print(f"\nwritten to {written} in {payload['duration_s']:.0f} s")
+    failed = [p for s in runner.results.values() for p, m in s.items() if "error" in m]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

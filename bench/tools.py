@@ -1,0 +1,132 @@
+"""Load generators: iperf3 (TCP bulk, UDP) and wrk (HTTP), run and parsed into numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+UNITS_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ToolError(RuntimeError):
+    """A load generator failed or printed something we cannot read."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a client connects for one service on one path."""
+
+    port: int
+    host: str = "127.0.0.1"
+    host_header: str | None = None  # the edge routes public URLs by Host
+    prefix: str = "/"  # a share's path prefix, /s/<token>/
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.prefix}"
+
+
+def _run(args: list[str], timeout: float) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ToolError(f"{args[0]} timed out after {timeout:.0f}s") from exc
+    if done.returncode != 0:
+        raise ToolError(f"{' '.join(args)} exited {done.returncode}: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def iperf3_tcp(
+    endpoint: Endpoint, seconds: float, streams: int = 1, reverse: bool = False
+) -> dict[str, float]:
+    """Goodput of an iperf3 TCP test, in Gbit/s, as the receiver counted it."""
+    args = ["iperf3", "-c", endpoint.host, "-p", str(endpoint.port), "-J", "-t", f"{seconds:g}"]
+    args += ["-P", str(streams), "--connect-timeout", "5000"]
+    if reverse:
+        args.append("-R")
+    report = _iperf3_json(_run(args, timeout=seconds + 30))
+    received = report["end"]["sum_received"]
+    sent = report["end"]["sum_sent"]
+    return {
+        "gbit_s": float(received["bits_per_second"]) / 1e9,
+        "retransmits": float(sent.get("retransmits", 0)),
+    }
+
+
+def iperf3_udp(
+    endpoint: Endpoint, seconds: float, rate_mbit: float, size: int = 1400
+) -> dict[str, float]:
+    """Delivered rate (Mbit/s) and loss (%) of an iperf3 UDP test at a fixed offered rate."""
+    args = ["iperf3", "-c", endpoint.host, "-p", str(endpoint.port), "-J", "-u"]
+    args += ["-t", f"{seconds:g}", "-b", f"{rate_mbit:g}M", "-l", str(size)]
+    args += ["--connect-timeout", "5000"]
+    report = _iperf3_json(_run(args, timeout=seconds + 30))
+    end = report["end"]
+    received = end.get("sum_received") or end["sum"]
+    sent = end.get("sum_sent") or end["sum"]
+    packets = float(sent.get("packets", 0)) or float(received.get("packets", 0))
+    lost = float(received.get("lost_packets", 0))
+    delivered = float(received["bits_per_second"])
+    if "lost_percent" in received:
+        loss = float(received["lost_percent"])
+    else:
+        loss = 100.0 * lost / packets if packets else 0.0
+    return {
+        "offered_mbit_s": rate_mbit,
+        "delivered_mbit_s": delivered / 1e6,
+        "loss_pct": loss,
+        "jitter_ms": float(received.get("jitter_ms", 0.0)),
+    }
+
+
+def _iperf3_json(text: str) -> dict[str, Any]:
+    try:
+        report: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"iperf3 printed no JSON: {text[:500]}") from exc
+    if "error" in report:
+        raise ToolError(f"iperf3: {report['error']}")
+    return report
+
+
+def wrk(
+    endpoint: Endpoint, seconds: float, connections: int, close: bool = False, threads: int = 2
+) -> dict[str, float]:
+    """Requests/s, latency percentiles (ms) and errors of a wrk run against `endpoint`."""
+    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
+    args += ["--latency", "--timeout", "5s"]
+    if endpoint.host_header:
+        args += ["-H", f"Host: {endpoint.host_header}"]
+    if close:
+        args += ["-H", "Connection: close"]
+    args.append(endpoint.url)
+    return parse_wrk(_run(args, timeout=seconds + 30))
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", value)
+    if not match:
+        raise ToolError(f"cannot read wrk latency {value!r}")
+    return float(match[1]) * UNITS_SECONDS[match[2]]
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    if not rps or not total:
+        raise ToolError(f"cannot read wrk output: {text[:500]}")
+    result = {"rps": float(rps[1]), "requests": float(total[1])}
+    for pct in ("50", "99"):
+        found = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.MULTILINE)
+        if found:
+            result[f"p{pct}_ms"] = _seconds(found[1]) * 1000
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    result["socket_errors"] = float(sum(int(n) for n in errors.groups())) if errors else 0.0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    result["non_2xx"] = float(non2xx[1]) if non2xx else 0.0
+    return result

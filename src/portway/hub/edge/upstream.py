@@ -1,0 +1,199 @@
+"""The upstream lane of one client connection: a data channel kept across requests.
+
+`EdgeConnection._forward` (proxy.py) reuses its `Lane` for the next request that routes to the
+same tunnel (and TLS mode) instead of asking `Pairing.open_channel` for a new channel, the way
+nginx `keepalive` upstreams do: the channel (stream framing), the h11 client-side `Connection`
+and the stream decoder live here, and each request's `Exchange` (exchange.py) borrows them with
+`take()` and gives them back with `release()`. A lane is kept only when both the request and
+the response ended cleanly (h11 `DONE` both ways, no `Connection: close` from the target, no
+`101`, no cut or failure, nothing left over); otherwise it ends with its exchange.
+
+An idle lane is the channel's protocol: any byte, EOF or reset from the target while no request
+is under way (the target closed its idle keep-alive connection) drops it, so the next request
+takes a fresh channel. It is registered with `Traffic` for its whole life (so a paused, deleted
+or changed tunnel closes it through `reset()`, and the tunnel's connection counters count
+channels to the target), and with `LiveShares` while idle after a share request (so a revoked
+share's idle channel is closed by the sweep through `cut()`). The client connection closes it
+when it closes itself (idle timeout included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import h11
+
+from portway.hub.dataplane.pairing import Unavailable
+from portway.hub.dataplane.traffic import Traffic
+from portway.hub.edge.cut import LiveShares
+from portway.hub.edge.policy import Deny, Forward
+from portway.wire.codes import Reason
+from portway.wire.errors import ProtocolError
+from portway.wire.stream import EOF_CHUNK, StreamDecoder
+
+if TYPE_CHECKING:
+    from portway.hub.edge.exchange import Exchange
+    from portway.hub.edge.proxy import Edge
+
+
+async def lane_for(
+    current: Lane | None, edge: Edge, decision: Forward, on_closed: Callable[[Lane], None]
+) -> Lane | Deny:
+    """The lane for a request `decision` forwards: `current` if it is idle and leads to the
+    same tunnel (and TLS mode), else a new channel the tunnel's agent dialled to the target
+    (speaking TLS itself to an https target), `current` being closed; or the answer when no
+    channel can be had."""
+    tunnel_id, tls = decision.route.id, True
+    if current is not None:
+        if current.usable_for(tunnel_id, tls):
+            return current
+        current.close()  # another tunnel (Host switched), or it died
+    try:
+        transport, rest, route = await edge.pairing.open_channel(
+            tunnel_id, uuid.uuid4().hex, tls=tls
+        )
+    except Unavailable as exc:
+        status = 503 if exc.reason is Reason.PAUSED else 502
+        code = "tunnel_paused" if status == 503 else "agent_unavailable"
+        return Deny(status, code, exc.message, decision.headers, decision.share)
+    return Lane(
+        route.id, tls, transport, rest, traffic=edge.traffic, live=edge.live,
+        now=edge.clock.now(), on_closed=on_closed,
+    )  # fmt: skip
+
+
+class Lane(asyncio.Protocol):
+    def __init__(
+        self, tunnel_id: uuid.UUID, tls: bool, transport: asyncio.Transport, rest: bytes, *,
+        traffic: Traffic, live: LiveShares, now: datetime, on_closed: Callable[[Lane], None],
+    ) -> None:  # fmt: skip
+        self.traffic = traffic
+        self.live = live
+        self.on_closed = on_closed
+        self.tunnel_id = tunnel_id
+        self.tls = tls
+        self.transport = transport
+        self.rest = rest
+        self.h = h11.Connection(h11.CLIENT)
+        self.decoder = StreamDecoder()
+        self.exchange: Exchange | None = None
+        self.idle_share: uuid.UUID | None = None  # registered with LiveShares while idle
+        self.uses = 0
+        self.closed = False
+        self._done_in = 0  # bytes of the exchanges that ended, for `Traffic`
+        self._done_out = 0
+        traffic.opened(tunnel_id, self, now)
+
+    # -- as `Traffic` sees it ---------------------------------------------------------------------
+
+    @property
+    def bytes_a_to_b(self) -> int:
+        current = 0 if self.exchange is None else self.exchange.bytes_a_to_b
+        return self._done_in + current
+
+    @property
+    def bytes_b_to_a(self) -> int:
+        current = 0 if self.exchange is None else self.exchange.bytes_b_to_a
+        return self._done_out + current
+
+    def reset(self, reason: Reason = Reason.CLOSED) -> None:
+        """The tunnel was paused, deleted or changed: cut the exchange under way, or close."""
+        if self.exchange is not None:
+            self.exchange.reset(reason)
+        else:
+            self.close(abort=True)
+
+    def cut(self, why: Deny) -> None:
+        """`LiveShares` found the share of the last request unusable; only while idle."""
+        if self.exchange is None:
+            self.close(abort=True)
+
+    # -- lending to exchanges ---------------------------------------------------------------------
+
+    def usable_for(self, tunnel_id: uuid.UUID, tls: bool) -> bool:
+        return (
+            not self.closed and self.exchange is None and not self.transport.is_closing()
+            and self.tunnel_id == tunnel_id and self.tls == tls
+        )  # fmt: skip
+
+    def take(self, exchange: Exchange) -> bytes:
+        """Lend the channel to `exchange` (its protocol from now on); the bytes already read."""
+        if self.idle_share is not None:
+            self.live.discard(self.idle_share, self)
+            self.idle_share = None
+        self.exchange = exchange
+        self.uses += 1
+        self.transport.set_protocol(exchange)
+        rest, self.rest = self.rest, b""
+        return rest
+
+    def release(self, exchange: Exchange, *, reusable: bool) -> bool:
+        """`exchange` ended: keep the channel idle for the next request when it ended cleanly
+        and both sides can go on (True), else end it (EOF then close if `reusable`, else
+        abort)."""
+        if self.exchange is not exchange:
+            return False
+        self._done_in += exchange.bytes_a_to_b
+        self._done_out += exchange.bytes_b_to_a
+        self.exchange = None
+        if reusable and self._can_go_on():
+            self.h.start_next_cycle()
+            self.transport.set_protocol(self)
+            self.transport.resume_reading()  # an EOF from the target must be seen while idle
+            share = exchange.decision.share
+            if share is not None:
+                self.idle_share = share.id
+                self.live.add(share.id, self)
+            return True
+        self.close(abort=not reusable)
+        return False
+
+    def _can_go_on(self) -> bool:
+        return (
+            not self.closed and not self.transport.is_closing()
+            and self.h.our_state is h11.DONE and self.h.their_state is h11.DONE
+            and not self.decoder.eof and self.decoder.reset is None
+            and not self.h.trailing_data[0] and not self.h.trailing_data[1]
+        )  # fmt: skip
+
+    def close(self, *, abort: bool = False) -> None:
+        """End the channel: EOF then close (the agent closes its target connection), or abort."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.idle_share is not None:
+            self.live.discard(self.idle_share, self)
+            self.idle_share = None
+        if abort:
+            self.transport.abort()
+        elif not self.transport.is_closing():
+            self.transport.write(EOF_CHUNK)
+            self.transport.close()
+        self.traffic.closed(self.tunnel_id, self)
+        self.on_closed(self)
+
+    # -- asyncio callbacks while idle (an exchange is the protocol while it runs) -----------------
+
+    def data_received(self, data: bytes) -> None:
+        """Nothing is due from the target while idle: its EOF (it closed an idle keep-alive
+        connection) ends the lane cleanly, anything else aborts it."""
+        try:
+            slices = self.decoder.feed(data)
+        except ProtocolError:
+            self.close(abort=True)
+            return
+        if not slices and not self.decoder.eof and self.decoder.reset is None:
+            return  # part of a chunk header
+        clean = self.decoder.eof and self.decoder.reset is None and not any(slices)
+        self.close(abort=not clean)
+
+    def eof_received(self) -> bool:
+        self.close(abort=True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(abort=True)
