@@ -27,6 +27,9 @@ class ApiContext:
     # Diagnoses a tunnel through its agent (the data plane's `Diagnostics.run`); None when the
     # API runs without a data plane, as in some tests.
     diagnose: Callable[[uuid.UUID], Awaitable[Report]] | None = None
+    # Called after a share's revocation is committed: the edge's share cache forgets its rows
+    # so the very next request through this hub is refused.
+    share_revoked: Callable[[], None] = lambda: None
     # Set by `Hub.stop()` before the API stops: long-lived responses (the event stream) end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -129,6 +129,7 @@ class Hub:
                 ),
             )
             await self._start_edge(self.dataplane, self._edge_socket)
+            assert self.edge is not None
             ctx = ApiContext(
                 config=self.config,
                 db=self.db,
@@ -136,6 +137,7 @@ class Hub:
                 presence=self.presence,
                 agent_endpoint=self.dataplane.endpoint,
                 diagnose=self.dataplane.diagnostics.run,
+                share_revoked=self.edge.router.shares.forget,
             )
             self._stopping = ctx.stopping
             server_config = uvicorn.Config(

@@ -3,10 +3,10 @@
 `EdgeConnection` (proxy.py) calls `Router.decide()` once per request head, before any upstream
 work. It answers either a `Forward` (tunnel to dial, path to send, headers to add) or a `Deny`
 (an error page to send). Public URLs are resolved from the data plane's in-memory snapshot;
-share tokens are looked up in the store (one indexed query per request, never per chunk), so a
-revoked or expired share stops working with its very next request. Requests already under way
-are cut by `LiveShares` (cut.py), which asks `Router.unusable()` about every share in use twice
-a second.
+share tokens through `ShareCache` (share_cache.py: store rows reused for a second, dropped when
+this hub revokes one), so a revoked or expired share stops working with its very next request.
+Requests already under way are cut by `LiveShares` (cut.py), which asks `Router.unusable()`
+about every share in use twice a second.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from portway.domain import paths, secrets
+from portway.domain import paths
 from portway.domain.clock import Clock
 from portway.domain.ratelimit import SlidingWindow
 from portway.domain.shares import share_status
 from portway.hub.dataplane import routes
+from portway.hub.edge.share_cache import ShareCache
 from portway.store import Database
 from portway.store.models import Share
 
@@ -91,6 +92,7 @@ class Router:
         self._snapshot = snapshot
         self._domain = public_domain
         self.limiter = SlidingWindow()
+        self.shares = ShareCache(db)
 
     def _route_for_slug(self, slug: str) -> routes.Route | None:
         for route in self._snapshot().routes.values():
@@ -113,7 +115,7 @@ class Router:
 
     async def _share(self, method: str, token: str, rest: str) -> Forward | Deny:  # noqa: PLR0911
         now = self._clock.now()
-        share = await self._lookup(token)
+        share = await self.shares.get(token)
         if share is None:
             return Deny(404, "share_not_found", "this share link does not exist")
         ref = ShareRef(share.id, share.workspace_id)
@@ -177,18 +179,6 @@ class Router:
             elif route.paused:
                 out[share_id] = _paused(route, ref, [])
         return out
-
-    async def _lookup(self, token: str) -> Share | None:
-        if not token.startswith(secrets.SHARE_TOKEN_PREFIX) or len(token) > 200:
-            return None
-        async with self._db.session() as session:
-            share = await session.scalar(
-                select(Share).where(Share.token_hash == secrets.digest(token))
-            )
-            if share is None or not secrets.matches(token, share.token_hash):
-                return None
-            session.expunge(share)
-            return share
 
 
 def _stale(status: str, ref: ShareRef | None) -> Deny:
