@@ -15,8 +15,6 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from portway.api.app import create_app
-from portway.api.context import ApiContext
 from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
 from portway.hub.access_log import AccessLog
@@ -130,6 +128,11 @@ class Hub:
             )
             await self._start_edge(self.dataplane, self._edge_socket)
             assert self.edge is not None
+            # Imported only now: FastAPI and the routers take a second or two to import, and
+            # agents reconnecting to a restarted hub are served by the data plane meanwhile.
+            from portway.api.app import create_app
+            from portway.api.context import ApiContext
+
             ctx = ApiContext(
                 config=self.config,
                 db=self.db,
