@@ -378,3 +378,19 @@ def _try_echo(port: int) -> bool:
         return echo_once(port, b"after", timeout=5) == b"after"
     except OSError:
         return False
+
+
+def test_processes_started_together_on_a_fresh_machine_enrol_one_agent(
+    machine: Callable[[str], Machine], api: httpx.Client
+) -> None:
+    with EchoOrigin() as echo:
+        box = machine("together")
+        started = [
+            box.start("expose", f"127.0.0.1:{echo.port}", "--name", f"together-{i}")
+            for i in range(3)
+        ]
+        for process in started:
+            process.wait_for("Connected to the hub.")
+        owners = {tunnel(api, f"together-{i}")["agentId"] for i in range(3)}
+        assert len(owners) == 1
+        assert sum("Enrolled this machine" in p.output() for p in started) == 1

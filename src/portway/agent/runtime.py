@@ -190,9 +190,9 @@ class AgentRuntime:
         task.add_done_callback(bucket.discard)
 
     def _hello(self) -> ControlHello:
-        features = []
+        features: list[str] = []
         if self.settings.serve:
-            features.append("serve")
+            features.extend(("serve", "reuse"))
         if self.settings.hold_binds:
             features.append("binds")
         return ControlHello(
@@ -334,13 +334,22 @@ class AgentRuntime:
             )
         except (OSError, ssl.SSLError, TimeoutError):
             return
+        await self._serve(channel, fresh=True)
+
+    async def _serve(self, channel: FramedConnection, *, fresh: bool) -> None:
+        """Wait in the hub's pool for an assignment on `channel`, then serve it.
+
+        A fresh channel that leaves the pool is replaced at once, keeping the pool at its size;
+        a reused one is not (it was not counted in the pool the agent keeps): the hub asks for
+        more when its pool runs dry.
+        """
         handed_over = False
         try:
             message = await channel.recv()
             if not isinstance(message, Assign):
                 return
-            # This channel leaves the pool: keep the pool at its size.
-            self._open_channel()
+            if fresh:
+                self._open_channel()
             if message.mode is AssignMode.DIAL:
                 handed_over = await self._dial(channel, message)
             elif message.mode is AssignMode.DIAGNOSE:
@@ -352,6 +361,14 @@ class AgentRuntime:
         finally:
             if not handed_over:
                 channel.close()
+
+    def _reuse(self, transport: asyncio.Transport, rest: bytes) -> bool:
+        """A dialled connection ended cleanly: its channel waits for the next assignment."""
+        if self._stop.is_set() or self._control is None:
+            return False
+        channel = FramedConnection.adopt(transport, rest)
+        self._spawn(self._serve(channel, fresh=False), into=self._channel_tasks)
+        return True
 
     def _served(self, channel: FramedConnection, assign: Assign) -> TunnelSpec | None:
         """The tunnel `assign` names if this agent serves it at that target; else answers
@@ -375,6 +392,7 @@ class AgentRuntime:
         if assign.protocol is Protocol.UDP:
             return await serve_udp(self.dialer, spec, channel, assign)
         splice = Splice(a_framed=True, b_framed=False)
+        splice.reuse(splice.a, self._reuse)
         try:
             await self.dialer.connect(
                 spec.host, spec.port, splice.connector(splice.b), ssl_context=_target_tls(assign)

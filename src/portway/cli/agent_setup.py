@@ -16,7 +16,7 @@ import click
 
 from portway.agent.runtime import AgentRefused, AgentRuntime, AgentSettings
 from portway.cli.common import ApiOptions
-from portway.cli.profile import Profile, load_profile, save_profile
+from portway.cli.profile import Profile, load_profile, profile_lock, save_profile
 from portway.client import PortwayClient
 from portway.domain.addresses import parse_host_port
 from portway.domain.policy import PolicyError, TargetPolicy
@@ -54,17 +54,20 @@ def ensure_agent(
     api: ApiOptions, client: PortwayClient, *, name: str | None, label: str | None
 ) -> Profile:
     """The profile with an agent identity and a pinned endpoint, enrolling on first use."""
-    profile = load_profile(api.profile_name)
-    if not profile.agent_endpoint:
-        pin_endpoint(profile, client.get("/v1/hub"), None)
-    if not (profile.agent_id and profile.agent_token):
-        body = {"name": name, "label": label or socket.gethostname()[:200]}
-        created = client.post("/v1/agents", {k: v for k, v in body.items() if v})
-        profile.agent_id, profile.agent_token = created["id"], created["token"]
-        click.echo(f"Enrolled this machine as agent {created['name']} ({created['id']}).", err=True)
-    if api.hub and not profile.hub:
-        profile.hub = api.hub
-    save_profile(profile, api.profile_name)
+    with profile_lock():
+        profile = load_profile(api.profile_name)
+        if not profile.agent_endpoint:
+            pin_endpoint(profile, client.get("/v1/hub"), None)
+        if not (profile.agent_id and profile.agent_token):
+            body = {"name": name, "label": label or socket.gethostname()[:200]}
+            created = client.post("/v1/agents", {k: v for k, v in body.items() if v})
+            profile.agent_id, profile.agent_token = created["id"], created["token"]
+            click.echo(
+                f"Enrolled this machine as agent {created['name']} ({created['id']}).", err=True
+            )
+        if api.hub and not profile.hub:
+            profile.hub = api.hub
+        save_profile(profile, api.profile_name)
     return profile
 
 

@@ -6,8 +6,12 @@ and ``PORTWAY_HUB``/``PORTWAY_API_KEY`` taking precedence. The file holds secret
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,10 +84,29 @@ def save_profile(profile: Profile, name: str = DEFAULT_PROFILE) -> Path:
     doc.setdefault("profiles", {})[name] = profile.to_table()
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        tomli_w.dump(doc, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    # A temporary file of our own (mkstemp creates it 0600): several `portway` processes
+    # started at once on one machine may save at the same moment.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            tomli_w.dump(doc, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
+
+
+@contextlib.contextmanager
+def profile_lock() -> Iterator[None]:
+    """Hold the profile directory's lock: `ensure_agent` reads, enrols and saves under it, so
+    processes started together on a fresh machine enrol one agent, not one each."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.with_name(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -60,6 +60,22 @@ class FramedConnection(asyncio.Protocol):
         self._seen_data = False
         self._detached = False
 
+    @classmethod
+    def adopt(cls, transport: asyncio.Transport, rest: bytes) -> FramedConnection:
+        """Frame a channel again after its splice ended cleanly (a reused data channel).
+
+        Called by a :meth:`Splice.reuse <portway.net.splice.Splice.reuse>` callback with the
+        transport and the bytes read after the peer's EOF; the connection is framed from here
+        on, exactly as after its hello.
+        """
+        conn = cls()
+        conn._seen_data = True  # the TLS session was remembered on its first use
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        if rest:
+            conn.data_received(rest)
+        return conn
+
     @property
     def version(self) -> int | None:
         """The peer's protocol version (hub side, once the preface has been read)."""

@@ -68,13 +68,17 @@ class StreamDecoder:
     comes before EOF, and a reset may follow either).
     """
 
-    __slots__ = ("_remaining", "_stash", "eof", "reset")
+    __slots__ = ("_remaining", "_stash", "_stop_at_eof", "eof", "reset", "rest")
 
-    def __init__(self) -> None:
+    def __init__(self, *, stop_at_eof: bool = False) -> None:
         self.eof = False
         """The sender finished this direction."""
         self.reset: Reason | None = None
         """The sender aborted the connection; nothing may follow."""
+        self.rest = b""
+        """With ``stop_at_eof``: the bytes after EOF, which are frames of the channel's next use
+        (a reused data channel, see ``docs/protocol.md``), not stream chunks."""
+        self._stop_at_eof = stop_at_eof
         self._remaining = 0  # payload bytes still due for the current chunk
         self._stash = b""  # a header split across reads
 
@@ -95,6 +99,9 @@ class StreamDecoder:
         out: list[memoryview] = []
         pos = 0
         while pos < end:
+            if self.eof and self._stop_at_eof:
+                self.rest += bytes(view[pos:end])
+                break
             if self._remaining:
                 stop = min(end, pos + self._remaining)
                 out.append(view[pos:stop])

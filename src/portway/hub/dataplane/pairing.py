@@ -17,7 +17,7 @@ from typing import Any
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
+from portway.hub.dataplane.sessions import FEATURE_REUSE, AgentSession, NoChannel, assign
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.splice import Splice
@@ -82,14 +82,21 @@ class Pairing:
         return splice
 
     async def open_channel(
-        self, tunnel_id: uuid.UUID, conn_id: str, *, tls: bool = False
+        self,
+        tunnel_id: uuid.UUID,
+        conn_id: str,
+        *,
+        tls: bool = False,
+        reuse_in: Splice | None = None,
     ) -> tuple[asyncio.Transport, bytes, routes.Route]:
         """A data channel the tunnel's agent has dialled to the target, detached and in stream
         framing, with any bytes already read after `assign_ok`; raises `Unavailable`.
 
         The caller (a splice here, or the HTTP edge) must take over the transport at once,
         with no await in between, by setting its own protocol. `tls` (the HTTP edge, for an
-        https tunnel) asks the exposing agent to speak TLS to the target itself.
+        https tunnel) asks the exposing agent to speak TLS to the target itself. With
+        `reuse_in` (a splice whose leg `b` the channel will become), a channel of an agent that
+        supports it goes back to the idle pool when that splice ends cleanly.
         """
         route = self._snapshot().routes.get(tunnel_id)
         if route is None:
@@ -118,13 +125,16 @@ class Pairing:
             self._on_target(session, route.id, False, answer.message)
             raise Unavailable(answer.reason, answer.message or _why(route, answer.reason))
         self._on_target(session, route.id, True, "")
+        if reuse_in is not None and FEATURE_REUSE in session.features:
+            reuse_in.reuse(reuse_in.b, session.readopt)
         transport, rest = channel.detach()
         return transport, rest, route
 
     async def dial(self, tunnel_id: uuid.UUID, splice: Splice, conn_id: str) -> bool:
         """Pair leg `b` of `splice` with a channel the tunnel's agent dialled to the target."""
         try:
-            transport, rest, route = await self.open_channel(tunnel_id, conn_id)
+            reuse = None if splice.a.framed else splice  # a reach relay passes EOF through
+            transport, rest, route = await self.open_channel(tunnel_id, conn_id, reuse_in=reuse)
         except Unavailable as exc:
             splice.reset(exc.reason)
             return False

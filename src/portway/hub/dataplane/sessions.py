@@ -18,6 +18,8 @@ MAX_GROWN_POOL = 32  # waiters beyond this ask for exactly their own channel
 
 FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
 FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
+FEATURE_REUSE = "reuse"  # the agent takes a cleanly finished data channel back into its pool
+MAX_REUSED_IDLE = 32  # a channel that would make the idle pool larger than this is closed
 
 
 class NoChannel(Exception):
@@ -68,6 +70,16 @@ class AgentSession:
         channel.on_lost = self._forget
         self._idle.append(channel)
 
+    def readopt(self, transport: asyncio.Transport, rest: bytes) -> bool:
+        """Take a data channel whose proxied connection ended cleanly back into the idle pool
+        (`Splice.reuse` calls it); False when this session cannot use it (closed, pool full)."""
+        if self.closed or FEATURE_REUSE not in self.features:
+            return False
+        if len(self._idle) >= max(self.pool_size, MAX_REUSED_IDLE):
+            return False
+        self.add_channel(FramedConnection.adopt(transport, rest))
+        return True
+
     def _forget(self, channel: FramedConnection) -> None:
         with contextlib.suppress(ValueError):
             self._idle.remove(channel)
@@ -75,7 +87,9 @@ class AgentSession:
     async def take_channel(self) -> FramedConnection:
         """An idle channel of this session, asking the agent for more when the pool is dry."""
         if self._idle:
-            channel = self._idle.popleft()
+            # Newest first: a channel just given back by a finished connection is reused
+            # before an untouched one, whose first use makes the agent open a replacement.
+            channel = self._idle.pop()
             channel.on_lost = None
             return channel
         waiter: asyncio.Future[FramedConnection] = asyncio.get_running_loop().create_future()

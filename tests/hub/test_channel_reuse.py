@@ -1,0 +1,82 @@
+"""Data channels return to the pool after a cleanly finished connection (feature `reuse`):
+an in-process hub and agent runtime, a real echo origin, connections through a public port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portway.agent.runtime import AgentRuntime, AgentSettings
+from portway.net.framed import FramedConnection
+from portway.testing.hub import running_hub
+from portway.testing.origins import EchoOrigin
+from portway.wire.messages import ChannelHello, ControlHello
+
+
+async def echo(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        writer.write_eof()
+        return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def active(api_url: str, headers: dict[str, str], tunnel_id: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers=headers) as api:
+        while (await api.get(f"/v1/tunnels/{tunnel_id}")).json()["status"] != "active":
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("tls", ["on", "off"])
+async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tls: str) -> None:
+    async with running_hub(tmp_path / "hub", agent_tls=tls) as hub:
+        assert hub.bootstrap is not None and hub.bootstrap.admin_key is not None
+        endpoint = hub.dataplane.endpoint if hub.dataplane else None
+        assert endpoint is not None
+        headers = {"Authorization": f"Bearer {hub.bootstrap.admin_key}"}
+        with EchoOrigin() as origin:
+            async with httpx.AsyncClient(base_url=hub.api_url, headers=headers) as api:
+                agent = (await api.post("/v1/agents", json={"name": "exposer"})).json()
+                created = await api.post(
+                    "/v1/tunnels",
+                    json={"target": f"127.0.0.1:{origin.port}", "agentId": agent["id"],
+                          "public": True, "protocol": "tcp"},
+                )  # fmt: skip
+                assert created.status_code == 201, created.text
+                hub_port, tunnel_id = created.json()["hubPort"], created.json()["id"]
+            settings = AgentSettings(
+                host=endpoint.host, port=endpoint.port, token=agent["token"],
+                tls=endpoint.tls, ca_certificate=endpoint.ca_certificate,
+                ca_fingerprint=endpoint.ca_fingerprint,
+            )  # fmt: skip
+            runtime = AgentRuntime(settings)
+            opened: list[bool] = []
+            connect = runtime._connect
+
+            async def counting(hello: ControlHello | ChannelHello) -> FramedConnection:
+                opened.append(isinstance(hello, ChannelHello))
+                return await connect(hello)
+
+            runtime._connect = counting  # type: ignore[method-assign]
+            task = asyncio.create_task(runtime.run())
+            try:
+                await asyncio.wait_for(runtime.connected.wait(), 20)
+                await asyncio.wait_for(active(hub.api_url, headers, tunnel_id), 20)
+                assert await asyncio.wait_for(echo(hub_port, b"warm-up"), 20) == b"warm-up"
+                before = sum(opened)
+                for i in range(30):
+                    payload = f"connection {i}".encode() * 100
+                    assert await asyncio.wait_for(echo(hub_port, payload), 20) == payload
+                # Without reuse every connection would cost the agent a new channel.
+                assert sum(opened) - before <= 4, sum(opened) - before
+            finally:
+                await runtime.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
