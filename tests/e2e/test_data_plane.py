@@ -17,7 +17,7 @@ import pytest
 from portway.testing.hub import HubProcess
 from portway.testing.machines import Machine
 from portway.testing.origins import BulkOrigin, EchoOrigin, download_digest, upload_digest
-from portway.testing.ports import free_port
+from portway.testing.ports import closed_port, free_port
 from portway.testing.programs import require_program
 from portway.testing.waiting import wait_until
 
@@ -260,13 +260,13 @@ def test_denied_target_and_refused_target_put_tunnel_in_error(
         lambda: "link-local" in str(tunnel(api, "metadata")["statusReason"]),
         timeout=10, what="the denial's reason",
     )  # fmt: skip
-    closed_port = free_port()
-    expose(server, f"127.0.0.1:{closed_port}", "nothing-there")
-    wait_status(api, "nothing-there", "error")
-    wait_until(
-        lambda: "refused" in str(tunnel(api, "nothing-there")["statusReason"]),
-        timeout=10, what="the refusal's reason",
-    )  # fmt: skip
+    with closed_port() as refusing:
+        expose(server, f"127.0.0.1:{refusing}", "nothing-there")
+        wait_status(api, "nothing-there", "error")
+        wait_until(
+            lambda: "refused" in str(tunnel(api, "nothing-there")["statusReason"]),
+            timeout=10, what="the refusal's reason",
+        )  # fmt: skip
     # The first tunnel stays in error while the second process serves it too.
     assert tunnel(api, "metadata")["status"] == "error"
 

@@ -24,7 +24,7 @@ from portway.testing.http_origin import HttpOrigin
 from portway.testing.machines import Machine
 from portway.testing.mariadb import find_mariadb_bin, throwaway_mariadb
 from portway.testing.mongo_origin import MongoOrigin
-from portway.testing.ports import free_port
+from portway.testing.ports import closed_port, free_port
 from portway.testing.postgres import PostgresCluster
 from portway.testing.programs import require_program, unavailable
 from portway.testing.redis import throwaway_redis
@@ -234,10 +234,19 @@ def test_http_and_https_targets(agents: dict[str, Any], api: httpx.Client) -> No
         assert secure_run["tls"]["status"] == "ok" and "TLS" in secure_run["tls"]["detail"]
 
 
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    with closed_port() as port:
+        yield port
+
+
 def test_diagnostics_name_what_is_wrong(
-    agents: dict[str, Any], api: httpx.Client, machine: Callable[[str], Machine]
+    agents: dict[str, Any],
+    api: httpx.Client,
+    machine: Callable[[str], Machine],
+    refusing_port: int,
 ) -> None:
-    closed = free_port()
+    closed = refusing_port
     create(api, agents["server"], f"127.0.0.1:{closed}", "closed-port")
     result = diagnose(api, "closed-port")
     assert not result["ok"]

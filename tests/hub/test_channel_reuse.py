@@ -14,7 +14,7 @@ from portway.agent.runtime import AgentRuntime, AgentSettings
 from portway.net.framed import FramedConnection
 from portway.testing.hub import running_hub
 from portway.testing.origins import EchoOrigin
-from portway.wire.messages import ChannelHello, ControlHello
+from portway.wire.messages import ChannelHello, Message
 
 
 async def echo(port: int, payload: bytes) -> bytes:
@@ -60,7 +60,7 @@ async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tl
             opened: list[bool] = []
             connect = runtime._connect
 
-            async def counting(hello: ControlHello | ChannelHello) -> FramedConnection:
+            async def counting(hello: Message) -> FramedConnection:
                 opened.append(isinstance(hello, ChannelHello))
                 return await connect(hello)
 
