@@ -281,3 +281,23 @@ def test_paused_503_and_agent_away_502(
 
         answer = wait_until(unavailable, timeout=10, what="the agent-less tunnel to answer 502")
         assert answer is not None and "text/html" in answer.headers["content-type"]
+
+
+def test_a_request_that_asks_to_close_gets_its_whole_answer_first(
+    web: dict[str, Any], hub: HubProcess
+) -> None:
+    host = urlsplit(web["publicUrl"]).netloc
+    with socket.create_connection(("127.0.0.1", edge_port(hub)), timeout=10) as sock:
+        sock.sendall(f"GET /close HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"connection: close" in head.lower()
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    assert len(body) == length

@@ -289,7 +289,9 @@ class EdgeConnection(asyncio.Protocol):
                 return
 
     def _next_cycle(self) -> None:
-        if self.h.our_state is h11.MUST_CLOSE or self.h.their_state is h11.MUST_CLOSE:
+        # Close only once our response is complete: a request that says `Connection: close`
+        # is done (theirs MUST_CLOSE) long before its answer is.
+        if self.h.our_state is h11.MUST_CLOSE:
             if self.transport is not None:
                 self.transport.close()
             return
