@@ -156,10 +156,17 @@ def test_sequential_requests_on_one_client_connection_use_one_upstream_connectio
 
 
 def test_targets_that_close_keep_alive_connections_never_cost_a_502(
-    hub: HubProcess, origins: Callable[[str], CountingServer], expose: Any
+    hub: HubProcess, api: httpx.Client, origins: Callable[[str], CountingServer], expose: Any
 ) -> None:
     origin = origins("b")
     tunnel = expose(origin)
+
+    def channels_all_closed() -> bool:
+        """The tunnel's counters (flushed every few seconds) show every channel it opened (one
+        per origin connection) and none of them open, while the client connection is."""
+        stats = api.get(f"/v1/tunnels/{tunnel['id']}").json()["stats"]
+        return bool(stats["totalConnections"] == origin.accepted and not stats["activeConnections"])
+
     with edge_client(hub) as client:
         headers = {"Host": host_of(tunnel)}
         for path in ("/close", "/drop", "/flaky", "/close", "/flaky", "/drop"):
@@ -170,7 +177,7 @@ def test_targets_that_close_keep_alive_connections_never_cost_a_502(
         # A target idle-closing between requests: the idle channel sees the EOF and goes.
         for _ in range(3):
             assert client.get("/drop", headers=headers).status_code == 200
-            time.sleep(0.3)
+            wait_until(channels_all_closed, timeout=10, what="the idle channel to close")
         # A non-idempotent request is not resent: a stale channel is its 502 (as with nginx).
         assert client.get("/g", headers=headers).status_code == 200
         posted = client.post("/flaky", headers=headers, content=b"body")

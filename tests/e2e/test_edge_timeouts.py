@@ -125,10 +125,12 @@ def test_kept_alive_requests_and_a_slow_steady_upload_still_work(
             assert response.status == 200 and b"/echo/" in response.read()
             first = first or conn.sock
             assert conn.sock is first
+            # The point, so a timed pause: well inside the idle timeout, adding up past all of them.
             time.sleep(IDLE * 0.4)
 
-        def steady() -> Iterator[bytes]:  # 3 s of upload, a piece every 0.4 s
+        def steady() -> Iterator[bytes]:  # 3.2 s of upload, a piece every 0.4 s
             for _ in range(8):
+                # The point, so a timed pause: slower than a burst, faster than the body timeout.
                 time.sleep(BODY * 0.4)
                 yield b"y" * 1000
 
@@ -176,7 +178,10 @@ def test_slow_readers_and_quiet_websockets_are_left_alone(
     assert b" 101 " in reader.readline()
     while reader.readline() not in (b"\r\n", b""):
         pass
-    time.sleep(max(HEAD, IDLE, BODY) + SLACK)  # longer than any edge timeout, on purpose
+    # A bounded wait on purpose: nothing may happen for longer than any edge timeout. It fails as
+    # soon as the edge writes to the quiet WebSocket or closes it (EOF makes it readable too).
+    quiet = max(HEAD, IDLE, BODY) + SLACK
+    assert select.select([ws], [], [], quiet)[0] == [], "the edge cut a quiet WebSocket"
     ws.sendall(encode_frame(1, b"still here", mask=True))
     assert read_frame(reader.read) == (1, b"still here")
     reader.close()

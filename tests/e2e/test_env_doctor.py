@@ -23,27 +23,64 @@ from portway.testing.waiting import wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
-def wait_active(api: httpx.Client, name: str) -> None:
-    wait_until(
-        lambda: api.get(f"/v1/tunnels/{name}").json().get("status") == "active",
-        timeout=20, what=f"{name} to become active",
-    )  # fmt: skip
-
-
 @pytest.fixture
 def echo() -> Iterator[EchoOrigin]:
     with EchoOrigin() as origin:
         yield origin
 
 
-def exposed(machine: Callable[[str], Machine], api: httpx.Client, port: int, name: str) -> None:
-    server = machine(f"{name}-server")
-    server.start("expose", f"127.0.0.1:{port}", "--name", name).wait_for("Connected to the hub.")
-    wait_active(api, name)
+@pytest.fixture
+def expose(
+    machine: Callable[[str], Machine], api: httpx.Client, echo: EchoOrigin
+) -> Callable[[str], None]:
+    """Expose the echo origin as tunnel `name` with a real `portway expose` on its own machine,
+    once active. Function-scoped like `machine`: each test's processes stop with it."""
+
+    def make(name: str) -> None:
+        server = machine(f"{name}-server")
+        server.start("expose", f"127.0.0.1:{echo.port}", "--name", name).wait_for(
+            "Connected to the hub."
+        )
+        wait_until(
+            lambda: api.get(f"/v1/tunnels/{name}").json().get("status") == "active",
+            timeout=20, what=f"{name} to become active",
+        )  # fmt: skip
+
+    return make
 
 
-def reaching(laptop: Machine, name: str, port: int) -> None:
-    laptop.start("reach", name, "--port", str(port)).wait_for("Connected to the hub.")
+@pytest.fixture
+def reached(
+    machine: Callable[[str], Machine], expose: Callable[[str], None]
+) -> Callable[[str], tuple[Machine, int]]:
+    """Expose `name` and reach it from a laptop with `portway reach` on a free local port:
+    the laptop and that port."""
+
+    def make(name: str) -> tuple[Machine, int]:
+        expose(name)
+        laptop = machine(f"{name}-laptop")
+        local = free_port()
+        laptop.start("reach", name, "--port", str(local)).wait_for("Connected to the hub.")
+        return laptop, local
+
+    return make
+
+
+@pytest.fixture
+def up(
+    machine: Callable[[str], Machine], expose: Callable[[str], None]
+) -> Callable[[str], tuple[Machine, str]]:
+    """Expose `name` and run `portway up` on a laptop (no connection yet): the laptop and its
+    agent id."""
+
+    def make(name: str) -> tuple[Machine, str]:
+        expose(name)
+        laptop = machine(f"{name}-laptop")
+        laptop.start("up").wait_for("Connected to the hub.")
+        profile = tomllib.loads((laptop.home / "config.toml").read_text())["profiles"]["default"]
+        return laptop, str(profile["agent_id"])
+
+    return make
 
 
 def doctor(machine: Machine, *args: str) -> tuple[int, dict[str, list[dict[str, Any]]]]:
@@ -56,12 +93,9 @@ def doctor(machine: Machine, *args: str) -> tuple[int, dict[str, list[dict[str, 
 
 
 def test_env_prints_writes_and_refuses_names_not_reached(
-    machine: Callable[[str], Machine], api: httpx.Client, echo: EchoOrigin, tmp_path: Path
+    reached: Callable[[str], tuple[Machine, int]], expose: Callable[[str], None], tmp_path: Path
 ) -> None:
-    exposed(machine, api, echo.port, "env-echo")
-    laptop = machine("env-laptop")
-    local = free_port()
-    reaching(laptop, "env-echo", local)
+    laptop, local = reached("env-echo")
     state = list((laptop.home / "reaching" / "default").glob("env-echo.*.json"))
     assert len(state) == 1 and json.loads(state[0].read_text())["localPort"] == local
 
@@ -85,7 +119,7 @@ def test_env_prints_writes_and_refuses_names_not_reached(
     missing = laptop.run("env", "env-echo", "ghost-db", "--output", str(dotenv), check=False)
     assert missing.returncode == 1
     assert "ghost-db: the hub has no such tunnel" in missing.stderr
-    exposed(machine, api, echo.port, "other-echo")
+    expose("other-echo")
     missing = laptop.run("env", "env-echo", "other-echo", "--output", str(dotenv), check=False)
     assert missing.returncode == 1
     assert missing.stderr.startswith(
@@ -99,14 +133,9 @@ def test_env_prints_writes_and_refuses_names_not_reached(
 
 
 def test_env_finds_connections_held_by_portway_up(
-    machine: Callable[[str], Machine], api: httpx.Client, echo: EchoOrigin
+    up: Callable[[str], tuple[Machine, str]], api: httpx.Client
 ) -> None:
-    exposed(machine, api, echo.port, "up-echo")
-    laptop = machine("up-laptop")
-    laptop.start("up").wait_for("Connected to the hub.")
-    agent_id = tomllib.loads((laptop.home / "config.toml").read_text())["profiles"]["default"][
-        "agent_id"
-    ]
+    laptop, agent_id = up("up-echo")
     local = free_port()
     created = api.post(
         "/v1/tunnels/up-echo/connect", json={"agentId": agent_id, "localPort": local}
@@ -128,12 +157,9 @@ def test_env_finds_connections_held_by_portway_up(
 
 
 def test_doctor_is_all_ok_on_a_healthy_machine(
-    machine: Callable[[str], Machine], api: httpx.Client, echo: EchoOrigin
+    reached: Callable[[str], tuple[Machine, int]],
 ) -> None:
-    exposed(machine, api, echo.port, "doc-echo")
-    laptop = machine("doc-laptop")
-    local = free_port()
-    reaching(laptop, "doc-echo", local)
+    laptop, local = reached("doc-echo")
     code, found = doctor(laptop)
     assert code == 0, found
     assert {f["status"] for group in found.values() for f in group} == {"ok"}
@@ -184,14 +210,9 @@ def test_doctor_reports_a_changed_hub_ca(machine: Callable[[str], Machine], tmp_
 
 
 def test_doctor_reports_a_local_port_held_by_another_process(
-    machine: Callable[[str], Machine], api: httpx.Client, echo: EchoOrigin
+    up: Callable[[str], tuple[Machine, str]], api: httpx.Client
 ) -> None:
-    exposed(machine, api, echo.port, "busy-echo")
-    laptop = machine("busy-laptop")
-    laptop.start("up").wait_for("Connected to the hub.")
-    agent_id = tomllib.loads((laptop.home / "config.toml").read_text())["profiles"]["default"][
-        "agent_id"
-    ]
+    laptop, agent_id = up("busy-echo")
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()

@@ -14,6 +14,7 @@ from portway.agent.runtime import AgentRuntime, AgentSettings
 from portway.net.framed import FramedConnection
 from portway.testing.hub import running_hub
 from portway.testing.origins import EchoOrigin
+from portway.testing.waiting import async_wait_until
 from portway.wire.messages import ChannelHello, Message
 
 
@@ -30,8 +31,11 @@ async def echo(port: int, payload: bytes) -> bytes:
 
 async def active(api_url: str, headers: dict[str, str], tunnel_id: str) -> None:
     async with httpx.AsyncClient(base_url=api_url, headers=headers) as api:
-        while (await api.get(f"/v1/tunnels/{tunnel_id}")).json()["status"] != "active":
-            await asyncio.sleep(0.05)
+
+        async def is_active() -> bool:
+            return bool((await api.get(f"/v1/tunnels/{tunnel_id}")).json()["status"] == "active")
+
+        await async_wait_until(is_active, timeout=20, what=f"tunnel {tunnel_id} to become active")
 
 
 @pytest.mark.parametrize("tls", ["on", "off"])
@@ -68,7 +72,7 @@ async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tl
             task = asyncio.create_task(runtime.run())
             try:
                 await asyncio.wait_for(runtime.connected.wait(), 20)
-                await asyncio.wait_for(active(hub.api_url, headers, tunnel_id), 20)
+                await active(hub.api_url, headers, tunnel_id)
                 assert await asyncio.wait_for(echo(hub_port, b"warm-up"), 20) == b"warm-up"
                 before = sum(opened)
                 for i in range(30):
