@@ -1,8 +1,9 @@
 """Small asyncio servers for the probe tests (silent, banner-sending, a recording relay), the
 opener detect() is given, and a MySQL greeting builder.
 
-Each is an async context manager listening on 127.0.0.1:`port`, closing every connection it
-accepted on exit (tests run with warnings as errors, so nothing may leak).
+Each is a `portway.testing.stream_server.StreamServer`: an async context manager listening on
+127.0.0.1:`port`, closing every connection it accepted on exit (tests run with warnings as
+errors, so nothing may leak).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import struct
 
 from portway.probe import Opener
+from portway.testing.stream_server import StreamServer
 
 
 def mariadb_greeting(version: bytes, capabilities: int = 0xFFFE) -> bytes:
@@ -33,44 +35,18 @@ def opener(port: int, host: str = "127.0.0.1") -> Opener:
     return open_target
 
 
-class FakeServer:
-    """Accepts connections and runs `handle` on each; records the first bytes each client sent
+class FakeServer(StreamServer):
+    """Accepts connections and runs `converse` on each; records the first bytes each client sent
     (what `received` holds, one entry per connection, b"" for a client that said nothing)."""
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.received: list[bytes] = []
-        self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
-    async def __aenter__(self) -> FakeServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._connections.values():
-            writer.transport.abort()  # not cancel(): asyncio would log the cancelled handler
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = writer
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         index = len(self.received)
         self.received.append(b"")
-        try:
-            await self.handle(reader, writer, index)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._connections.pop(task, None)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        await self.converse(reader, writer, index)
 
     async def record(self, reader: asyncio.StreamReader, index: int) -> bytes:
         """Read the next chunk from the client, remembering the first one."""
@@ -79,7 +55,7 @@ class FakeServer:
             self.received[index] = data
         return data
 
-    async def handle(
+    async def converse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int
     ) -> None:
         """Silent: read and never answer, until the client leaves."""
@@ -95,13 +71,13 @@ class BannerServer(FakeServer):
         self.banner = banner
         self.delay = delay
 
-    async def handle(
+    async def converse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int
     ) -> None:
         await asyncio.sleep(self.delay)
         writer.write(self.banner)
         await writer.drain()
-        await super().handle(reader, writer, index)
+        await super().converse(reader, writer, index)
 
 
 class RecordingRelay(FakeServer):
@@ -112,7 +88,7 @@ class RecordingRelay(FakeServer):
         super().__init__()
         self.upstream = upstream
 
-    async def handle(
+    async def converse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int
     ) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)

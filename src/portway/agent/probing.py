@@ -28,11 +28,14 @@ DETECT_TIMEOUT = 3.0  # per probe attempt; `detect` bounds the whole run by a fe
 CERT_WARN_DAYS = 14
 STREAM_LIMIT = 64 * 1024
 
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
 
 def opener(dialer: Dialer, host: str, port: int) -> Opener:
-    """A fresh stream to the target for each probe attempt, dialled under the agent's policy."""
+    """A fresh stream to the target for each probe attempt, dialled under the agent's policy
+    (raises `DialError`)."""
 
-    async def open_target() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_target() -> Streams:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=STREAM_LIMIT)
         transport = await dialer.connect(
@@ -54,17 +57,31 @@ def as_wire(found: Detection) -> Detected:
     )  # fmt: skip
 
 
-async def detect_target(dialer: Dialer, spec: TunnelSpec) -> Detected | None:
+async def detect_target(
+    dialer: Dialer, spec: TunnelSpec, *, connected: Streams | None = None
+) -> Detected | None:
     """What answers behind `spec`, or None when nothing could be probed (the liveness check
-    reports that failure on its own)."""
+    reports that failure on its own).
+
+    `connected`, a connection to the target already open (a diagnosis's `tcp` step), is the
+    first one `detect` asks for, its wait for a server-first greeting; each probe after that
+    dials afresh, as the runner requires."""
+    spare = [connected] if connected is not None else []
+    dial = opener(dialer, spec.host, spec.port)
+
+    async def open_target() -> Streams:
+        return spare.pop() if spare else await dial()
+
     try:
         found = await detect(
-            opener(dialer, spec.host, spec.port),
-            hint=hint_from(spec.protocol.value, spec.port),
+            open_target, hint=hint_from(spec.protocol.value, spec.port),
             server_name=spec.host, timeout=DETECT_TIMEOUT,
         )  # fmt: skip
     except (DialError, OSError, TimeoutError):
         return None
+    finally:
+        for _reader, writer in spare:  # handed in, never asked for: close it here
+            writer.close()
     return as_wire(found)
 
 
@@ -109,17 +126,15 @@ async def diagnose(dialer: Dialer, assign: Assign) -> Diagnosis:
 
     started = time.perf_counter()
     try:
-        transport = await dialer.connect(host, port, asyncio.Protocol, timeout=PROBE_TIMEOUT)
+        connected = await opener(dialer, host, port)()
     except DialError as exc:
         steps.append(DiagnosticStep("tcp", "fail", _ms(started), exc.message))
         return finish()
-    transport.close()
     steps.append(DiagnosticStep("tcp", "ok", _ms(started), f"connected to {host}:{port}"))
 
     started = time.perf_counter()
-    found = await detect_target(
-        dialer, TunnelSpec(assign.tunnel, assign.tunnel, assign.protocol, host, port)
-    )
+    spec = TunnelSpec(assign.tunnel, assign.tunnel, assign.protocol, host, port)
+    found = await detect_target(dialer, spec, connected=connected)
     handshake_ms = _ms(started)
     if found is None:
         steps.append(DiagnosticStep("tls", "skip", None, "no handshake took place"))

@@ -15,10 +15,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import detection
-from portway.domain import events as ev
-from portway.store import events
 from portway.store.models import Diagnostic, Tunnel
-from portway.store.tunnels import snapshot
+from portway.store.tunnels import record_updated
 
 KEPT_PER_TUNNEL = 50
 
@@ -48,15 +46,7 @@ async def record_probe(
         tunnel.protocol = outcome.protocol
         changed.append("protocol")
     tunnel.detected_protocol = probe["protocol"]
-    tunnel.updated_at = now
-    await events.append(
-        session,
-        tunnel.workspace_id,
-        ev.TUNNEL_UPDATED,
-        tunnel.id,
-        {"tunnel": snapshot(tunnel), "changed": changed},
-        now,
-    )
+    await record_updated(session, tunnel, changed, now)
     return True
 
 

@@ -224,6 +224,24 @@ async def _change_status(
     return True
 
 
+async def record_updated(
+    session: AsyncSession, tunnel: Tunnel, changed: list[str], now: datetime
+) -> None:
+    """Stamp `updatedAt` and record one `tunnel.updated` naming the API fields that `changed`.
+
+    The one place that event is shaped; callers: `update` and `store.diagnostics.record_probe`.
+    """
+    tunnel.updated_at = now
+    await events.append(
+        session,
+        tunnel.workspace_id,
+        ev.TUNNEL_UPDATED,
+        tunnel.id,
+        {"tunnel": snapshot(tunnel), "changed": changed},
+        now,
+    )
+
+
 async def update(
     session: AsyncSession,
     tunnel: Tunnel,
@@ -250,15 +268,7 @@ async def update(
         tunnel.meta = metadata
         changed.append("metadata")
     if changed:
-        tunnel.updated_at = now
-        await events.append(
-            session,
-            tunnel.workspace_id,
-            ev.TUNNEL_UPDATED,
-            tunnel.id,
-            {"tunnel": snapshot(tunnel), "changed": changed},
-            now,
-        )
+        await record_updated(session, tunnel, changed, now)
     if status == "paused":
         await _change_status(session, tunnel, "paused", None, now)
     elif status == "active" and tunnel.status == "paused":

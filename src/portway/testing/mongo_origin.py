@@ -12,7 +12,6 @@ header whose length mongod would refuse closes the connection, other opcodes clo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -20,35 +19,19 @@ from typing import Any
 from portway.probe import bson
 from portway.probe.mongo import HEADER, MAX_MESSAGE, OP_MSG, msg_document, op_msg
 from portway.probe.results import ProbeError
+from portway.testing.stream_server import StreamServer
 
 
-class MongoOrigin:
-    """Listens on 127.0.0.1:`port` inside the running event loop; an async context manager."""
+class MongoOrigin(StreamServer):
+    """A mongod stand-in on 127.0.0.1:`port` (`StreamServer`); an async context manager."""
 
     def __init__(self, *, max_wire_version: int = 21, writable: bool = True) -> None:
+        super().__init__()
         self.max_wire_version = max_wire_version
         self.writable = writable
-        self.port = 0
         self.commands: list[str] = []  # the command names received, in order
-        self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._next_id = 1
         self._process_id = bson.ObjectId(os.urandom(12))
-
-    async def __aenter__(self) -> MongoOrigin:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        # Abort rather than cancel: asyncio reads each handler task's result, and a cancelled
-        # one would be reported as an error. An aborted transport ends the read loop cleanly.
-        for writer in self._connections.values():
-            writer.transport.abort()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
 
     def hello_reply(self, connection_id: int) -> bson.Document:
         """What mongod 7.0 says to `hello` as a standalone server (minus nothing we parse)."""
@@ -75,31 +58,20 @@ class MongoOrigin:
             "codeName": "CommandNotFound",
         }  # fmt: skip
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = writer
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection_id = self._next_id
         self._next_id += 1
-        try:
-            while True:
-                header = await reader.readexactly(HEADER.size)
-                length, request_id, _, opcode = HEADER.unpack(header)
-                if not HEADER.size < length <= MAX_MESSAGE or opcode != OP_MSG:
-                    break  # mongod drops connections that do not speak its protocol
-                body = await reader.readexactly(length - HEADER.size)
-                try:
-                    command = msg_document(body)
-                except ProbeError:
-                    break
-                reply: dict[str, Any] = self._answer(command, connection_id)
-                writer.write(op_msg(reply, self._next_id, response_to=request_id))
-                self._next_id += 1
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._connections.pop(task, None)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        while True:
+            header = await reader.readexactly(HEADER.size)
+            length, request_id, _, opcode = HEADER.unpack(header)
+            if not HEADER.size < length <= MAX_MESSAGE or opcode != OP_MSG:
+                return  # mongod drops connections that do not speak its protocol
+            body = await reader.readexactly(length - HEADER.size)
+            try:
+                command = msg_document(body)
+            except ProbeError:
+                return
+            reply: dict[str, Any] = self._answer(command, connection_id)
+            writer.write(op_msg(reply, self._next_id, response_to=request_id))
+            self._next_id += 1
+            await writer.drain()

@@ -1,12 +1,18 @@
-"""Desired-state pushes: which tunnels and binds each agent session should hold.
+"""Desired-state pushes: which tunnels and binds each agent session should hold, and what it
+has applied.
 
 `DataPlane` calls `push()` for a session right after its welcome and for every session after
 each snapshot reload; a push sends `desired_state` only when what the session should hold
-changed since the last one it got. `forget()` runs when the session ends.
+changed since the last one it got. The agent takes a revision's tunnels as it receives it, and
+every `status` names the revision it reports on, so `acknowledged()` (each status) tells which
+tunnels a session has applied (`applied()`). `forget()` runs when the session ends. Each push,
+new acknowledgement and forget sets the event `changed()` returned, so diagnostics wait for a
+fresh tunnel to reach its agent instead of polling.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +21,7 @@ from portway.hub.dataplane import routes
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import FEATURE_BINDS, AgentSession
 from portway.net.framed import ConnectionClosed
-from portway.wire.messages import DesiredState
+from portway.wire.messages import DesiredState, TunnelSpec
 
 
 class DesiredStates:
@@ -23,6 +29,10 @@ class DesiredStates:
         self._snapshot = snapshot
         self._sessions = sessions
         self._pushed: dict[str, tuple[Any, ...]] = {}  # session id -> last (tunnels, binds) sent
+        # session id -> each tunnel spec of the last push -> the revision it was first sent in
+        self._since: dict[str, dict[TunnelSpec, int]] = {}
+        self._acked: dict[str, int] = {}  # session id -> newest revision a status reported on
+        self._change = asyncio.Event()
 
     def desired(self, session: AgentSession) -> tuple[Any, ...]:
         """(tunnel specs, bind specs) `session` should hold, sorted: equal states compare equal."""
@@ -47,10 +57,39 @@ class DesiredStates:
             return
         self._pushed[session.id] = desired
         session.revision += 1
+        carried = self._since.get(session.id, {})
+        self._since[session.id] = {t: carried.get(t, session.revision) for t in desired[0]}
         with contextlib.suppress(ConnectionClosed):
             session.control.send(
                 DesiredState(revision=session.revision, tunnels=desired[0], binds=desired[1])
             )
+        self._changed()
+
+    def acknowledged(self, session: AgentSession, revision: int) -> None:
+        """The agent sent a `status` on `revision`: it holds that revision (or a later one)."""
+        if revision > self._acked.get(session.id, 0):
+            self._acked[session.id] = revision
+            self._changed()
+
+    def sent(self, session: AgentSession, spec: TunnelSpec) -> bool:
+        """Whether the last desired state pushed to `session` carries `spec`."""
+        return spec in self._since.get(session.id, {})
+
+    def applied(self, session: AgentSession, spec: TunnelSpec) -> bool:
+        """Whether `session` acknowledged a revision carrying `spec` (and every one since)."""
+        since = self._since.get(session.id, {}).get(spec)
+        return since is not None and self._acked.get(session.id, 0) >= since
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next push, new acknowledgement or forget."""
+        return self._change
 
     def forget(self, session: AgentSession) -> None:
         self._pushed.pop(session.id, None)
+        self._since.pop(session.id, None)
+        self._acked.pop(session.id, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._change.set()
+        self._change = asyncio.Event()

@@ -4,6 +4,7 @@
 stored on the tunnel) and the API's `POST /v1/tunnels/{id}/diagnostics` awaits `run`, which
 assigns one of the exposing agent's pooled data channels with `mode: diagnose` — the same hub →
 agent channel a visitor would get — and turns the agent's answer into a `detection.Report`.
+A tunnel created a moment ago is waited for (`DesiredStates` says when it reaches its agent).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from portway.domain.clock import Clock
 from portway.domain.detection import Report, Step
 from portway.hub.dataplane import routes
+from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
 from portway.store import Database
 from portway.store import diagnostics as store
@@ -38,7 +40,7 @@ log = logging.getLogger("portway.hub.diagnostics")
 # The agent bounds its own steps (resolve, connect and each probe) to a few seconds each.
 DIAGNOSE_TIMEOUT = 30.0
 SETTLE_SECONDS = 3.0
-SETTLE_STEP = 0.25
+NOT_SERVED_YET = "this hub does not serve the tunnel yet; try again shortly"
 
 
 def probe_fields(found: Detected) -> dict[str, Any]:
@@ -60,13 +62,26 @@ def probe_fields(found: Detected) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _NotYet:
-    """A reason that may pass by itself within `SETTLE_SECONDS` (a tunnel still arriving)."""
+    """A reason that may pass by itself within `SETTLE_SECONDS` (a tunnel still arriving): the
+    run waits for the next change of desired states (`DesiredStates.changed`) and tries again."""
 
     why: str
 
 
 def _failed(name: str, detail: str) -> Report:
     return Report((Step(name, "fail", None, detail),), None, None)
+
+
+async def _before(event: asyncio.Event, deadline: float) -> bool:
+    """Wait for `event` until the loop's clock reads `deadline`; whether it was set in time."""
+    if asyncio.get_running_loop().time() >= deadline:
+        return False
+    try:
+        async with asyncio.timeout_at(deadline):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class Diagnostics:
@@ -77,12 +92,14 @@ class Diagnostics:
         clock: Clock,
         snapshot: Callable[[], routes.Snapshot],
         serving: Callable[[uuid.UUID], list[AgentSession]],
+        desired: DesiredStates,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
     ) -> None:
         self._db = db
         self._clock = clock
         self._snapshot = snapshot
         self._serving = serving
+        self._desired = desired
         self._spawn = spawn
 
     def on_status(self, status: Status) -> None:
@@ -103,10 +120,13 @@ class Diagnostics:
             log.exception("storing a probe finding failed", extra={"tunnel": str(tunnel_id)})
 
     def _session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession] | str | _NotYet:
-        """The route and the agent session to diagnose it through, or why there is none."""
+        """The route and the agent session to diagnose it through, or why there is none.
+
+        Only a session this hub has pushed the tunnel to qualifies. The agent takes it on
+        receipt, though an assignment on a data channel may reach it first (see `_attempt`)."""
         route = self._snapshot().routes.get(tunnel_id)
         if route is None:
-            return _NotYet("this hub does not serve the tunnel yet; try again shortly")
+            return _NotYet(NOT_SERVED_YET)
         if route.paused:
             return f"tunnel {route.name} is paused: resume it to diagnose it"
         serving = self._serving(route.agent_id)
@@ -115,24 +135,27 @@ class Diagnostics:
                 f"the exposing agent is offline: no session of it serves {route.name} here; "
                 "start `portway up` (or `portway expose`) on its machine"
             )
-        return route, max(serving, key=lambda s: s.idle_channels)
+        told = [s for s in serving if self._desired.sent(s, route.spec())]
+        if not told:
+            return _NotYet(NOT_SERVED_YET)
+        return route, max(told, key=lambda s: s.idle_channels)
 
     async def run(self, tunnel_id: uuid.UUID) -> Report:
         """Diagnose a tunnel now; never raises for what the path does, only reports it.
 
         A tunnel created a moment ago may not have reached this hub's snapshot or its agent's
-        desired state yet (a CI job creates and checks at once): that is retried for a few
-        seconds before it counts as a failure.
+        desired state yet (a CI job creates and checks at once): the run waits for that, woken
+        by each desired-state push and each newly acknowledged revision, for up to
+        `SETTLE_SECONDS` before it counts as a failure.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SETTLE_SECONDS
+        deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
         while True:
+            change = self._desired.changed()  # taken first: a change during the attempt counts
             result = await self._attempt(tunnel_id)
             if not isinstance(result, _NotYet):
                 return result
-            if loop.time() >= deadline:
+            if not await _before(change, deadline):
                 return _failed("agent", result.why)
-            await asyncio.sleep(SETTLE_STEP)
 
     async def _attempt(self, tunnel_id: uuid.UUID) -> Report | _NotYet:
         found = self._session(tunnel_id)
@@ -152,7 +175,9 @@ class Diagnostics:
         channel.close()
         if isinstance(answer, AssignError):
             why = answer.message or "the agent refused the diagnosis"
-            return _NotYet(why) if answer.reason is Reason.CLOSED else _failed("agent", why)
+            if answer.reason is Reason.CLOSED and not self._desired.applied(session, route.spec()):
+                return _NotYet(why)  # the desired state carrying it may not have arrived yet
+            return _failed("agent", why)
         if not isinstance(answer, Diagnosis):
             return _failed("agent", "the agent is too old to diagnose: upgrade Portway on it")
         if answer.detected is not None:

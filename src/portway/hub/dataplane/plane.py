@@ -92,7 +92,7 @@ class DataPlane:
         )  # fmt: skip
         self.diagnostics = Diagnostics(
             db=db, clock=clock, snapshot=lambda: self.snapshot, serving=self._sessions.serving,
-            spawn=self._spawn,
+            desired=self._desired, spawn=self._spawn,
         )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -208,6 +208,7 @@ class DataPlane:
 
     async def _on_message(self, session: AgentSession, message: Message) -> None:
         if isinstance(message, Status):
+            self._desired.acknowledged(session, message.revision)
             for target in message.targets:
                 session.targets[target.tunnel] = (target.ok, target.message)
             self.diagnostics.on_status(message)

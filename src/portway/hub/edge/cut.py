@@ -6,24 +6,23 @@ ones already running: a long download, a slow upload, a WebSocket relayed raw af
 `LiveShares.add()`, and `EdgeConnection.exchange_closed` removes it with `discard()` whatever
 ended it; an upstream `Lane` (upstream.py) left idle after a share request is registered the
 same way until it is used again or closed, so a revoked share's idle channel is closed too.
-`run()`, started and stopped by `Edge`, wakes every `CHECK_SECONDS`; when share exchanges are
-live it asks `Router.unusable()` (one store query for the set of shares in use) and calls
-`cut()` on each exchange (or idle lane) of a share that was revoked, expired or deleted, or
-whose tunnel is paused or gone. The bytes between sockets never wait for this and never touch
-the store: the sweep is the only place the store is consulted. (Public-URL exchanges of a
-paused or deleted tunnel are cut by the data plane through `Traffic.reset`, the way its TCP
+The sweep, started and stopped by `Edge` (a `Ticker`), wakes every `CHECK_SECONDS`; when share
+exchanges are live it asks `Router.unusable()` (one store query for the set of shares in use)
+and calls `cut()` on each exchange (or idle lane) of a share that was revoked, expired or
+deleted, or whose tunnel is paused or gone. The bytes between sockets never wait for this and
+never touch the store: the sweep is the only place the store is consulted. (Public-URL exchanges
+of a paused or deleted tunnel are cut by the data plane through `Traffic.reset`, the way its TCP
 splices are.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from typing import Protocol
 
 from portway.hub.edge.policy import Deny, Router
+from portway.hub.ticker import Ticker
 
 log = logging.getLogger("portway.hub.edge")
 
@@ -39,9 +38,14 @@ class Cuttable(Protocol):
 class LiveShares:
     def __init__(self, router: Router, interval: float = CHECK_SECONDS) -> None:
         self._router = router
-        self._interval = interval
         self.by_share: dict[uuid.UUID, set[Cuttable]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Ticker(
+            self.sweep,
+            interval,
+            name="portway-edge-shares",
+            log=log,
+            failure="checking live share traffic failed; retrying",
+        )
 
     def add(self, share_id: uuid.UUID, exchange: Cuttable) -> None:
         self.by_share.setdefault(share_id, set()).add(exchange)
@@ -54,25 +58,12 @@ class LiveShares:
                 del self.by_share[share_id]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="portway-edge-shares")
+        """Sweep every `interval` seconds (a no-op while no share exchange is live) until `stop()`;
+        a failed sweep is logged and tried again on the next tick."""
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def run(self) -> None:
-        """Sweep every `interval` seconds while share exchanges are live; never gives up."""
-        while True:
-            await asyncio.sleep(self._interval)
-            if not self.by_share:
-                continue
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("checking live share traffic failed; retrying")
+        await self._ticker.stop()
 
     async def sweep(self) -> int:
         """Cut every live exchange whose share a new request could no longer use; how many."""
