@@ -287,18 +287,19 @@ async def test_access_logs(
         clock.advance(seconds=1)
         async with ctx.db.session() as session:
             found = await shares.get(session, workspace_id, uuid.UUID(share["id"]))
-            await shares.record_access(
-                session,
-                found,
+            access = shares.Access(
+                share_id=found.id,
+                workspace_id=found.workspace_id,
+                at=clock.now(),
                 remote_addr=f"203.0.113.{i}",
-                allowed=i != 2,
-                now=clock.now(),
                 method="GET",
                 path=f"/page/{i}",
-                status_code=200 if i != 2 else 403,
+                status=200 if i != 2 else 403,
+                allowed=i != 2,
                 reason=None if i != 2 else "path_not_allowed",
                 user_agent="curl/8",
             )
+            await shares.record_accesses(session, [access])
     first = await api.get(f"/v1/shares/{share['id']}/access-logs", params={"limit": 3})
     assert first.status_code == 200, first.text
     page = first.json()

@@ -179,13 +179,15 @@ def test_share_logs(api: httpx.Client, hub: HubThread) -> None:
         assert db is not None
         async with db.session() as session:
             row = await share_store.get(session, workspace, uuid.UUID(share["id"]))
-            for i in range(3):
-                await share_store.record_access(
-                    session, row, remote_addr=f"198.51.100.{i}", allowed=i != 1,
-                    now=hub.hub.clock.now(), method="GET", path=f"/p{i}",
-                    status_code=200 if i != 1 else 429,
-                    reason=None if i != 1 else "rate_limited",
-                )  # fmt: skip
+            await share_store.record_accesses(session, [
+                share_store.Access(
+                    share_id=row.id, workspace_id=row.workspace_id, at=hub.hub.clock.now(),
+                    remote_addr=f"198.51.100.{i}", method="GET", path=f"/p{i}",
+                    status=200 if i != 1 else 429, allowed=i != 1,
+                    reason=None if i != 1 else "rate_limited", user_agent=None,
+                )
+                for i in range(3)
+            ])  # fmt: skip
 
     asyncio.run_coroutine_threadsafe(record(), hub._loop).result(timeout=30)
     logs = run("shares", "logs", share["id"]).output

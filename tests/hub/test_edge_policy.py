@@ -11,9 +11,10 @@ import httpx
 
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
-from portway.hub.access_log import AccessLog, Entry
+from portway.hub.access_log import AccessLog
 from portway.hub.dataplane import routes
 from portway.hub.edge.policy import Deny, Forward, Router, host_slug, split_share
+from portway.store.shares import Access
 from tests.api.tunnel_helpers import new_agent, new_tunnel
 
 
@@ -95,7 +96,7 @@ async def test_access_log_batches_allowed_and_denied(
         snap = await routes.load(session)
     workspace = next(iter(snap.routes.values())).workspace_id
     for status, allowed in ((200, True), (403, False)):
-        writer.add(Entry(
+        writer.add(Access(
             share_id=uuid.UUID(share["id"]), workspace_id=workspace, at=clock.now(),
             remote_addr="203.0.113.7", method="GET", path="/x", status=status, allowed=allowed,
             reason=None if allowed else "path_not_allowed", user_agent="curl",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from urllib.parse import urlsplit
 
@@ -10,7 +11,7 @@ from sqlalchemy import update
 
 from portway.api.context import ApiContext
 from portway.hub.edge.policy import Deny, Forward
-from portway.hub.edge.share_cache import ShareCache
+from portway.hub.edge.share_cache import MISS, ShareCache
 from portway.store.models import Share
 from tests.hub.test_edge_policy import setup
 
@@ -56,3 +57,49 @@ async def test_unknown_and_malformed_tokens_are_not_remembered(
         assert isinstance(denied, Deny) and denied.status == 404
     assert await router.shares.get("pws_" + "x" * 43) is None
     assert router.shares._rows == {}
+
+
+class CountingCache(ShareCache):
+    """Counts store reads and holds each one until `release` is set."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        super().__init__(ctx.db)
+        self.reads = 0
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _load(self, token: str, digest: str) -> Share | None:
+        self.reads += 1
+        self.reading.set()
+        await self.release.wait()
+        return await super()._load(token, digest)
+
+
+async def test_requests_that_miss_together_share_one_read(
+    api: httpx.AsyncClient, ctx: ApiContext
+) -> None:
+    _, base, _ = await setup(api, ctx)
+    token = base.split("/")[2]
+    cache = CountingCache(ctx)
+    waiting = [asyncio.create_task(cache.get(token)) for _ in range(20)]
+    await asyncio.wait_for(cache.reading.wait(), 5)
+    waiting[0].cancel()  # a client that left does not cancel the read for the others
+    cache.release.set()
+    rows = await asyncio.gather(*waiting[1:])
+    assert cache.reads == 1
+    assert len({row.id for row in rows if row is not None}) == 1 and None not in rows
+    assert cache.cached(token) is not MISS
+
+
+async def test_a_read_under_way_at_revocation_is_not_remembered(
+    api: httpx.AsyncClient, ctx: ApiContext
+) -> None:
+    _, base, _ = await setup(api, ctx)
+    token = base.split("/")[2]
+    cache = CountingCache(ctx)
+    reading = asyncio.create_task(cache.get(token))
+    await asyncio.wait_for(cache.reading.wait(), 5)
+    cache.forget()
+    cache.release.set()
+    assert await reading is not None  # its waiters asked before the revocation
+    assert cache.cached(token) is MISS

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+from collections.abc import Iterable
 
 import pytest
 
@@ -305,3 +306,46 @@ async def test_late_leg_of_a_reset_splice_is_closed_at_once(harness: Harness) ->
     assert await splice.wait_closed() is Reason.GONE
     # The late data channel is told why, in-band, and nothing else reaches it.
     assert await closed == encode_reset(Reason.GONE)
+
+
+class Recording(asyncio.Transport):
+    """A transport that keeps each write call's buffers (a TLS transport makes each buffer a
+    record of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append([bytes(data)])
+
+    def writelines(self, parts: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.calls.append([bytes(p) for p in parts])
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+@pytest.mark.parametrize(("size", "buffers"), [(200, 1), (16 * 1024, 1), (16 * 1024 + 1, 2)])
+async def test_a_small_read_goes_onto_a_channel_as_one_buffer(size: int, buffers: int) -> None:
+    splice = Splice(a_framed=False, b_framed=True)
+    raw, channel = Recording(), Recording()
+    splice.attach(splice.b, channel)
+    splice.attach(splice.a, raw)
+    splice.a.data_received(b"x" * size)
+    assert [len(call) for call in channel.calls] == [buffers]
+    assert b"".join(channel.calls[0]) == size.to_bytes(4, "big") + b"x" * size
+    splice.reset()

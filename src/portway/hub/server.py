@@ -22,7 +22,7 @@ from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.config import HubConfig
 from portway.hub.dataplane.plane import DataPlane
 from portway.hub.edge.policy import Router
-from portway.hub.edge.proxy import Edge
+from portway.hub.edge.listener import Edge
 from portway.hub.edge.timeouts import Timeouts
 from portway.hub.presence import AgentPresence
 from portway.hub.reaper import Reaper

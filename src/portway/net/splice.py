@@ -36,6 +36,10 @@ from portway.wire.frames import Bytes
 from portway.wire.stream import EOF_CHUNK, StreamDecoder, encode_chunks, encode_reset
 
 DEFAULT_LIMIT = 256 * 1024
+# A chunk header and a payload up to this size go out as one buffer: over TLS each buffer
+# written is a record of its own, and a small read (an HTTP request, an answer) would
+# otherwise cost two records, two encryptions and two calls into the TLS object.
+JOIN_UP_TO = 16 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -245,6 +249,8 @@ class Splice:
         if transport is not None:
             if len(parts) == 1:
                 transport.write(parts[0])
+            elif len(parts) == 2 and len(parts[1]) <= JOIN_UP_TO:
+                transport.write(b"".join(parts))
             elif parts:
                 transport.writelines(parts)
             return

@@ -1,16 +1,19 @@
 """Shares and their access logs. Tokens are issued once and stored only as SHA-256.
 
 The router creates, lists and revokes shares; the edge (shares data plane) looks them up by
-token with `authenticate` and writes one access-log row per request with `record_access`.
+token with `authenticate`; the hub's access log writes the rows of its requests in batches
+with `record_accesses`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import events as ev
@@ -175,56 +178,55 @@ async def authenticate(
     return row[0], row[1]
 
 
-async def record_access(
-    session: AsyncSession,
-    share: Share,
-    *,
-    remote_addr: str,
-    allowed: bool,
-    now: datetime,
-    method: str | None = None,
-    path: str | None = None,
-    status_code: int | None = None,
-    reason: str | None = None,
-    user_agent: str | None = None,
-    bytes_in: int | None = None,
-    bytes_out: int | None = None,
-    latency_ms: float | None = None,
-) -> ShareAccessLog:
-    """Log one use of a share and, when it was allowed, count it.
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One request on a share as the edge answered it (`hub/edge/entries.py` makes these)."""
 
-    Called by the edge after deciding on a request (values are truncated to the columns).
-    """
-    log = ShareAccessLog(
-        id=uuid.uuid4(),
-        workspace_id=share.workspace_id,
-        share_id=share.id,
-        created_at=now,
-        remote_addr=remote_addr[:64],
-        method=None if method is None else method[:16],
-        path=None if path is None else path[:2048],
-        status_code=status_code,
-        allowed=allowed,
-        reason=None if reason is None else reason[:64],
-        user_agent=None if user_agent is None else user_agent[:256],
-        bytes_in=bytes_in,
-        bytes_out=bytes_out,
-        latency_ms=latency_ms,
-    )
-    session.add(log)
-    if allowed:
-        # One UPDATE with arithmetic in SQL, so concurrent requests never lose a count.
+    share_id: uuid.UUID
+    workspace_id: uuid.UUID
+    at: datetime
+    remote_addr: str
+    method: str
+    path: str
+    status: int
+    allowed: bool
+    reason: str | None
+    user_agent: str | None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    latency_ms: float | None = None
+
+
+async def record_accesses(session: AsyncSession, batch: Sequence[Access]) -> None:
+    """Log a batch of share uses in one INSERT and count the allowed ones, one UPDATE per share
+    (arithmetic in SQL, so concurrent writers never lose a count). Values are truncated to the
+    columns. Called by the hub's `AccessLog` about once a second."""
+    if not batch:
+        return
+    await session.execute(insert(ShareAccessLog), [_access_row(a) for a in batch])
+    counts: dict[uuid.UUID, tuple[int, datetime]] = {}
+    for a in batch:
+        if a.allowed:
+            count, last = counts.get(a.share_id, (0, a.at))
+            counts[a.share_id] = (count + 1, max(last, a.at))
+    for share_id, (count, last) in counts.items():
         await session.execute(
             update(Share)
-            .where(Share.id == share.id)
-            .values(
-                access_count=Share.access_count + 1,
-                last_accessed_at=now,
-            )
+            .where(Share.id == share_id)
+            .values(access_count=Share.access_count + count, last_accessed_at=last)
             .execution_options(synchronize_session=False)
         )
-    await session.flush()
-    return log
+
+
+def _access_row(a: Access) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(), "workspace_id": a.workspace_id, "share_id": a.share_id,
+        "created_at": a.at, "remote_addr": a.remote_addr[:64], "method": a.method[:16],
+        "path": a.path[:2048], "status_code": a.status, "allowed": a.allowed,
+        "reason": None if a.reason is None else a.reason[:64],
+        "user_agent": None if a.user_agent is None else a.user_agent[:256],
+        "bytes_in": a.bytes_in, "bytes_out": a.bytes_out, "latency_ms": a.latency_ms,
+    }  # fmt: skip
 
 
 async def access_logs(

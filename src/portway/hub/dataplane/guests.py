@@ -25,13 +25,14 @@ from portway.domain import secrets
 from portway.domain.clock import Clock
 from portway.domain.ratelimit import SlidingWindow
 from portway.domain.shares import share_status
-from portway.hub.access_log import AccessLog, Entry
+from portway.hub.access_log import AccessLog
 from portway.hub.dataplane.pairing import BIND_PREFIX
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed
 from portway.net.splice import Splice
 from portway.store import Database
 from portway.store.models import Share
+from portway.store.shares import Access
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.messages import Goodbye, ReachOpen, ReachReject
 
@@ -133,7 +134,7 @@ class Guests:
     def _log(self, guest: Guest, refusal: tuple[Reason, str] | None) -> None:
         if self.access_log is None:
             return
-        self.access_log.add(Entry(
+        self.access_log.add(Access(
             share_id=guest.share_id, workspace_id=guest.workspace_id, at=self._clock.now(),
             remote_addr=guest.remote_addr or "guest", method="CONNECT", path="",
             status=200 if refusal is None else 403, allowed=refusal is None,

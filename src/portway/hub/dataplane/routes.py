@@ -7,7 +7,7 @@ these in-memory snapshots.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -80,6 +80,13 @@ class Snapshot:
     routes: dict[uuid.UUID, Route]
     binds: dict[uuid.UUID, Bind]
     agent_workspaces: dict[uuid.UUID, uuid.UUID]
+    web: dict[str, Route] = field(init=False, repr=False, compare=False)  # public URLs by slug
+
+    def __post_init__(self) -> None:
+        # The edge looks a public URL's tunnel up on every request.
+        web = {r.slug: r for r in self.routes.values()
+               if r.public and r.protocol in ("http", "https")}  # fmt: skip
+        object.__setattr__(self, "web", web)
 
     def tunnels_of(self, agent_id: uuid.UUID) -> list[Route]:
         return [r for r in self.routes.values() if r.agent_id == agent_id and not r.paused]

@@ -44,6 +44,9 @@ class AgentSession:
     targets: dict[str, tuple[bool, str]] = field(default_factory=dict)
     """Last target health the agent reported: tunnel id -> (ok, message)."""
     _idle: collections.deque[FramedConnection] = field(default_factory=collections.deque)
+    """Channels the agent opened for the pool and that carried nothing yet."""
+    _reused: collections.deque[FramedConnection] = field(default_factory=collections.deque)
+    """Channels back from a connection that ended cleanly."""
     _waiters: collections.deque[asyncio.Future[FramedConnection]] = field(
         default_factory=collections.deque
     )
@@ -55,9 +58,9 @@ class AgentSession:
 
     @property
     def idle_channels(self) -> int:
-        return len(self._idle)
+        return len(self._idle) + len(self._reused)
 
-    def add_channel(self, channel: FramedConnection) -> None:
+    def add_channel(self, channel: FramedConnection, *, reused: bool = False) -> None:
         """Park an authenticated data channel; a waiting pairing gets it at once."""
         if self.closed:
             channel.close()
@@ -68,28 +71,30 @@ class AgentSession:
                 waiter.set_result(channel)
                 return
         channel.on_lost = self._forget
-        self._idle.append(channel)
+        (self._reused if reused else self._idle).append(channel)
 
     def readopt(self, transport: asyncio.Transport, rest: bytes) -> bool:
         """Take a data channel whose proxied connection ended cleanly back into the idle pool
         (`Splice.reuse` calls it); False when this session cannot use it (closed, pool full)."""
         if self.closed or FEATURE_REUSE not in self.features:
             return False
-        if len(self._idle) >= max(self.pool_size, MAX_REUSED_IDLE):
+        if self.idle_channels >= max(self.pool_size, MAX_REUSED_IDLE):
             return False
-        self.add_channel(FramedConnection.adopt(transport, rest))
+        self.add_channel(FramedConnection.adopt(transport, rest), reused=True)
         return True
 
     def _forget(self, channel: FramedConnection) -> None:
-        with contextlib.suppress(ValueError):
-            self._idle.remove(channel)
+        for pool in (self._reused, self._idle):
+            with contextlib.suppress(ValueError):
+                pool.remove(channel)
 
     async def take_channel(self) -> FramedConnection:
         """An idle channel of this session, asking the agent for more when the pool is dry."""
-        if self._idle:
-            # Newest first: a channel just given back by a finished connection is reused
-            # before an untouched one, whose first use makes the agent open a replacement.
-            channel = self._idle.pop()
+        if self._reused or self._idle:
+            # A channel given back by a finished connection (the newest first) before an
+            # untouched one: the first use of an untouched one makes the agent open a
+            # replacement, which costs a TLS handshake on both ends.
+            channel = (self._reused or self._idle).pop()
             channel.on_lost = None
             return channel
         waiter: asyncio.Future[FramedConnection] = asyncio.get_running_loop().create_future()
@@ -114,8 +119,9 @@ class AgentSession:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.cancel()
-        while self._idle:
-            self._idle.popleft().close()
+        for pool in (self._reused, self._idle):
+            while pool:
+                pool.popleft().close()
         self.control.close()
 
 

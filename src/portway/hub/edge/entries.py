@@ -10,23 +10,22 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import h11
-
-from portway.hub.access_log import Entry
+from portway.hub.edge import http1
 from portway.hub.edge.exchange import Exchange
 from portway.hub.edge.policy import Deny, Forward, split_share
+from portway.store.shares import Access
 
 
 def share_entry(
-    decision: Forward | Deny, request: h11.Request, status: int, exchange: Exchange | None, *,
+    decision: Forward | Deny, request: http1.Request, status: int, exchange: Exchange | None, *,
     client_ip: str, at: datetime, reason: str | None = None,
-) -> Entry | None:  # fmt: skip
+) -> Access | None:  # fmt: skip
     """The entry for a request on a share, or None for a public-URL request (not logged)."""
     share = decision.share
     if share is None:
         return None
     agent = next((v for n, v in request.headers if n.lower() == b"user-agent"), None)
-    return Entry(
+    return Access(
         share_id=share.id, workspace_id=share.workspace_id, at=at, remote_addr=client_ip,
         method=request.method.decode("latin-1"),
         path=without_token(request.target.decode("latin-1")), status=status,

@@ -4,7 +4,7 @@
 upstream `Lane` (upstream.py: a fresh channel from `Pairing`, or the one the previous request
 left idle) and adopts the channel with `attach()` in the same step. The request head goes out at
 once; body events follow via `send_body()`/`end_body()`. The response is parsed with the lane's
-h11 client connection and re-framed for the client chunk by chunk inside `data_received` (no
+`http1.ClientConnection` and re-framed for the client chunk by chunk inside `data_received` (no
 await anywhere); a `101` switches both sides to a raw relay. Backpressure: a full client buffer
 pauses reading the channel, a full channel buffer pauses reading the client. When the response
 is complete the lane decides whether the channel stays open for the next request
@@ -23,11 +23,10 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, cast
 
-import h11
-
 from portway.hub.edge import headers as hdr
+from portway.hub.edge import http1
 from portway.hub.edge.policy import Deny, Forward
-from portway.net.splice import hard_close
+from portway.net.splice import JOIN_UP_TO, hard_close
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.stream import EOF_CHUNK, encode_chunks
@@ -42,7 +41,7 @@ RETRYABLE = frozenset({b"GET", b"HEAD"})  # resent once when a reused channel tu
 
 class Exchange(asyncio.Protocol):
     def __init__(
-        self, client: EdgeConnection, decision: Forward, request: h11.Request, lane: Lane
+        self, client: EdgeConnection, decision: Forward, request: http1.Request, lane: Lane
     ) -> None:
         self.client = client
         self.decision = decision
@@ -64,7 +63,7 @@ class Exchange(asyncio.Protocol):
 
     # -- set-up and request direction (called by EdgeConnection) ----------------------------------
 
-    def attach(self, head: h11.Request) -> None:
+    def attach(self, head: http1.Request) -> None:
         rest = self.lane.take(self)
         transport = self.transport = self.lane.transport
         transport.set_write_buffer_limits(high=LIMIT)
@@ -74,19 +73,23 @@ class Exchange(asyncio.Protocol):
 
     def _write(self, data: bytes | None) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(encode_chunks(data))
+            parts = encode_chunks(data)
+            if len(data) <= JOIN_UP_TO:
+                self.transport.write(b"".join(parts))  # one TLS record (see splice.py)
+            else:
+                self.transport.writelines(parts)
 
     def send_body(self, data: bytes) -> None:
         self.bytes_a_to_b += len(data)
         if self.raw:
             self._write(data)
-        elif self.upstream.our_state is h11.SEND_BODY:
-            self._write(self.upstream.send(h11.Data(data=data)))
+        elif self.upstream.our_state is http1.SEND_BODY:
+            self._write(self.upstream.send(http1.Data(data=data)))
 
     def end_body(self) -> None:
         self.request_done = True
-        if self.upstream.our_state is h11.SEND_BODY:
-            self._write(self.upstream.send(h11.EndOfMessage()))
+        if self.upstream.our_state is http1.SEND_BODY:
+            self._write(self.upstream.send(http1.EndOfMessage()))
 
     def client_eof(self) -> None:
         """Raw mode: the client finished sending."""
@@ -125,42 +128,42 @@ class Exchange(asyncio.Protocol):
         while not self.finished:
             try:
                 event = self.upstream.next_event()
-            except h11.RemoteProtocolError:
+            except http1.RemoteProtocolError:
                 self._flush(out)
                 self.fail()
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is http1.NEED_DATA or event is http1.PAUSED:
                 self._flush(out)
                 return
-            if isinstance(event, h11.InformationalResponse):
+            if isinstance(event, http1.InformationalResponse):
                 if event.status_code == 101:
                     self._flush(out)
                     self._switch(event)
                     return
                 self.informed = True
-                out.append(self.client.frame(h11.InformationalResponse(
+                out.append(self.client.frame(http1.InformationalResponse(
                     status_code=event.status_code,
                     headers=hdr.client_response_headers(event.headers, [], switching=False),
                 )))  # fmt: skip
-            elif isinstance(event, h11.Response):
+            elif isinstance(event, http1.Response):
                 self.status = event.status_code
                 heads = hdr.client_response_headers(
                     event.headers, self.decision.headers, switching=False
                 )
                 out.append(self.client.frame(
-                    h11.Response(status_code=event.status_code, headers=heads, reason=event.reason)
+                    http1.Response(event.status_code, heads, event.reason)
                 ))  # fmt: skip
-            elif isinstance(event, h11.Data):
+            elif isinstance(event, http1.Data):
                 self.bytes_b_to_a += len(event.data)
-                out.append(self.client.frame(h11.Data(data=event.data)))
-            elif isinstance(event, h11.EndOfMessage):
+                out.append(self.client.frame(http1.Data(data=event.data)))
+            elif isinstance(event, http1.EndOfMessage):
                 self.response_done = True
-                out.append(self.client.frame(h11.EndOfMessage()))
+                out.append(self.client.frame(http1.EndOfMessage()))
                 self._flush(out)
                 self.finish()
                 self.client.exchange_done(self)
                 return
-            elif isinstance(event, h11.ConnectionClosed):
+            elif isinstance(event, http1.ConnectionClosed):
                 self._flush(out)
                 self.fail()
                 return
@@ -171,11 +174,11 @@ class Exchange(asyncio.Protocol):
             self.client.write_all(out)
             out.clear()
 
-    def _switch(self, event: h11.InformationalResponse) -> None:
+    def _switch(self, event: http1.InformationalResponse) -> None:
         self.status = 101
         self.raw = True
         heads = hdr.client_response_headers(event.headers, self.decision.headers, switching=True)
-        self.client.send(h11.InformationalResponse(status_code=101, headers=heads))
+        self.client.send(http1.InformationalResponse(status_code=101, headers=heads))
         pending, _ = self.upstream.trailing_data
         if pending:
             self.bytes_b_to_a += len(pending)

@@ -41,10 +41,22 @@ def upgrade_value(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return next((v for n, v in listed if n.lower() == b"upgrade"), None)
 
 
+def host_and_accept(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """A request's `Host` (routing) and `Accept` (HTML or JSON error pages), "" when absent."""
+    host = accept = b""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"host":
+            host = value
+        elif lowered == b"accept":
+            accept = value
+    return host.decode("latin-1"), accept.decode("latin-1")
+
+
 def upstream_request_headers(
     headers: Iterable[tuple[bytes, bytes]], *, client_ip: str, host: str
 ) -> Headers:
-    """The request headers sent to the target: hop-by-hop removed, framing kept for h11,
+    """The request headers sent to the target: hop-by-hop removed, framing kept for http1,
     `X-Forwarded-*` and `Forwarded` added, and the upgrade pair for a WebSocket handshake. No
     `Connection` header otherwise: the channel is kept across requests (upstream.py), and the
     target decides keep-alive."""
@@ -73,7 +85,7 @@ def upstream_request_headers(
 def client_response_headers(
     headers: Iterable[tuple[bytes, bytes]], extra: Iterable[tuple[str, str]], *, switching: bool
 ) -> Headers:
-    """Response headers for the client: hop-by-hop removed (h11 re-frames the body), policy
+    """Response headers for the client: hop-by-hop removed (http1 re-frames the body), policy
     headers added; a `101` keeps its `Connection`/`Upgrade` pair."""
     listed = list(headers)
     out, _ = _without_hop_by_hop(listed)

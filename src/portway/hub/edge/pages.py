@@ -1,13 +1,16 @@
 """Short error answers of the edge, as HTML or JSON depending on the client's `Accept`.
 
-`portway.hub.edge.proxy` calls `error_page()` for every answer the edge gives itself (no
-route, policy denials, agent away); the caller adds policy headers and sends it with h11.
+`portway.hub.edge.proxy` calls `error_response()` for every answer the edge gives itself (no
+route, policy denials, agent away), with the policy headers to add; it returns the bytes framed
+on the client connection.
 """
 
 from __future__ import annotations
 
 import html
 import json
+
+from portway.hub.edge import http1
 
 REASONS = {
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -38,3 +41,18 @@ def error_page(
         ).encode()
         ctype = "text/html; charset=utf-8"
     return [("Content-Type", ctype), ("Content-Length", str(len(body)))], body
+
+
+def error_response(
+    h: http1.ServerConnection, status: int, code: str, message: str, accept: str,
+    extra: list[tuple[str, str]],
+) -> bytes:  # fmt: skip
+    """The bytes of a whole error answer on `h` (raises `http1.LocalProtocolError` when a
+    response is already under way)."""
+    page, body = error_page(status, code, message, accept)
+    heads = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in [*page, *extra]]
+    return b"".join((
+        h.send(http1.Response(status, heads)),
+        h.send(http1.Data(body)),
+        h.send(http1.END),
+    ))  # fmt: skip

@@ -23,7 +23,7 @@ from portway.domain.clock import Clock
 from portway.domain.ratelimit import SlidingWindow
 from portway.domain.shares import share_status
 from portway.hub.dataplane import routes
-from portway.hub.edge.share_cache import ShareCache
+from portway.hub.edge.share_cache import MISS, ShareCache
 from portway.store import Database
 from portway.store.models import Share
 
@@ -94,28 +94,34 @@ class Router:
         self.limiter = SlidingWindow()
         self.shares = ShareCache(db)
 
-    def _route_for_slug(self, slug: str) -> routes.Route | None:
-        for route in self._snapshot().routes.values():
-            if route.slug == slug and route.public and route.protocol in ("http", "https"):
-                return route
-        return None
-
-    async def decide(self, method: str, target: str, host: str) -> Forward | Deny:
-        """Route one request head and apply share policy; see the module docstring."""
+    def decide_now(self, method: str, target: str, host: str) -> Forward | Deny | None:
+        """`decide()` without waiting: None when the answer needs the store (a share row the
+        cache does not hold). `EdgeConnection` tries this first and needs no task when it
+        answers."""
         shared = split_share(target)
         if shared is not None:
-            return await self._share(method, *shared)
+            share = self.shares.cached(shared[0])
+            return None if share is MISS else self._share(method, *shared, share)
         slug = host_slug(host, self._domain)
-        route = None if slug is None else self._route_for_slug(slug)
+        route = None if slug is None else self._snapshot().web.get(slug)
         if route is None:
             return Deny(404, "not_found", f"no public tunnel answers at {host or 'this host'}")
         if route.paused:
             return Deny(503, "tunnel_paused", f"tunnel {route.name} is paused")
         return Forward(route, target)
 
-    async def _share(self, method: str, token: str, rest: str) -> Forward | Deny:  # noqa: PLR0911
+    async def decide(self, method: str, target: str, host: str) -> Forward | Deny:
+        """Route one request head and apply share policy; see the module docstring."""
+        decision = self.decide_now(method, target, host)
+        if decision is not None:
+            return decision
+        token, rest = split_share(target) or ("", "")
+        return self._share(method, token, rest, await self.shares.get(token))
+
+    def _share(  # noqa: PLR0911
+        self, method: str, token: str, rest: str, share: Share | None
+    ) -> Forward | Deny:
         now = self._clock.now()
-        share = await self.shares.get(token)
         if share is None:
             return Deny(404, "share_not_found", "this share link does not exist")
         ref = ShareRef(share.id, share.workspace_id)

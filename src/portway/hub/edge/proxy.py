@@ -1,16 +1,16 @@
-"""The edge listener and one client connection: h11 parses every request head, policy decides,
-an `Exchange` relays it over the connection's upstream `Lane` (upstream.py): the channel the
+"""One client connection of the edge: http1.py parses every request head, policy decides, an
+`Exchange` relays it over the connection's upstream `Lane` (upstream.py): the channel the
 previous request left idle when it routes to the same tunnel, else a new one from `Pairing`.
 
-`Hub` creates `Edge`, calls `start()` after the data plane and `stop()` before it; `start()` also
-starts the sweep that cuts share traffic whose share stopped being usable (`LiveShares`, cut.py).
-Each accepted connection is an `EdgeConnection`; requests on a kept-alive connection are handled
-one after the other (pipelined ones wait, unread, in h11's buffer), and each one is routed and
-checked anew. The only await is per request (policy lookup, channel assignment), never per
-chunk. A GET or HEAD that fails on a reused channel before anything came back is sent once more
-on a fresh one (`Exchange.retryable`); any other failure is the client's 502, as with nginx.
-A `Watchdog` (timeouts.py) bounds the time a client may take to send a request head, to send
-the next piece of a request body, and to sit idle between requests.
+`Edge` (listener.py) makes an `EdgeConnection` of each accepted connection. Requests on a
+kept-alive connection are handled one after the other (pipelined ones wait, parsed, in http1's
+queue), and each one is routed and checked anew. A request for the tunnel the connection's idle
+lane leads to, whose answer the router has without the store, is forwarded at once; otherwise a
+task waits for the policy lookup and the channel. Nothing awaits per chunk. A GET or HEAD that
+fails on a reused channel before anything came back is sent once more on a fresh one
+(`Exchange.retryable`); any other failure is the client's 502, as with nginx. A `Watchdog`
+(timeouts.py) bounds the time a client may take to send a request head, to send the next piece
+of a request body, and to sit idle between requests.
 """
 
 from __future__ import annotations
@@ -18,70 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import h11
-
-from portway.domain.clock import Clock
-from portway.hub.access_log import AccessLog
-from portway.hub.dataplane.pairing import Pairing
-from portway.hub.dataplane.traffic import Traffic
 from portway.hub.edge import headers as hdr
-from portway.hub.edge.cut import LiveShares
+from portway.hub.edge import http1
 from portway.hub.edge.entries import share_entry
 from portway.hub.edge.exchange import LIMIT, Exchange
-from portway.hub.edge.pages import error_page
-from portway.hub.edge.policy import Deny, Forward, Router
-from portway.hub.edge.timeouts import Phase, Timeouts, Watchdog
+from portway.hub.edge.pages import error_response
+from portway.hub.edge.policy import Deny, Forward
+from portway.hub.edge.timeouts import Phase, Watchdog
 from portway.hub.edge.upstream import Lane, lane_for
 from portway.net.splice import hard_close
+
+if TYPE_CHECKING:
+    from portway.hub.edge.listener import Edge
 
 log = logging.getLogger("portway.hub.edge")
 
 MAX_HEAD = 64 * 1024  # a longer request head (request line and headers) is answered 431
-
-
-class Edge:
-    def __init__(
-        self,
-        router: Router,
-        pairing: Pairing,
-        traffic: Traffic,
-        clock: Clock,
-        access: AccessLog,
-        timeouts: Timeouts | None = None,
-    ) -> None:
-        self.router = router
-        self.pairing = pairing
-        self.traffic = traffic
-        self.clock = clock
-        self.access = access
-        self.timeouts = timeouts or Timeouts()
-        self.live = LiveShares(router)
-        self.connections: set[EdgeConnection] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: EdgeConnection(self), sock=sock)
-        self.live.start()
-
-    async def stop(self) -> None:
-        await self.live.stop()
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.connections):
-                conn.abort()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
+UNAVAILABLE = Deny(503, "unavailable", "the hub cannot check this request right now")
 
 
 class EdgeConnection(asyncio.Protocol):
     def __init__(self, edge: Edge) -> None:
         self.edge = edge
-        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.h = http1.ServerConnection(MAX_HEAD)
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self.exchange: Exchange | None = None
@@ -125,7 +86,7 @@ class EdgeConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.edge.connections.discard(self)
-        self.watchdog.stop()
+        self.watchdog.close()
         if self._task is not None:
             self._task.cancel()
         if self.exchange is not None:
@@ -151,10 +112,10 @@ class EdgeConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(parts)
 
-    def frame(self, event: h11.Event) -> bytes:
+    def frame(self, event: http1.Event) -> bytes:
         return self.h.send(event) or b""
 
-    def send(self, event: h11.Event) -> None:
+    def send(self, event: http1.Event) -> None:
         data = self.h.send(event)
         if data:
             self.write(data)
@@ -192,7 +153,7 @@ class EdgeConnection(asyncio.Protocol):
 
     def exchange_done(self, exchange: Exchange) -> None:
         """The response went out whole; go on with the next request once the body is read."""
-        if self.h.their_state is h11.SEND_BODY:
+        if self.h.their_state is http1.SEND_BODY:
             self.discarding = True
         self._next_cycle()
 
@@ -214,7 +175,7 @@ class EdgeConnection(asyncio.Protocol):
             self.resume_reading("upstream")  # the channel is gone; it cannot drain any more
 
     def exchange_failed(self, exchange: Exchange) -> None:
-        answered = self.h.our_state is not h11.SEND_RESPONSE
+        answered = self.h.our_state is not http1.SEND_RESPONSE
         if exchange.retryable() and not answered and self.exchange is exchange and not self.closed:
             self._retry(exchange)
             return
@@ -228,7 +189,7 @@ class EdgeConnection(asyncio.Protocol):
     def exchange_cut(self, exchange: Exchange, why: Deny) -> None:
         """`Exchange.cut()` ended the channel: answer `why` and close if nothing of a response
         went out yet, else reset the connection so the client sees a truncated response."""
-        answered = self.raw is not None or self.h.our_state is not h11.SEND_RESPONSE
+        answered = self.raw is not None or self.h.our_state is not http1.SEND_RESPONSE
         status = None if answered else why.status  # the log records the status as sent
         self.exchange_closed(exchange, status, f"cut_{why.code}")
         if answered:
@@ -248,7 +209,7 @@ class EdgeConnection(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.cut(why)
                 return
-            if self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            if self.h.our_state in (http1.IDLE, http1.SEND_RESPONSE):
                 self._close_with(why.status, why.code, why.message, [])
             else:
                 self.transport.close()  # the answer went out; the rest of the body never came
@@ -263,27 +224,38 @@ class EdgeConnection(asyncio.Protocol):
         while not self.closed and not self.waiting and not self.paused_by - {"decide"}:
             try:
                 event = self.h.next_event()
-            except h11.RemoteProtocolError as exc:
+            except http1.RemoteProtocolError as exc:
                 self._bad_request(exc)
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is http1.NEED_DATA or event is http1.PAUSED:
                 return
-            if isinstance(event, h11.Request):
+            if isinstance(event, http1.Request):
                 self.watchdog.start(Phase.BODY)  # excused while deciding (reading is paused)
+                host, self._accept = hdr.host_and_accept(event.headers)
+                decision = self._decide_now(event, host)
+                lane = self.lane
+                if (
+                    isinstance(decision, Forward) and lane is not None
+                    and lane.usable_for(decision.route.id, tls=True)
+                ):  # fmt: skip
+                    self._start(decision, event, host, lane)  # the common case: no task
+                    continue
                 self.waiting = True
                 self.pause_reading("decide")
-                self._task = asyncio.get_running_loop().create_task(self._begin(event))
+                self._task = asyncio.get_running_loop().create_task(
+                    self._begin(event, host, decision)
+                )
                 return
-            if isinstance(event, h11.Data):
+            if isinstance(event, http1.Data):
                 if self.exchange is not None and not self.discarding:
                     self.exchange.send_body(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            elif isinstance(event, http1.EndOfMessage):
                 self.watchdog.stop()
                 if self.exchange is not None and not self.discarding:
                     self.exchange.end_body()
                 self.discarding = False
                 self._next_cycle()
-            elif isinstance(event, h11.ConnectionClosed):
+            elif isinstance(event, http1.ConnectionClosed):
                 if self.transport is not None and self.exchange is None:
                     self.transport.close()
                 return
@@ -291,18 +263,18 @@ class EdgeConnection(asyncio.Protocol):
     def _next_cycle(self) -> None:
         # Close only once our response is complete: a request that says `Connection: close`
         # is done (theirs MUST_CLOSE) long before its answer is.
-        if self.h.our_state is h11.MUST_CLOSE:
+        if self.h.our_state is http1.MUST_CLOSE:
             if self.transport is not None:
                 self.transport.close()
             return
-        if self.h.our_state is h11.DONE and self.h.their_state is h11.DONE:
+        if self.h.our_state is http1.DONE and self.h.their_state is http1.DONE:
             self.h.start_next_cycle()
-            pipelined = bool(self.h.trailing_data[0])  # the next head, or part of it, is here
+            pipelined = self.h.pending  # the next head, or part of it, is here
             self.watchdog.start(Phase.HEAD if pipelined else Phase.IDLE, partial=pipelined)
             self.resume_reading("decide")
 
-    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
-        if exc.error_status_hint == 431:
+    def _bad_request(self, exc: http1.RemoteProtocolError) -> None:
+        if exc.status_hint == 431:
             self._close_with(431, "head_too_large", "the request head is too large", [])
         else:
             self._close_with(400, "bad_request", "malformed HTTP request", [])
@@ -312,30 +284,35 @@ class EdgeConnection(asyncio.Protocol):
     ) -> None:
         """Answer with an error page if no response was started, then close the connection."""
         self.watchdog.stop()
-        if self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            page, body = error_page(status, code, message, self._accept)
-            with contextlib.suppress(h11.LocalProtocolError):
-                heads = [*page, *extra, ("Connection", "close")]
-                self.write(self.h.send(h11.Response(status_code=status, headers=heads)) or b"")
-                self.write(self.h.send(h11.Data(data=body)) or b"")
-                self.write(self.h.send(h11.EndOfMessage()) or b"")
+        if self.h.our_state in (http1.IDLE, http1.SEND_RESPONSE):
+            with contextlib.suppress(http1.LocalProtocolError):
+                closing = [*extra, ("Connection", "close")]
+                self.write(error_response(self.h, status, code, message, self._accept, closing))
         if self.transport is not None:
             self.transport.close()
 
-    async def _begin(self, request: h11.Request) -> None:
-        heads = {n.lower(): v.decode("latin-1") for n, v in request.headers}
-        self._accept = heads.get(b"accept", "")
-        host = heads.get(b"host", "")
-        target = request.target.decode("latin-1")
-        method = request.method.decode("latin-1")
+    def _decide_now(self, request: http1.Request, host: str) -> Forward | Deny | None:
+        """The router's answer if it needs no store read, else None (`_begin` waits for it)."""
+        method, target = request.method.decode("latin-1"), request.target.decode("latin-1")
         try:
-            decision = await self.edge.router.decide(method, target, host)
+            return self.edge.router.decide_now(method, target, host)
         except Exception:
             log.exception("edge policy failed")
-            decision = Deny(503, "unavailable", "the hub cannot check this request right now")
+            return UNAVAILABLE
+
+    async def _begin(
+        self, request: http1.Request, host: str, decision: Forward | Deny | None
+    ) -> None:
+        if decision is None:
+            method, target = request.method.decode("latin-1"), request.target.decode("latin-1")
+            try:
+                decision = await self.edge.router.decide(method, target, host)
+            except Exception:
+                log.exception("edge policy failed")
+                decision = UNAVAILABLE
         await self._proceed(decision, request, host)
 
-    async def _proceed(self, decision: Forward | Deny, request: h11.Request, host: str,
+    async def _proceed(self, decision: Forward | Deny, request: http1.Request, host: str,
                        failed: Exchange | None = None) -> None:  # fmt: skip
         """Forward the request or answer its denial, then read on; `failed`: see `_retry`."""
         denial = decision if isinstance(decision, Deny) else None
@@ -362,30 +339,32 @@ class EdgeConnection(asyncio.Protocol):
             # now, so the body timeout stops as soon as the request is complete.
             self._pump()
 
-    async def _forward(self, decision: Forward, request: h11.Request, host: str) -> Deny | None:
-        edge = self.edge
-        lane = await lane_for(self.lane, edge, decision, self._lane_closed)
+    async def _forward(self, decision: Forward, request: http1.Request, host: str) -> Deny | None:
+        lane = await lane_for(self.lane, self.edge, decision, self._lane_closed)
         if isinstance(lane, Deny):
             return lane
         if self.closed:
             lane.close(abort=True)
             return None
+        exchange = self._start(decision, request, host, lane)
+        if self.raw is None and not exchange.finished:
+            self.resume_reading("decide")
+        return None
+
+    def _start(self, decision: Forward, request: http1.Request, host: str, lane: Lane) -> Exchange:
+        """Send the request head upstream on `lane`; its body and the response follow."""
         self.lane = lane
         exchange = Exchange(self, decision, request, lane)
         self.exchange = exchange
         if decision.share is not None:
-            edge.live.add(decision.share.id, exchange)
-        head = h11.Request(
-            method=request.method,
-            target=decision.target.encode("latin-1"),
-            headers=hdr.upstream_request_headers(
-                request.headers, client_ip=self.client_ip, host=host
-            ),
+            self.edge.live.add(decision.share.id, exchange)
+        head = http1.Request(
+            request.method,
+            decision.target.encode("latin-1"),
+            hdr.upstream_request_headers(request.headers, client_ip=self.client_ip, host=host),
         )
         exchange.attach(head)
-        if self.raw is None and not exchange.finished:
-            self.resume_reading("decide")
-        return None
+        return exchange
 
     def _retry(self, failed: Exchange) -> None:
         """Send `failed` (see `Exchange.retryable`) again on a fresh channel, unlogged."""
@@ -406,17 +385,14 @@ class EdgeConnection(asyncio.Protocol):
     def _answer_error(
         self, status: int, code: str, message: str, extra: list[tuple[str, str]]
     ) -> None:
-        page, body = error_page(status, code, message, self._accept)
-        if self.h.their_state is h11.SEND_BODY:
+        if self.h.their_state is http1.SEND_BODY:
             self.discarding = True
         try:
-            self.send(h11.Response(status_code=status, headers=[*page, *extra]))
-            self.send(h11.Data(data=body))
-            self.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
+            self.write(error_response(self.h, status, code, message, self._accept, extra))
+        except http1.LocalProtocolError:
             self.abort()
 
-    def _log(self, decision: Forward | Deny, request: h11.Request, status: int,
+    def _log(self, decision: Forward | Deny, request: http1.Request, status: int,
              exchange: Exchange | None, reason: str | None = None) -> None:  # fmt: skip
         entry = share_entry(decision, request, status, exchange, client_ip=self.client_ip,
                             at=self.edge.clock.now(), reason=reason)  # fmt: skip

@@ -4,10 +4,11 @@ the gap between two reads of a request body.
 `EdgeConnection` (proxy.py) owns one `Watchdog` and tells it which phase the connection is in:
 `start(HEAD)` when it accepts the connection, `start(IDLE)` between requests, `start(BODY)` when
 a request head was read, `stop()` while the edge itself is the one waiting (for the target's
-response, or after a `101`). Its `data_received` calls `received()`, which stores the loop time
-and nothing else: no timer is re-armed per chunk. One timer handle per connection fires at the
-earliest possible deadline; if the connection moved on since, it re-arms itself for the new
-deadline, otherwise it calls the connection's `expired(phase, partial)`.
+response, or after a `101`), and `close()` when the connection is gone. Its `data_received`
+calls `received()`, which stores the loop time and nothing else: no timer is re-armed per
+chunk. One timer handle per connection fires at the earliest possible deadline; if the
+connection moved on since, it re-arms itself for the new deadline, otherwise it calls the
+connection's `expired(phase, partial)`.
 
 A body read is excused while the edge itself is not reading (backpressure from the target, a
 request being decided) and while the client waits for a `100 Continue`.
@@ -64,6 +65,10 @@ class Watchdog:
         self._arm(self.since + self._limit(phase))
 
     def stop(self) -> None:
+        self.phase = None  # a pending timer fires, finds no phase and ends
+
+    def close(self) -> None:
+        """The connection is gone: drop the timer (and with it the connection's reference)."""
         self.phase = None
         if self._handle is not None:
             self._handle.cancel()
@@ -79,7 +84,11 @@ class Watchdog:
             self.partial = True
 
     def _arm(self, when: float) -> None:
+        # A timer due no later than `when` stays: `_fire` re-arms for whatever deadline holds
+        # then. The phase changes several times per request; the timer seldom does.
         if self._handle is not None:
+            if self._handle.when() <= when:
+                return
             self._handle.cancel()
         self._handle = self._loop.call_at(when, self._fire)
 

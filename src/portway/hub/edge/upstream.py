@@ -2,10 +2,10 @@
 
 `EdgeConnection._forward` (proxy.py) reuses its `Lane` for the next request that routes to the
 same tunnel (and TLS mode) instead of asking `Pairing.open_channel` for a new channel, the way
-nginx `keepalive` upstreams do: the channel (stream framing), the h11 client-side `Connection`
+nginx `keepalive` upstreams do: the channel (stream framing), the http1 `ClientConnection`
 and the stream decoder live here, and each request's `Exchange` (exchange.py) borrows them with
 `take()` and gives them back with `release()`. A lane is kept only when both the request and
-the response ended cleanly (h11 `DONE` both ways, no `Connection: close` from the target, no
+the response ended cleanly (`DONE` both ways, no `Connection: close` from the target, no
 `101`, no cut or failure, nothing left over); otherwise it ends with its exchange.
 
 An idle lane is the channel's protocol: any byte, EOF or reset from the target while no request
@@ -25,10 +25,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import h11
-
 from portway.hub.dataplane.pairing import Unavailable
 from portway.hub.dataplane.traffic import Traffic
+from portway.hub.edge import http1
 from portway.hub.edge.cut import LiveShares
 from portway.hub.edge.policy import Deny, Forward
 from portway.wire.codes import Reason
@@ -37,7 +36,7 @@ from portway.wire.stream import EOF_CHUNK, StreamDecoder
 
 if TYPE_CHECKING:
     from portway.hub.edge.exchange import Exchange
-    from portway.hub.edge.proxy import Edge
+    from portway.hub.edge.listener import Edge
 
 
 async def lane_for(
@@ -78,7 +77,7 @@ class Lane(asyncio.Protocol):
         self.tls = tls
         self.transport = transport
         self.rest = rest
-        self.h = h11.Connection(h11.CLIENT)
+        self.h = http1.ClientConnection()
         self.decoder = StreamDecoder()
         self.exchange: Exchange | None = None
         self.idle_share: uuid.UUID | None = None  # registered with LiveShares while idle
@@ -155,9 +154,9 @@ class Lane(asyncio.Protocol):
     def _can_go_on(self) -> bool:
         return (
             not self.closed and not self.transport.is_closing()
-            and self.h.our_state is h11.DONE and self.h.their_state is h11.DONE
+            and self.h.our_state is http1.DONE and self.h.their_state is http1.DONE
             and not self.decoder.eof and self.decoder.reset is None
-            and not self.h.trailing_data[0] and not self.h.trailing_data[1]
+            and not self.h.pending and not self.h.trailing_data[1]
         )  # fmt: skip
 
     def close(self, *, abort: bool = False) -> None:
