@@ -93,7 +93,9 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
         number(memory[f"{role}_kib_per_conn"])  # RSS deltas may be ~0 for a few connections
         assert number(memory[f"{role}_rss_after_mib"]) > 0
     restart = results["hub_restart"]["tls"]
-    assert 0 < number(restart["hub_healthy_s"]) <= number(restart["serving_s"])
+    # Probed in parallel from the spawn: tunnels may serve before the API is healthy.
+    assert number(restart["hub_healthy_s"]) > 0
+    assert 0 < number(restart["public_serving_s"]) <= number(restart["serving_s"])
     assert {t["target"] for t in report["targets"]} >= {
         "new conn/s, public, TLS on >= 0.5x socat",
         "serving again after hub restart, TLS on <= 3 s",

@@ -8,13 +8,13 @@ import click
 
 from portway.cli.common import (
     ApiOptions,
-    PortwayGroup,
     api_options,
     emit_json,
     list_items,
     show_item,
     when,
 )
+from portway.cli.group import PortwayGroup
 
 
 def _status(agent: dict[str, Any]) -> str:

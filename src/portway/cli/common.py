@@ -16,35 +16,13 @@ from rich.table import Table
 
 from portway.cli.profile import DEFAULT_PROFILE, load_profile
 from portway.client import DEFAULT_TIMEOUT, PortwayClient
-from portway.errors import ApiError, ConfigError, PortwayError
+from portway.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 Item = dict[str, Any]
 # A table's columns: each header with how to read its cell from a row.
 Columns = Sequence[tuple[str, Callable[[Item], Any]]]
-
-HINTS = {
-    "invalid_api_key": "check --api-key, PORTWAY_API_KEY or run 'portway login' again",
-    "missing_api_key": "run 'portway login --hub URL --api-key KEY' or pass --api-key",
-    "admin_only": "use a key of the hub's admin workspace (its data dir has admin-api-key)",
-}
-
-
-class PortwayGroup(click.Group):
-    """A click group whose commands report Portway errors as one line on stderr, exit 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PortwayError as exc:
-            message = str(exc.message if isinstance(exc, ApiError) else exc)
-            click.echo(f"error: {message}", err=True)
-            if isinstance(exc, ApiError) and exc.code in HINTS:
-                click.echo(f"hint: {HINTS[exc.code]}", err=True)
-            ctx.exit(1)
-        except KeyboardInterrupt:
-            ctx.exit(130)
 
 
 def api_options(fn: F) -> F:

@@ -21,7 +21,8 @@ from typing import Any, Literal, TypeVar
 import click
 import httpx
 
-from portway.cli.common import HINTS, ApiOptions, api_options, emit_json, when
+from portway.cli.common import ApiOptions, api_options, emit_json, when
+from portway.cli.group import HINTS
 from portway.cli.profile import Profile, config_path, load_profile
 from portway.cli.reaching import ReachState, describe_process, is_portway, live_reaches
 from portway.cli.reaching import port_holders as holders_of

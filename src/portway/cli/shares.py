@@ -12,7 +12,6 @@ import click
 
 from portway.cli.common import (
     ApiOptions,
-    PortwayGroup,
     api_options,
     emit_items,
     emit_json,
@@ -20,6 +19,7 @@ from portway.cli.common import (
     show_item,
     when,
 )
+from portway.cli.group import PortwayGroup
 from portway.domain.shares import SHARE_STATUSES
 
 

@@ -13,7 +13,6 @@ import click
 
 from portway.cli.common import (
     ApiOptions,
-    PortwayGroup,
     api_options,
     details,
     emit_items,
@@ -21,6 +20,7 @@ from portway.cli.common import (
     show_item,
     when,
 )
+from portway.cli.group import PortwayGroup
 from portway.domain.tunnels import PROTOCOLS, STATUSES
 
 

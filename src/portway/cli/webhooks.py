@@ -8,13 +8,13 @@ import click
 
 from portway.cli.common import (
     ApiOptions,
-    PortwayGroup,
     api_options,
     emit_json,
     list_items,
     show_item,
     when,
 )
+from portway.cli.group import PortwayGroup
 from portway.domain.webhooks import DELIVERY_STATUSES
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from portway.cli.common import ApiOptions, PortwayGroup, api_options, emit_json, list_items, when
+from portway.cli.common import ApiOptions, api_options, emit_json, list_items, when
+from portway.cli.group import PortwayGroup
 
 
 @click.group(cls=PortwayGroup)

@@ -2,6 +2,11 @@
 
 `portway hub` (and `portway.testing`) call `Hub.start()`, then `Hub.stop()` on SIGINT/SIGTERM.
 Later listeners (agent endpoint, edge, hub ports) are started and stopped here too.
+
+Start-up order serves tunnels first: the data plane (agent endpoint, hub ports) and the edge
+listen before the bootstrap, the background workers and the API, whose modules (alembic when the
+schema is current, httpx, FastAPI, uvicorn) are imported only when they are needed, so agents
+reconnecting to a restarted hub are served about a second after it is spawned.
 """
 
 from __future__ import annotations
@@ -9,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 import socket
 from collections.abc import Iterator
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
@@ -21,25 +26,34 @@ from portway.hub.access_log import AccessLog
 from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.config import HubConfig
 from portway.hub.dataplane.plane import DataPlane
-from portway.hub.edge.policy import Router
 from portway.hub.edge.listener import Edge
+from portway.hub.edge.policy import Router
 from portway.hub.edge.timeouts import Timeouts
 from portway.hub.presence import AgentPresence
 from portway.hub.reaper import Reaper
-from portway.hub.webhooks import DeliverySettings, DeliveryWorker
-from portway.store import Database, migrate
+from portway.store import Database
+from portway.store.schema import migrate_if_needed
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from portway.hub.webhooks import DeliverySettings, DeliveryWorker
 
 log = logging.getLogger("portway.hub")
 
 SHUTDOWN_GRACE_SECONDS = 3
 
 
-class _EmbeddedServer(uvicorn.Server):
+def _embedded_server(config: uvicorn.Config) -> uvicorn.Server:
     """uvicorn without its own signal handling: the hub owns signals and decides when to stop."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    class EmbeddedServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return EmbeddedServer(config)
 
 
 def bind_tcp(address: HostPort) -> socket.socket:
@@ -70,7 +84,7 @@ class Hub:
         self.db: Database | None = None
         self.bootstrap: Bootstrap | None = None
         self._api_socket: socket.socket | None = None
-        self._api_server: _EmbeddedServer | None = None
+        self._api_server: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
         self._reaper: Reaper | None = None
         self._delivery_settings = deliveries
@@ -93,24 +107,16 @@ class Hub:
         return self.config.api_url
 
     async def start(self) -> None:
-        """Open the store, migrate it, bootstrap on first start, and start listening.
+        """Open the store, migrate it, start listening, bootstrap on first start.
 
-        On failure everything already opened is closed again before the error propagates.
+        The data plane and the edge come first; the bootstrap, the background workers and the
+        API follow. On failure everything already opened is closed again before the error
+        propagates.
         """
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database.open(self.config.database_url)
         try:
-            await migrate.upgrade(self.db)
-            self.bootstrap = await ensure_admin(self.db, self.config.admin_key_file, self.clock)
-            self._reaper = Reaper(self.db, self.clock)
-            self._reaper.start()
-            self.webhooks = DeliveryWorker(
-                self.db,
-                self.clock,
-                allow_private=self.config.webhooks_allow_private,
-                settings=self._delivery_settings,
-            )
-            self.webhooks.start()
+            await migrate_if_needed(self.db)
             self._api_socket = bind_tcp(self.config.api_listen)
             self._edge_socket = bind_tcp(self.config.edge_listen)
             self.dataplane = DataPlane(self.config, self.db, self.clock, self.presence)
@@ -128,42 +134,77 @@ class Hub:
             )
             await self._start_edge(self.dataplane, self._edge_socket)
             assert self.edge is not None
-            # Imported only now: FastAPI and the routers take a second or two to import, and
-            # agents reconnecting to a restarted hub are served by the data plane meanwhile.
-            from portway.api.app import create_app
-            from portway.api.context import ApiContext
+            log.info("data plane serving", extra={"agent_port": self.config.agent_listen.port})
+            self.bootstrap = await ensure_admin(self.db, self.config.admin_key_file, self.clock)
+            self._reaper = Reaper(self.db, self.clock)
+            self._reaper.start()
+            # Imported only now and in a worker thread, like the API below: httpx and the
+            # delivery code are not needed to serve tunnels, and the loop keeps serving them.
+            await asyncio.to_thread(importlib.import_module, "portway.hub.webhooks")
+            from portway.hub.webhooks import DeliveryWorker
 
-            ctx = ApiContext(
-                config=self.config,
-                db=self.db,
-                clock=self.clock,
-                presence=self.presence,
-                agent_endpoint=self.dataplane.endpoint,
-                diagnose=self.dataplane.diagnostics.run,
-                share_revoked=self.edge.router.shares.forget,
+            self.webhooks = DeliveryWorker(
+                self.db,
+                self.clock,
+                allow_private=self.config.webhooks_allow_private,
+                settings=self._delivery_settings,
             )
-            self._stopping = ctx.stopping
-            server_config = uvicorn.Config(
-                create_app(ctx),
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-                server_header=False,
-            )
-            self._api_server = _EmbeddedServer(server_config)
-            self._api_task = asyncio.create_task(
-                self._api_server.serve(sockets=[self._api_socket]), name="portway-api"
-            )
-            while not self._api_server.started:
-                if self._api_task.done():
-                    await self._api_task  # re-raises the start-up failure
-                    raise RuntimeError("API server stopped during start-up")
-                await asyncio.sleep(0.01)
+            self.webhooks.start()
+            await self._start_api(self.db, self.dataplane, self.edge, self._api_socket)
         except BaseException:
             await self.stop()
             raise
         log.info("hub started", extra={"api": self.api_url, "store": self.db.dialect})
+
+    async def _start_api(
+        self, db: Database, dataplane: DataPlane, edge: Edge, sock: socket.socket
+    ) -> None:
+        """The REST API on its bound socket, in this loop; returns once uvicorn has started."""
+        config, self._stopping = await asyncio.to_thread(self._api_config, db, dataplane, edge)
+        self._api_server = server = _embedded_server(config)
+        self._api_task = task = asyncio.create_task(
+            server.serve(sockets=[sock]), name="portway-api"
+        )
+        while not server.started:
+            if task.done():
+                await task  # re-raises the start-up failure
+                raise RuntimeError("API server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    def _api_config(
+        self, db: Database, dataplane: DataPlane, edge: Edge
+    ) -> tuple[uvicorn.Config, asyncio.Event]:
+        """Import and build the FastAPI app and its uvicorn config, in a worker thread.
+
+        FastAPI, pydantic and the routers take a second or two to import and build; done on
+        the loop, that would stall the data plane that already serves (agents reconnecting to
+        a restarted hub). Returns the loaded config and the context's `stopping` event.
+        """
+        import uvicorn
+
+        from portway.api.app import create_app
+        from portway.api.context import ApiContext
+
+        assert dataplane.endpoint is not None
+        ctx = ApiContext(
+            config=self.config,
+            db=db,
+            clock=self.clock,
+            presence=self.presence,
+            agent_endpoint=dataplane.endpoint,
+            diagnose=dataplane.diagnostics.run,
+            share_revoked=edge.router.shares.forget,
+        )
+        config = uvicorn.Config(
+            create_app(ctx),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            server_header=False,
+        )
+        config.load()  # imports uvicorn's protocol modules here rather than in `serve()`
+        return config, ctx.stopping
 
     async def _start_edge(self, dataplane: DataPlane, sock: socket.socket) -> None:
         """The HTTP edge on its bound socket, routing with the data plane's snapshot."""

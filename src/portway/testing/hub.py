@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import subprocess
@@ -12,8 +13,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-
-import httpx
 
 from portway.domain.clock import Clock
 from portway.hub.config import load_hub_config
@@ -34,7 +33,8 @@ def hub_flags(data_dir: Path, **overrides: str) -> dict[str, str]:
 
 
 class HubProcess:
-    """`portway hub` as a child process. Use `start()`, then `stop()` (SIGTERM) or `kill()`."""
+    """`portway hub` as a child process. Use `start()` (or `spawn()`, then `wait_healthy()`),
+    then `stop()` (SIGTERM) or `kill()`."""
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, **flags: str) -> None:
         self.flags = hub_flags(data_dir, **flags)
@@ -60,18 +60,42 @@ class HubProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until /healthz answers 200."""
+        self.spawn()
+        self.wait_healthy(timeout)
+
+    def spawn(self) -> None:
+        """Start the process and return at once; `wait_healthy()` waits for the API."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.proc = subprocess.Popen(
                 self.command(), stdout=out, stderr=err, text=True, env=self.env
             )
+
+    def healthy(self, timeout: float = 1.0) -> bool:
+        """Whether /healthz answers 200 now; raises RuntimeError when the process has exited.
+
+        Plain `http.client`, not httpx: cheap enough to poll often (an httpx client builds an
+        SSL context each time), which matters when a benchmark polls while timing the hub.
+        """
+        assert self.proc is not None, "hub not spawned"
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {self.proc.returncode}: {self.stderr()}")
+        host, _, port = self.flags["api_listen"].rpartition(":")
+        conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+        try:
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until /healthz answers 200; kill the process if it does not within `timeout`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}: {self.stderr()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.api_url + "/healthz", timeout=1).status_code == 200:
-                    return
+            if self.healthy(timeout=1):
+                return
             time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"hub did not become healthy in {timeout}s: {self.stderr()}")
