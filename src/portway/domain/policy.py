@@ -85,10 +85,14 @@ class Decision:
     reason: str
 
 
+MAX_REMEMBERED = 4096  # distinct (address, port) answers kept
+
+
 class TargetPolicy:
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self.rules = tuple(rules)
         self.allowlist = any(rule.allow for rule in self.rules)
+        self._decided: dict[tuple[str, int], Decision] = {}
 
     @classmethod
     def from_flags(cls, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> TargetPolicy:
@@ -97,8 +101,19 @@ class TargetPolicy:
         return cls(rules)
 
     def check(self, address: str | IPAddress, port: int) -> Decision:
-        """May this agent dial `address:port`? Called with every resolved address."""
-        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        """May this agent dial `address:port`? Called with every resolved address, for every
+        connection: answers for textual addresses are remembered (the rules never change)."""
+        if isinstance(address, str):
+            key = (address, port)
+            decided = self._decided.get(key)
+            if decided is None:
+                if len(self._decided) >= MAX_REMEMBERED:
+                    self._decided.clear()
+                decided = self._decided[key] = self._check(ipaddress.ip_address(address), port)
+            return decided
+        return self._check(address, port)
+
+    def _check(self, ip: IPAddress, port: int) -> Decision:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
         matching = [rule for rule in self.rules if rule.matches(ip, port)]

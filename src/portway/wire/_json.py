@@ -126,6 +126,16 @@ def schema(cls: type[Any]) -> Decoder:
     return decode
 
 
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Reason):
         return value.label
@@ -134,29 +144,34 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if dataclasses.is_dataclass(value):
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not None
-        }
+        out = {}
+        for name in _names(type(value)):
+            field = getattr(value, name)
+            if field is not None:
+                out[name] = _plain(field)
+        return out
     return value
-
-
-def dumps(message: Any) -> bytes:
-    """Compact UTF-8 JSON for a message dataclass; ``None`` fields are left out."""
-    return json.dumps(
-        _plain(message), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: `json.dumps`/`json.loads` with any non-default option build a new coder per call,
+# and messages are coded per connection (assign, assign_ok).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def dumps(message: Any) -> bytes:
+    """Compact UTF-8 JSON for a message dataclass; ``None`` fields are left out."""
+    return _ENCODER.encode(_plain(message)).encode()
+
+
 def loads(cls: type[Any], payload: bytes) -> Any:
     """Decode a frame payload into ``cls``; any malformed input raises :class:`ProtocolError`."""
     try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_no_constants)
+        value = _DECODER.decode(payload.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError too
         raise ProtocolError(f"{cls.__name__}: payload is not JSON ({exc})") from None
     return schema(cls)(value, cls.__name__)

@@ -111,7 +111,7 @@ class Exchange(asyncio.Protocol):
                 self.bytes_b_to_a += len(piece)
                 self.client.write(piece)
             else:
-                self.upstream.receive_data(bytes(piece))
+                self.upstream.receive_data(piece)
         if self.decoder.eof and not self.raw:
             self.upstream.receive_data(b"")
         if not self.raw:

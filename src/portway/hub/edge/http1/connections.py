@@ -110,13 +110,13 @@ class _Parsing:
 
     # -- feeding ----------------------------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         self._completed = 0
         counted = self._in_head or not self._in_message  # the head starts in or before `data`
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self._held = data[upgrade.args[0] :]
+            self._held = bytes(data[upgrade.args[0] :])
             self._upgrading = self.events[-1] if self.events else None
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -312,8 +312,9 @@ class ClientConnection(_Parsing):
         if self._method == b"HEAD":
             raise _HeadDone  # llhttp cannot be told the request was HEAD: the head is all
 
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the channel; b"" when the target's side ended."""
+    def receive_data(self, data: bytes | memoryview) -> None:
+        """Bytes from the channel (a slice of what it read, not copied); b"" when the target's
+        side ended."""
         if not data:
             self._eof = True
             if self._in_message and self._until_close and not self._in_head:
@@ -323,7 +324,7 @@ class ClientConnection(_Parsing):
                 self.events.append(RemoteProtocolError("the target closed mid-response"))
             self.events.append(ConnectionClosed())
         elif self._held is not None:
-            self._held += data  # after a 101
+            self._held += bytes(data)  # after a 101
         else:
             self._feed(data)
 
