@@ -240,9 +240,9 @@ class ServerConnection(_Parsing):
             return head_bytes(status_line(event.status_code, event.reason), event.headers)
         if not isinstance(event, Response):
             raise LocalProtocolError(f"a server cannot send {type(event).__name__}")
-        return self._responsehead_bytes(event)
+        return self._response_head(event)
 
-    def _responsehead_bytes(self, event: Response) -> bytes:
+    def _response_head(self, event: Response) -> bytes:
         request = self._request
         status = event.status_code
         headers = [(n, v) for n, v in event.headers if n.lower() != b"transfer-encoding"]
