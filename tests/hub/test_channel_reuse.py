@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from portway.agent.runtime import AgentRuntime, AgentSettings
+from portway.hub.dataplane.sessions import MAX_IDLE
+from portway.hub.server import Hub
 from portway.net.framed import FramedConnection
 from portway.testing.hub import running_hub
 from portway.testing.origins import EchoOrigin
@@ -38,8 +43,18 @@ async def active(api_url: str, headers: dict[str, str], tunnel_id: str) -> None:
         await async_wait_until(is_active, timeout=20, what=f"tunnel {tunnel_id} to become active")
 
 
-@pytest.mark.parametrize("tls", ["on", "off"])
-async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tls: str) -> None:
+@dataclass
+class Exposed:
+    hub: Hub
+    agent_id: str
+    hub_port: int
+    opened: list[bool]  # one entry per connection the agent opened: True for a data channel
+
+
+@contextlib.asynccontextmanager
+async def exposed_echo(tmp_path: Path, tls: str) -> AsyncIterator[Exposed]:
+    """An in-process hub and an agent runtime exposing an echo origin on a public port; the
+    agent's connections to the hub are counted."""
     async with running_hub(tmp_path / "hub", agent_tls=tls) as hub:
         assert hub.bootstrap is not None and hub.bootstrap.admin_key is not None
         endpoint = hub.dataplane.endpoint if hub.dataplane else None
@@ -74,13 +89,44 @@ async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tl
                 await asyncio.wait_for(runtime.connected.wait(), 20)
                 await active(hub.api_url, headers, tunnel_id)
                 assert await asyncio.wait_for(echo(hub_port, b"warm-up"), 20) == b"warm-up"
-                before = sum(opened)
-                for i in range(30):
-                    payload = f"connection {i}".encode() * 100
-                    assert await asyncio.wait_for(echo(hub_port, payload), 20) == payload
-                # Without reuse every connection would cost the agent a new channel.
-                assert sum(opened) - before <= 4, sum(opened) - before
+                yield Exposed(hub, agent["id"], hub_port, opened)
             finally:
                 await runtime.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+@pytest.mark.parametrize("tls", ["on", "off"])
+async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tls: str) -> None:
+    async with exposed_echo(tmp_path, tls) as exposed:
+        before = sum(exposed.opened)
+        for i in range(30):
+            payload = f"connection {i}".encode() * 100
+            assert await asyncio.wait_for(echo(exposed.hub_port, payload), 20) == payload
+        # Without reuse every connection would cost the agent a new channel.
+        assert sum(exposed.opened) - before <= 4, sum(exposed.opened) - before
+
+
+async def test_a_burst_leaves_no_more_than_max_idle_channels(tmp_path: Path) -> None:
+    async with exposed_echo(tmp_path, "on") as exposed:
+        # Opened together: visitors wait for channels, and each waiter asks the agent for more.
+        held = await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", exposed.hub_port) for _ in range(300))
+        )
+        for _, writer in held:
+            writer.write(b"x")
+        for reader, _ in held:
+            assert await asyncio.wait_for(reader.readexactly(1), 20) == b"x"
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
+        assert exposed.hub.dataplane is not None
+        sessions = exposed.hub.dataplane._sessions.serving(uuid.UUID(exposed.agent_id))
+
+        async def settled() -> bool:
+            return all(s.idle_channels <= MAX_IDLE for s in sessions) and bool(sessions)
+
+        # Channels the burst asked for keep arriving after it; the pool keeps at most MAX_IDLE.
+        await async_wait_until(settled, timeout=20, what="the idle pool to settle")
+        assert await asyncio.wait_for(echo(exposed.hub_port, b"after"), 20) == b"after"
+        assert all(s.idle_channels <= MAX_IDLE for s in sessions)

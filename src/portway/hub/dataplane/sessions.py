@@ -19,7 +19,10 @@ MAX_GROWN_POOL = 32  # waiters beyond this ask for exactly their own channel
 FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
 FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
 FEATURE_REUSE = "reuse"  # the agent takes a cleanly finished data channel back into its pool
-MAX_REUSED_IDLE = 32  # a channel that would make the idle pool larger than this is closed
+# A channel that would make the idle pool larger than this is closed. Channels asked for in a
+# burst keep arriving after it: without a bound they would all sit idle (each a TLS connection,
+# a task on the agent), and every later take would be of an untouched one.
+MAX_IDLE = 32
 
 
 class NoChannel(Exception):
@@ -70,6 +73,9 @@ class AgentSession:
             if not waiter.done():
                 waiter.set_result(channel)
                 return
+        if self.idle_channels >= max(self.pool_size, MAX_IDLE):
+            channel.close()  # the agent opens no replacement for a channel that carried nothing
+            return
         channel.on_lost = self._forget
         (self._reused if reused else self._idle).append(channel)
 
@@ -78,7 +84,7 @@ class AgentSession:
         (`Splice.reuse` calls it); False when this session cannot use it (closed, pool full)."""
         if self.closed or FEATURE_REUSE not in self.features:
             return False
-        if self.idle_channels >= max(self.pool_size, MAX_REUSED_IDLE):
+        if self.idle_channels >= max(self.pool_size, MAX_IDLE):
             return False
         self.add_channel(FramedConnection.adopt(transport, rest), reused=True)
         return True
