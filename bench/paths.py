@@ -308,7 +308,16 @@ class PortwayStack:
         return int(self.tunnel(name)["hubPort"])
 
     def wait_active(self, name: str) -> None:
-        wait_for(lambda: self.tunnel(name)["status"] == "active", timeout=30, what=f"{name} active")
+        """Active, and its agent done probing the target: iperf3's server takes one control
+        connection at a time, and a probe still under way would refuse the first test."""
+
+        def ready() -> bool:
+            tunnel = self.tunnel(name)
+            probe = tunnel.get("probe") or {}
+            probed = tunnel["protocol"] == "udp" or bool(probe.get("probedAt"))
+            return bool(tunnel["status"] == "active" and probed)
+
+        wait_for(ready, timeout=30, what=f"{name} active and probed")
 
     @property
     def edge_port(self) -> int:
