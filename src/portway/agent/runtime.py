@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portway import __version__
-from portway.agent.dialer import Dialer, DialError
+from portway.agent.assigned import dial, served
+from portway.agent.dialer import Dialer
 from portway.agent.probing import diagnose
 from portway.agent.reach import LOCALHOST, ReachListener
 from portway.agent.targets import TargetWatch
-from portway.agent.udp import UdpReachListener, serve_udp
+from portway.agent.udp import UdpReachListener
 from portway.domain.backoff import Backoff
 from portway.domain.policy import TargetPolicy
 from portway.net import tls
@@ -370,46 +371,13 @@ class AgentRuntime:
         self._spawn(self._serve(channel, fresh=False), into=self._channel_tasks)
         return True
 
-    def _served(self, channel: FramedConnection, assign: Assign) -> TunnelSpec | None:
-        """The tunnel `assign` names if this agent serves it at that target; else answers
-        `assign_error` on `channel` and returns None."""
-        spec = self.tunnels.get(assign.tunnel)
-        if spec is None or (spec.host, spec.port) != (assign.host, assign.port):
-            channel.send(
-                AssignError(assign.conn, Reason.CLOSED, "this agent does not serve that tunnel")
-            )
-            return None
-        return spec
-
     async def _diagnose(self, channel: FramedConnection, assign: Assign) -> None:
-        if self._served(channel, assign) is not None:
+        if served(self.tunnels, channel, assign) is not None:
             channel.send(await diagnose(self.dialer, assign))
 
     async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
-        spec = self._served(channel, assign)
-        if spec is None:
-            return False
-        if assign.protocol is Protocol.UDP:
-            return await serve_udp(self.dialer, spec, channel, assign)
-        splice = Splice(a_framed=True, b_framed=False)
-        splice.reuse(splice.a, self._reuse)
-        try:
-            await self.dialer.connect(
-                spec.host, spec.port, splice.connector(splice.b), ssl_context=_target_tls(assign)
-            )
-        except DialError as exc:
-            log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
-            channel.send(AssignError(assign.conn, exc.reason, exc.message))
-            splice.reset(exc.reason)
-            return False
-        try:
-            channel.send(AssignOk(assign.conn))
-        except ConnectionClosed:
-            splice.reset(Reason.RESET)
-            return False
-        transport, rest = channel.detach()
-        splice.attach(splice.a, transport, rest)
-        return True
+        spec = served(self.tunnels, channel, assign)
+        return spec is not None and await dial(self.dialer, spec, channel, assign, self._reuse)
 
     def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:
         pending = self._pending.pop(assign.conn, None)
@@ -439,15 +407,3 @@ class AgentRuntime:
         if pending is not None:
             log.warning("no channel from the hub in time; closing the local client")
             pending[1].reset(Reason.UNAVAILABLE)
-
-
-def _target_tls(assign: Assign) -> ssl.SSLContext | None:
-    """TLS towards the target when the hub's edge asks for it (https tunnels): verified against
-    the system CAs unless the tunnel's metadata says `{"tlsVerify": false}`."""
-    if assign.protocol is not Protocol.HTTPS:
-        return None
-    context = ssl.create_default_context()
-    if assign.tls_verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
