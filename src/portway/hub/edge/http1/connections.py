@@ -3,6 +3,7 @@ client, `ClientConnection` towards a target; see the package docstring."""
 
 from __future__ import annotations
 
+import abc
 import collections
 from typing import Any
 
@@ -46,7 +47,7 @@ class _HeadDone(Exception):
     """Raised inside a parser callback to end a HEAD response at its head."""
 
 
-class _Parsing:
+class _Parsing(abc.ABC):
     """What both sides share: httptools callbacks queue events; `next_event()` hands them out
     one cycle at a time and keeps the peer's state."""
 
@@ -68,8 +69,9 @@ class _Parsing:
         self._upgrading: object = None  # while queued: the upgrade's end, which they follow
         self._eof = False
 
-    def _new_parser(self) -> Any:  # httptools.HttpRequestParser or HttpResponseParser
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _new_parser(self) -> Any:
+        """A fresh httptools parser (request or response) calling back into `self`."""
 
     # -- httptools callbacks ----------------------------------------------------------------------
 
@@ -164,8 +166,9 @@ class _Parsing:
         self._track(event)
         return event
 
+    @abc.abstractmethod
     def _track(self, event: Event) -> None:
-        raise NotImplementedError
+        """Move the peer's state for `event`, which `next_event()` is handing out."""
 
 
 class ServerConnection(_Parsing):
