@@ -311,13 +311,20 @@ class PortwayStack:
         """Active, and its agent done probing the target: iperf3's server takes one control
         connection at a time, and a probe still under way would refuse the first test."""
 
+        missing = ["the tunnel"]
+
         def ready() -> bool:
             tunnel = self.tunnel(name)
             probe = tunnel.get("probe") or {}
-            probed = tunnel["protocol"] == "udp" or bool(probe.get("probedAt"))
-            return bool(tunnel["status"] == "active" and probed)
+            missing[:] = [f"status {tunnel['status']}"] if tunnel["status"] != "active" else []
+            if tunnel["protocol"] != "udp" and not probe.get("probedAt"):
+                missing.append("no probe finding")
+            return not missing
 
-        wait_for(ready, timeout=30, what=f"{name} active and probed")
+        try:
+            wait_for(ready, timeout=60, what=f"{name} active and probed")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} ({', '.join(missing)})") from None
 
     @property
     def edge_port(self) -> int:

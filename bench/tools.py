@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
 UNITS_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+BUSY_TRIES = 5  # iperf3's server runs one test at a time; see `_iperf3`
 
 
 class ToolError(RuntimeError):
@@ -47,7 +49,7 @@ def iperf3_tcp(
     args += ["-P", str(streams), "--connect-timeout", "5000"]
     if reverse:
         args.append("-R")
-    report = _iperf3_json(_run(args, timeout=seconds + 30))
+    report = _iperf3(args, seconds)
     received = report["end"]["sum_received"]
     sent = report["end"]["sum_sent"]
     return {
@@ -63,7 +65,7 @@ def iperf3_udp(
     args = ["iperf3", "-c", endpoint.host, "-p", str(endpoint.port), "-J", "-u"]
     args += ["-t", f"{seconds:g}", "-b", f"{rate_mbit:g}M", "-l", str(size)]
     args += ["--connect-timeout", "5000"]
-    report = _iperf3_json(_run(args, timeout=seconds + 30))
+    report = _iperf3(args, seconds)
     end = report["end"]
     received = end.get("sum_received") or end["sum"]
     sent = end.get("sum_sent") or end["sum"]
@@ -80,6 +82,20 @@ def iperf3_udp(
         "loss_pct": loss,
         "jitter_ms": float(received.get("jitter_ms", 0.0)),
     }
+
+
+def _iperf3(args: list[str], seconds: float) -> dict[str, Any]:
+    """Run an iperf3 client; try again while its server is busy. The server takes one control
+    connection at a time, and any connection counts: the exposing agent's liveness check of
+    the target (a bare connect every 15 s) can be that one just as a test starts."""
+    for _ in range(BUSY_TRIES - 1):
+        try:
+            return _iperf3_json(_run(args, timeout=seconds + 30))
+        except ToolError as exc:
+            if "busy" not in str(exc):
+                raise
+        time.sleep(0.5)
+    return _iperf3_json(_run(args, timeout=seconds + 30))
 
 
 def _iperf3_json(text: str) -> dict[str, Any]:

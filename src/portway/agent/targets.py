@@ -4,10 +4,15 @@
 arrives and every 15 s after, then sends what `worth_sending` keeps in a `status`. The check is
 a bare TCP connect (a resolve for UDP); the protocol is spoken only when a tunnel is new here,
 its target moved, or it came back after failing, so a target is not greeted every 15 s.
+
+Checks of one tunnel run one at a time: desired states arriving close together (several
+tunnels created at once) each start a check, and a target that serves one connection at a
+time (iperf3, many embedded servers) must not be probed by several of them at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +29,16 @@ class TargetWatch:
         self.last: dict[str, TargetStatus] = {}  # without findings: what liveness last said
         # (host, port, protocol) each tunnel's protocol was last detected for.
         self._probed: dict[str, tuple[str, int, Protocol]] = {}
+        self._checking: dict[str, asyncio.Lock] = {}
 
     async def check(self, spec: TunnelSpec) -> TargetStatus:
+        """Whether `spec`'s target answers, with what it is when that had to be found out; a
+        check while another of the same tunnel runs waits for it, and then usually finds the
+        protocol known and speaks none."""
+        async with self._checking.setdefault(spec.id, asyncio.Lock()):
+            return await self._check(spec)
+
+    async def _check(self, spec: TunnelSpec) -> TargetStatus:
         udp = spec.protocol is Protocol.UDP
         try:
             await (self._dialer.probe_udp if udp else self._dialer.probe)(spec.host, spec.port)
@@ -34,7 +47,7 @@ class TargetWatch:
             return TargetStatus(spec.id, False, exc.reason, exc.message)
         key = (spec.host, spec.port, spec.protocol)
         previous = self.last.get(spec.id)
-        if udp or (self._probed.get(spec.id) == key and previous is not None and previous.ok):
+        if udp or (self._probed.get(spec.id) == key and (previous is None or previous.ok)):
             return TargetStatus(spec.id, True)
         detected = await detect_target(self._dialer, spec)
         if detected is not None:
