@@ -42,8 +42,9 @@ class Endpoints:
     iperf_tcp: Endpoint | None = None
     iperf_udp: Endpoint | None = None  # iperf3's TCP control must reach the same port number
     http: Endpoint | None = None
-    # Processes whose memory the idle-connection scenario watches, by role (hub, agent, ...).
-    pids: dict[str, int] = field(default_factory=dict)
+    # Processes whose memory the idle-connection scenario watches (summed), by role (hub,
+    # agent, ...).
+    pids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     http_origin_port: int = 0
 
 
@@ -116,7 +117,7 @@ def socat(origins: Origins, work: Path, buffer: int | None = None) -> Iterator[E
             udp = Endpoint(iperf)
         yield Endpoints(
             iperf_tcp=Endpoint(iperf), iperf_udp=udp, http=Endpoint(http),
-            pids={"socat": procs[1].pid}, http_origin_port=origins.http_port,
+            pids={"socat": (procs[1].pid,)}, http_origin_port=origins.http_port,
         )  # fmt: skip
     finally:
         for proc in procs:
@@ -174,7 +175,7 @@ def ssh(origins: Origins, work: Path) -> Iterator[Endpoints]:
         _wait_listening(client, http, "ssh -L")
         _wait_listening(client, iperf, "ssh -L")
         yield Endpoints(
-            iperf_tcp=Endpoint(iperf), http=Endpoint(http), pids={"ssh": client.pid},
+            iperf_tcp=Endpoint(iperf), http=Endpoint(http), pids={"ssh": (client.pid,)},
             http_origin_port=origins.http_port,
         )  # fmt: skip
     finally:
@@ -335,6 +336,17 @@ class PortwayStack:
         assert self.hub.proc is not None
         return self.hub.proc.pid
 
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The hub and every agent process."""
+        return (self.hub_pid, *(agent.proc.pid for agent in self.agents.values()))
+
+    @property
+    def exposing_pids(self) -> tuple[int, ...]:
+        """Every `expose` process: each serves all of the machine's tunnels, and the hub pairs
+        a connection with whichever session has the most idle channels."""
+        return tuple(a.proc.pid for name, a in self.agents.items() if name.startswith("expose-"))
+
     # -- the three paths -------------------------------------------------------------------
 
     def public(self) -> Endpoints:
@@ -342,7 +354,7 @@ class PortwayStack:
             iperf_tcp=Endpoint(self.hub_port("iperf")),
             iperf_udp=Endpoint(self.hub_port("iperfu")),
             http=Endpoint(self.hub_port("web")),
-            pids={"hub": self.hub_pid, "agent": self.agents["expose-web"].proc.pid},
+            pids={"hub": (self.hub_pid,), "agent": self.exposing_pids},
             http_origin_port=self.origins.http_port,
         )
 
@@ -353,7 +365,7 @@ class PortwayStack:
             http=Endpoint(self.reach_ports["web"]),
             # The hub and the exposing agent are measured on the public path; measured again
             # here they would reuse the memory those connections freed (a lower bound only).
-            pids={"reach_agent": self.agents["reach-web"].proc.pid},
+            pids={"reach_agent": (self.agents["reach-web"].proc.pid,)},
             http_origin_port=self.origins.http_port,
         )
 
@@ -361,13 +373,13 @@ class PortwayStack:
         host = httpx.URL(self.tunnel("site")["publicUrl"]).host
         return Endpoints(
             http=Endpoint(self.edge_port, host_header=f"{host}:{self.edge_port}"),
-            pids={"hub": self.hub_pid, "agent": self.agents["expose-site"].proc.pid},
+            pids={"hub": (self.hub_pid,), "agent": self.exposing_pids},
             http_origin_port=self.origins.http_port,
         )
 
     def share(self) -> Endpoints:
         return Endpoints(
             http=Endpoint(self.edge_port, prefix=self.share_prefix),
-            pids={"hub": self.hub_pid, "agent": self.agents["expose-site"].proc.pid},
+            pids={"hub": (self.hub_pid,), "agent": self.exposing_pids},
             http_origin_port=self.origins.http_port,
         )

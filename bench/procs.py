@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,3 +88,23 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time `pid` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pids: Iterable[int], timeout: float, busy: float = 0.1, window: float = 0.5) -> None:
+    """Wait until each of `pids` used under `busy` of a core over one `window` of seconds: a
+    process still tearing down thousands of connections would slow the next scenario."""
+    watched = list(pids)
+
+    def quiet() -> bool:
+        before = [cpu_seconds(pid) for pid in watched]
+        time.sleep(window)
+        used = [cpu_seconds(pid) - b for pid, b in zip(watched, before, strict=True)]
+        return all(seconds < busy * window for seconds in used)
+
+    wait_for(quiet, timeout=timeout, what="the processes to go quiet", step=0)
