@@ -11,6 +11,7 @@ from typing import Any
 
 UNITS_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 BUSY_TRIES = 5  # iperf3's server runs one test at a time; see `_iperf3`
+NOT_STARTED = ("busy", "unable to receive control message")
 
 
 class ToolError(RuntimeError):
@@ -85,14 +86,16 @@ def iperf3_udp(
 
 
 def _iperf3(args: list[str], seconds: float) -> dict[str, Any]:
-    """Run an iperf3 client; try again while its server is busy. The server takes one control
-    connection at a time, and any connection counts: the exposing agent's liveness check of
-    the target (a bare connect every 15 s) can be that one just as a test starts."""
+    """Run an iperf3 client; try again when its server was busy or dropped the control
+    connection before the test began. The server takes one control connection at a time, and
+    any connection counts: the exposing agents' liveness check of the target (a bare connect
+    every 15 s) can be that one just as a test starts, and the server then logs "unable to
+    receive parameters from client" and may reset a client waiting behind it."""
     for _ in range(BUSY_TRIES - 1):
         try:
             return _iperf3_json(_run(args, timeout=seconds + 30))
         except ToolError as exc:
-            if "busy" not in str(exc):
+            if not any(sign in str(exc) for sign in NOT_STARTED):
                 raise
         time.sleep(0.5)
     return _iperf3_json(_run(args, timeout=seconds + 30))

@@ -1,5 +1,6 @@
-"""Data channels return to the pool after a cleanly finished connection (feature `reuse`):
-an in-process hub and agent runtime, a real echo origin, connections through a public port."""
+"""Data channels return to the pool after a cleanly finished connection (features `reuse` and
+`reuse_reach`): an in-process hub and agent runtime, a real echo origin, connections through a
+public port and through a reach bind."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from portway.hub.server import Hub
 from portway.net.framed import FramedConnection
 from portway.testing.hub import running_hub
 from portway.testing.origins import EchoOrigin
+from portway.testing.ports import free_port
 from portway.testing.waiting import async_wait_until
 from portway.wire.messages import ChannelHello, Message
 
@@ -48,6 +50,8 @@ class Exposed:
     hub: Hub
     agent_id: str
     hub_port: int
+    tunnel_id: str
+    headers: dict[str, str]
     opened: list[bool]  # one entry per connection the agent opened: True for a data channel
 
 
@@ -89,7 +93,7 @@ async def exposed_echo(tmp_path: Path, tls: str) -> AsyncIterator[Exposed]:
                 await asyncio.wait_for(runtime.connected.wait(), 20)
                 await active(hub.api_url, headers, tunnel_id)
                 assert await asyncio.wait_for(echo(hub_port, b"warm-up"), 20) == b"warm-up"
-                yield Exposed(hub, agent["id"], hub_port, opened)
+                yield Exposed(hub, agent["id"], hub_port, tunnel_id, headers, opened)
             finally:
                 await runtime.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -105,6 +109,43 @@ async def test_sequential_connections_reuse_the_same_channels(tmp_path: Path, tl
             assert await asyncio.wait_for(echo(exposed.hub_port, payload), 20) == payload
         # Without reuse every connection would cost the agent a new channel.
         assert sum(exposed.opened) - before <= 4, sum(exposed.opened) - before
+
+
+@pytest.mark.parametrize("tls", ["on", "off"])
+async def test_sequential_reach_connections_reuse_both_channels(tmp_path: Path, tls: str) -> None:
+    async with exposed_echo(tmp_path, tls) as exposed:
+        # The same agent holds a reach bind to its own tunnel: each connection takes one of its
+        # channels for the reaching end and one for the exposing end, the hub between them.
+        local = free_port()
+        async with httpx.AsyncClient(base_url=exposed.hub.api_url, headers=exposed.headers) as api:
+            bound = await api.post(
+                f"/v1/tunnels/{exposed.tunnel_id}/connect",
+                json={"agentId": exposed.agent_id, "localPort": local},
+            )
+            assert bound.status_code == 201, bound.text
+
+        async def listening() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", local)
+            except OSError:
+                return False
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        await async_wait_until(listening, timeout=20, what="the reach bind to listen")
+        assert await asyncio.wait_for(echo(local, b"warm-up"), 20) == b"warm-up"
+        before = sum(exposed.opened)
+        for i in range(30):
+            payload = f"reach {i}".encode() * 100
+            assert await asyncio.wait_for(echo(local, payload), 20) == payload
+        # Without reuse every connection would cost the agent two new channels.
+        assert sum(exposed.opened) - before <= 4, sum(exposed.opened) - before
+        # A connection that ends in a reset still works, and so does the next clean one.
+        _, writer = await asyncio.open_connection("127.0.0.1", local)
+        writer.write(b"cut")
+        writer.transport.abort()
+        assert await asyncio.wait_for(echo(local, b"after"), 20) == b"after"
 
 
 async def test_a_burst_leaves_no_more_than_max_idle_channels(tmp_path: Path) -> None:

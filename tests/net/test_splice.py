@@ -3,13 +3,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
-from portway.wire.stream import encode_reset
+from portway.wire.stream import EOF_CHUNK, encode_chunks, encode_reset
 
 from .harness import Harness, Tls, exchange, hash_server, payload, rst_close, wait_until
 
@@ -349,3 +349,32 @@ async def test_a_small_read_goes_onto_a_channel_as_one_buffer(size: int, buffers
     assert [len(call) for call in channel.calls] == [buffers]
     assert b"".join(channel.calls[0]) == size.to_bytes(4, "big") + b"x" * size
     splice.reset()
+
+
+async def test_both_channels_of_a_relay_between_agents_go_back_to_their_pools() -> None:
+    """The hub between a reaching and an exposing agent: after both in-band EOFs each channel
+    is handed to its own pool, and what followed a channel's EOF (its next use) is kept for
+    that channel, never relayed to the other."""
+    splice = Splice(a_framed=True, b_framed=True)
+    kept: dict[str, bytes] = {}
+
+    def keeper(name: str) -> Callable[[asyncio.Transport, bytes], bool]:
+        def keep(_transport: asyncio.Transport, rest: bytes) -> bool:
+            kept[name] = rest
+            return True
+
+        return keep
+
+    splice.reuse(splice.a, keeper("a"))
+    splice.reuse(splice.b, keeper("b"))
+    reaching, exposing = Recording(), Recording()
+    splice.attach(splice.a, reaching)
+    splice.attach(splice.b, exposing)
+    request = b"".join(encode_chunks(b"ping")) + EOF_CHUNK
+    splice.a.data_received(request + b"next use")
+    assert b"".join(b"".join(call) for call in exposing.calls) == request
+    assert splice.open
+    splice.b.data_received(b"".join(encode_chunks(b"pong")) + EOF_CHUNK)
+    assert kept == {"a": b"next use", "b": b""}
+    assert (splice.open, splice.result) == (False, None)  # finished cleanly
+    assert not reaching.is_closing() and not exposing.is_closing()

@@ -191,7 +191,7 @@ class AgentRuntime:
         task.add_done_callback(bucket.discard)
 
     def _hello(self) -> ControlHello:
-        features: list[str] = []
+        features: list[str] = ["reuse_reach"]
         if self.settings.serve:
             features.extend(("serve", "reuse"))
         if self.settings.hold_binds:
@@ -364,7 +364,8 @@ class AgentRuntime:
                 channel.close()
 
     def _reuse(self, transport: asyncio.Transport, rest: bytes) -> bool:
-        """A dialled connection ended cleanly: its channel waits for the next assignment."""
+        """A dialled or reaching connection ended cleanly: its channel waits for the next
+        assignment (the hub parks it again once it has sent its EOF and read ours)."""
         if self._stop.is_set() or self._control is None:
             return False
         channel = FramedConnection.adopt(transport, rest)
@@ -390,6 +391,7 @@ class AgentRuntime:
         if isinstance(relay, UdpSession):
             relay.attach(transport, rest)
         else:
+            relay.reuse(relay.b, self._reuse)
             relay.attach(relay.b, transport, rest)
         return True
 

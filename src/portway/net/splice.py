@@ -78,6 +78,8 @@ class Leg(asyncio.Protocol):
         self.lost = False
         self.clean_boundary = True  # our last write ended between chunks (framed legs)
         self.reset_forwarded = False  # a RESET marker already reached this leg in-band
+        # Takes this leg's data channel after a clean finish (`Splice.reuse`).
+        self.keep: Callable[[asyncio.Transport, bytes], bool] | None = None
 
     def __repr__(self) -> str:
         kind = "framed" if self.framed else "raw"
@@ -135,23 +137,21 @@ class Splice:
         self.result: Reason | None = None
         self._on_close = on_close
         self._closed: asyncio.Future[Reason | None] = asyncio.get_running_loop().create_future()
-        self._reusable: Leg | None = None
-        self._on_reusable: Callable[[asyncio.Transport, bytes], bool] | None = None
 
     def reuse(self, leg: Leg, keep: Callable[[asyncio.Transport, bytes], bool]) -> None:
         """Offer ``leg``'s data channel for another assignment when this splice ends cleanly.
 
-        Call before ``leg`` attaches; ``leg`` must be framed and its peer raw (the channel's
-        far end relays to a socket, not onwards to another channel). After both directions
-        reached EOF without a reset, ``keep(transport, rest)`` is called instead of closing
-        the channel: ``rest`` holds bytes read after the peer's EOF (the start of its next use).
-        It must adopt the transport at once (``set_protocol``) and return True, or return False
-        to have the channel closed as usual.
+        Call before ``leg`` attaches; ``leg`` must be framed. Both legs of a framed ↔ framed
+        splice (the hub between a reaching and an exposing agent) may be offered, each to its
+        own pool. After both directions reached EOF without a reset, ``keep(transport, rest)``
+        is called instead of closing the channel: ``rest`` holds bytes read after the far end's
+        EOF (the start of its next use), never relayed. It must adopt the transport at once
+        (``set_protocol``) and return True, or return False to have the channel closed.
         """
-        if not leg.framed or leg.peer.framed or leg.transport is not None:
-            raise ValueError("only a framed leg with a raw peer, before it attaches, is reusable")
+        if not leg.framed or leg.transport is not None:
+            raise ValueError("only a framed leg, before it attaches, is reusable")
         leg.decoder = StreamDecoder(stop_at_eof=True)
-        self._reusable, self._on_reusable = leg, keep
+        leg.keep = keep
 
     @property
     def bytes_a_to_b(self) -> int:
@@ -233,7 +233,10 @@ class Splice:
         for piece in slices:
             leg.bytes_in += len(piece)
         if peer.framed:  # pass through unchanged, markers included
-            self._send(peer, [data])
+            if decoder.rest:  # a reusable leg's next use began after its EOF: not ours to relay
+                data = data[: len(data) - len(decoder.rest)] if not leg.eof_in else b""
+            if data:
+                self._send(peer, [data])
             peer.clean_boundary = decoder.at_boundary
             peer.reset_forwarded = decoder.reset is not None
         elif slices:
@@ -301,20 +304,20 @@ class Splice:
             self.open = False
             for leg in (a, b):
                 assert leg.transport is not None
-                if leg is self._reusable and self._hand_over(leg, leg.transport):
+                if leg.keep is not None and self._hand_over(leg, leg.transport):
                     continue
                 leg.transport.close()  # flushes what is buffered, then closes
             self._maybe_done()
 
     def _hand_over(self, leg: Leg, transport: asyncio.Transport) -> bool:
         """Give a cleanly finished channel to its reuse callback; True if it was taken."""
-        assert self._on_reusable is not None and leg.decoder is not None
+        assert leg.keep is not None and leg.decoder is not None
         if transport.is_closing():
             return False
         if leg.reading_paused:
             leg.reading_paused = False
             transport.resume_reading()
-        if not self._on_reusable(transport, leg.decoder.rest):
+        if not leg.keep(transport, leg.decoder.rest):
             return False
         leg.lost = True  # no longer ours: the splice is done once the other leg closes
         return True

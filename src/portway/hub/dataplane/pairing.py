@@ -17,7 +17,13 @@ from typing import Any
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.sessions import FEATURE_REUSE, AgentSession, NoChannel, assign
+from portway.hub.dataplane.sessions import (
+    FEATURE_REUSE,
+    FEATURE_REUSE_REACH,
+    AgentSession,
+    NoChannel,
+    assign,
+)
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.splice import Splice
@@ -133,8 +139,7 @@ class Pairing:
     async def dial(self, tunnel_id: uuid.UUID, splice: Splice, conn_id: str) -> bool:
         """Pair leg `b` of `splice` with a channel the tunnel's agent dialled to the target."""
         try:
-            reuse = None if splice.a.framed else splice  # a reach relay passes EOF through
-            transport, rest, route = await self.open_channel(tunnel_id, conn_id, reuse_in=reuse)
+            transport, rest, route = await self.open_channel(tunnel_id, conn_id, reuse_in=splice)
         except Unavailable as exc:
             splice.reset(exc.reason)
             return False
@@ -157,6 +162,8 @@ class Pairing:
             await self.udp_reach(session, request, route)
             return
         splice = self._new_splice(route.id, a_framed=True)
+        if FEATURE_REUSE_REACH in session.features:
+            splice.reuse(splice.a, session.readopt)
         if self.on_reach_splice is not None:
             self.on_reach_splice(session, splice)
         reaching = Assign(

@@ -19,6 +19,7 @@ MAX_GROWN_POOL = 32  # waiters beyond this ask for exactly their own channel
 FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
 FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
 FEATURE_REUSE = "reuse"  # the agent takes a cleanly finished data channel back into its pool
+FEATURE_REUSE_REACH = "reuse_reach"  # ... and so does its end of a finished reach connection
 # A channel that would make the idle pool larger than this is closed. Channels asked for in a
 # burst keep arriving after it: without a bound they would all sit idle (each a TLS connection,
 # a task on the agent), and every later take would be of an untouched one.
@@ -81,8 +82,9 @@ class AgentSession:
 
     def readopt(self, transport: asyncio.Transport, rest: bytes) -> bool:
         """Take a data channel whose proxied connection ended cleanly back into the idle pool
-        (`Splice.reuse` calls it); False when this session cannot use it (closed, pool full)."""
-        if self.closed or FEATURE_REUSE not in self.features:
+        (`Splice.reuse` calls it, offered by `Pairing` when the agent lists `reuse` or
+        `reuse_reach`); False when this session cannot use it (closed, pool full)."""
+        if self.closed:
             return False
         if self.idle_channels >= max(self.pool_size, MAX_IDLE):
             return False
