@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from portway.agent.runtime import AgentRuntime, AgentSettings
-from portway.hub.dataplane.sessions import MAX_IDLE
+from portway.hub.dataplane.sessions import MAX_IDLE, AgentSession
 from portway.hub.server import Hub
 from portway.net.framed import FramedConnection
 from portway.testing.hub import running_hub
@@ -171,3 +171,36 @@ async def test_a_burst_leaves_no_more_than_max_idle_channels(tmp_path: Path) -> 
         await async_wait_until(settled, timeout=20, what="the idle pool to settle")
         assert await asyncio.wait_for(echo(exposed.hub_port, b"after"), 20) == b"after"
         assert all(s.idle_channels <= MAX_IDLE for s in sessions)
+
+
+async def test_a_new_tunnel_serves_its_first_visitor(tmp_path: Path) -> None:
+    """A CI job creates a tunnel and connects as soon as its hub port accepts. The agent learns
+    of the tunnel on its control session and gets the visitor on a data channel, another
+    connection: here the control session lags, and the visitor is still served."""
+    async with exposed_echo(tmp_path, "on") as exposed:
+        assert exposed.hub.dataplane is not None
+        desired = exposed.hub.dataplane._desired
+        push = desired.push
+
+        def lagging(session: AgentSession) -> None:  # as if the control message took 0.3 s
+            asyncio.get_running_loop().call_later(0.3, push, session)
+
+        desired.push = lagging  # type: ignore[method-assign]
+        async with httpx.AsyncClient(base_url=exposed.hub.api_url, headers=exposed.headers) as api:
+            with EchoOrigin() as origin:
+                created = await api.post(
+                    "/v1/tunnels",
+                    json={"target": f"127.0.0.1:{origin.port}", "agentId": exposed.agent_id,
+                          "public": True, "protocol": "tcp", "name": "fresh"},
+                )  # fmt: skip
+                assert created.status_code == 201, created.text
+                port = created.json()["hubPort"]
+
+                async def first_answer() -> bytes | None:
+                    try:
+                        return await echo(port, b"first")
+                    except ConnectionRefusedError:
+                        return None  # the hub port is not open yet
+
+                answer = await async_wait_until(first_answer, interval=0.005, what="the port")
+                assert answer == b"first"

@@ -1,9 +1,9 @@
 """Serving an `assign` on a data channel for a tunnel this agent exposes: dial the target and
 splice it to the channel (or serve UDP), after checking the agent serves that tunnel.
 
-`AgentRuntime` calls `served()` for every `assign {mode: dial|diagnose}` and `dial()` for a
-dial; a dialled TCP connection that ends cleanly hands the channel to `reuse` (the runtime
-waits on it for the next assignment, `docs/protocol.md` §6).
+`AgentRuntime` calls `served()` for every `assign {mode: dial|diagnose}` and
+`dial()` for a dial; a dialled TCP connection that ends cleanly hands the channel to `reuse`
+(the runtime waits on it for the next assignment, `docs/protocol.md` §6).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.udp import serve_udp
@@ -23,17 +23,55 @@ from portway.wire.messages import Assign, AssignError, AssignOk, Protocol, Tunne
 log = logging.getLogger("portway.agent")
 
 
-def served(
-    tunnels: Mapping[str, TunnelSpec], channel: FramedConnection, assign: Assign
+NEW_TUNNEL_WAIT = 2.0
+"""How long an assignment for a tunnel (or target) this agent does not know yet waits for the
+desired state that brings it. The hub pushes a new tunnel on the control session and may assign
+a visitor of it on a data channel, another connection, at once: that one can arrive first."""
+
+
+class ServedTunnels:
+    """The tunnels this agent serves, as the latest desired state lists them. `AgentRuntime`
+    calls `update()` on each `desired_state`; `served()` looks an assignment's tunnel up."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, TunnelSpec] = {}
+        self._changed = asyncio.Event()
+
+    def update(self, specs: Iterable[TunnelSpec]) -> None:
+        self.specs = {spec.id: spec for spec in specs}
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _match(self, assign: Assign) -> TunnelSpec | None:
+        spec = self.specs.get(assign.tunnel)
+        if spec is None or (spec.host, spec.port) != (assign.host, assign.port):
+            return None
+        return spec
+
+    async def find(self, assign: Assign, *, wait: float = NEW_TUNNEL_WAIT) -> TunnelSpec | None:
+        """The tunnel `assign` names, at the target it names, once a desired state lists it
+        (waiting up to `wait`); None when none did."""
+        if (spec := self._match(assign)) is not None:
+            return spec  # the usual case: no timer
+        try:
+            async with asyncio.timeout(wait):
+                while (spec := self._match(assign)) is None:
+                    await self._changed.wait()
+        except TimeoutError:
+            return None
+        return spec
+
+
+async def served(
+    tunnels: ServedTunnels, channel: FramedConnection, assign: Assign
 ) -> TunnelSpec | None:
     """The tunnel `assign` names if this agent serves it at that target; else answers
     `assign_error` on `channel` and returns None."""
-    spec = tunnels.get(assign.tunnel)
-    if spec is None or (spec.host, spec.port) != (assign.host, assign.port):
+    spec = await tunnels.find(assign)
+    if spec is None:
         channel.send(
             AssignError(assign.conn, Reason.CLOSED, "this agent does not serve that tunnel")
         )
-        return None
     return spec
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portway import __version__
-from portway.agent.assigned import dial, served
+from portway.agent.assigned import ServedTunnels, dial, served
 from portway.agent.dialer import Dialer
 from portway.agent.probing import diagnose
 from portway.agent.reach import LOCALHOST, ReachListener
@@ -51,7 +51,6 @@ from portway.wire.messages import (
     Refused,
     Status,
     TargetStatus,
-    TunnelSpec,
     Welcome,
 )
 
@@ -106,7 +105,7 @@ class AgentRuntime:
         self.settings = settings
         self.dialer = Dialer(settings.policy)
         self.on_state = on_state or (lambda _event, _info: None)
-        self.tunnels: dict[str, TunnelSpec] = {}
+        self.tunnels = ServedTunnels()
         self.watch = TargetWatch(self.dialer, self.on_state)
         self.binds: dict[str, ReachListener | UdpReachListener] = {}
         self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
@@ -249,7 +248,7 @@ class AgentRuntime:
     async def _on_message(self, message: Message) -> None:
         if isinstance(message, DesiredState):
             self._revision = message.revision
-            self.tunnels = {t.id: t for t in message.tunnels} if self.settings.serve else {}
+            self.tunnels.update(message.tunnels if self.settings.serve else ())
             self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
             self._spawn(self._apply(message))
         elif isinstance(message, OpenChannels):
@@ -277,7 +276,8 @@ class AgentRuntime:
             await asyncio.sleep(PROBE_INTERVAL)
             if self._revision != revision:
                 return
-            targets = await asyncio.gather(*(self.watch.check(t) for t in self.tunnels.values()))
+            specs = self.tunnels.specs.values()
+            targets = await asyncio.gather(*(self.watch.check(t) for t in specs))
             self._report(revision, list(targets), [], force=False)
 
     def _report(
@@ -373,11 +373,11 @@ class AgentRuntime:
         return True
 
     async def _diagnose(self, channel: FramedConnection, assign: Assign) -> None:
-        if served(self.tunnels, channel, assign) is not None:
+        if await served(self.tunnels, channel, assign) is not None:
             channel.send(await diagnose(self.dialer, assign))
 
     async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
-        spec = served(self.tunnels, channel, assign)
+        spec = await served(self.tunnels, channel, assign)
         return spec is not None and await dial(self.dialer, spec, channel, assign, self._reuse)
 
     def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:

@@ -238,7 +238,8 @@ class DataPlane:
         old, self.snapshot = self.snapshot, loaded.snapshot
         for tunnel_id, reason in refresh.interrupted(old, loaded.snapshot):
             self.traffic.reset(tunnel_id, reason)
-        await self._hub_ports.sync(loaded.snapshot)
+        # Desired states go out before a new tunnel's hub port opens: its first visitor's
+        # assignment then follows the push (the agent also waits a little for one that lags).
         for session in self._sessions.all():
             if self.guests.is_guest(session):
                 continue  # checked by `Guests.run` against its share
@@ -248,4 +249,5 @@ class DataPlane:
                 session.control.close()
                 continue
             self._desired.push(session)
+        await self._hub_ports.sync(loaded.snapshot)
         await self._statuses.sync()
