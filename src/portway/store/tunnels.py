@@ -158,9 +158,7 @@ async def create(
     )
     session.add(tunnel)
     await session.flush()
-    await events.append(
-        session, workspace_id, ev.TUNNEL_CREATED, tunnel.id, {"tunnel": snapshot(tunnel)}, now
-    )
+    await _record(session, tunnel, ev.TUNNEL_CREATED, now)
     return tunnel
 
 
@@ -205,6 +203,15 @@ async def list_page(
     return await paginate(session, stmt, Tunnel.created_at, Tunnel.id, limit=limit, cursor=cursor)
 
 
+async def _record(
+    session: AsyncSession, tunnel: Tunnel, kind: str, now: datetime, **fields: Any
+) -> None:
+    """Append a `tunnel.*` event: the tunnel as the API shows it, plus `fields`."""
+    await events.append(
+        session, tunnel.workspace_id, kind, tunnel.id, {"tunnel": snapshot(tunnel), **fields}, now
+    )
+
+
 async def _change_status(
     session: AsyncSession, tunnel: Tunnel, status: str, reason: str | None, now: datetime
 ) -> bool:
@@ -213,14 +220,7 @@ async def _change_status(
         return False
     previous = tunnel.status
     tunnel.status, tunnel.status_reason, tunnel.updated_at = status, reason, now
-    await events.append(
-        session,
-        tunnel.workspace_id,
-        ev.TUNNEL_STATUS_CHANGED,
-        tunnel.id,
-        {"tunnel": snapshot(tunnel), "previousStatus": previous},
-        now,
-    )
+    await _record(session, tunnel, ev.TUNNEL_STATUS_CHANGED, now, previousStatus=previous)
     return True
 
 
@@ -232,14 +232,7 @@ async def record_updated(
     The one place that event is shaped; callers: `update` and `store.diagnostics.record_probe`.
     """
     tunnel.updated_at = now
-    await events.append(
-        session,
-        tunnel.workspace_id,
-        ev.TUNNEL_UPDATED,
-        tunnel.id,
-        {"tunnel": snapshot(tunnel), "changed": changed},
-        now,
-    )
+    await _record(session, tunnel, ev.TUNNEL_UPDATED, now, changed=changed)
 
 
 async def update(
@@ -353,14 +346,7 @@ async def delete(session: AsyncSession, tunnel: Tunnel, *, now: datetime, reason
     """
     await connections.forget_for_tunnel(session, tunnel, now=now, reason=reason)
     await shares.forget_for_tunnel(session, tunnel, now=now)
-    await events.append(
-        session,
-        tunnel.workspace_id,
-        ev.TUNNEL_DELETED,
-        tunnel.id,
-        {"tunnel": snapshot(tunnel), "reason": reason},
-        now,
-    )
+    await _record(session, tunnel, ev.TUNNEL_DELETED, now, reason=reason)
     await session.delete(tunnel)
     await session.flush()
 
@@ -393,13 +379,6 @@ async def delete_expired(session: AsyncSession, *, now: datetime, limit: int = 1
     )
     gone = (await session.scalars(stmt)).all()
     for tunnel in gone:
-        await events.append(
-            session,
-            tunnel.workspace_id,
-            ev.TUNNEL_EXPIRED,
-            tunnel.id,
-            {"tunnel": snapshot(tunnel)},
-            now,
-        )
+        await _record(session, tunnel, ev.TUNNEL_EXPIRED, now)
         await delete(session, tunnel, now=now, reason=ev.REASON_EXPIRED)
     return len(gone)
