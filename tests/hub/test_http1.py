@@ -160,7 +160,9 @@ def test_a_response_before_any_request_closes() -> None:
     assert conn.our_state is http1.MUST_CLOSE
 
 
-@pytest.mark.parametrize("value", [b"close", b"keep-alive, Close", b"CLOSE"])
+@pytest.mark.parametrize(
+    "value", [b"close", b"keep-alive, Close", b"CLOSE", b"keep-alive\r\nConnection: close"]
+)
 def test_connection_close_from_the_client(value: bytes) -> None:
     conn = http1.ServerConnection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: " + value + b"\r\n\r\n")

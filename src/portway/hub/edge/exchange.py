@@ -135,7 +135,25 @@ class Exchange(asyncio.Protocol):
             if event is http1.NEED_DATA or event is http1.PAUSED:
                 self._flush(out)
                 return
-            if isinstance(event, http1.InformationalResponse):
+            if isinstance(event, http1.Data):  # the most frequent first
+                self.bytes_b_to_a += len(event.data)
+                out.append(self.client.frame(event))
+            elif isinstance(event, http1.Response):
+                self.status = event.status_code
+                heads = hdr.client_response_headers(
+                    event.headers, self.decision.headers, switching=False
+                )
+                out.append(self.client.frame(
+                    http1.Response(event.status_code, heads, event.reason)
+                ))  # fmt: skip
+            elif isinstance(event, http1.EndOfMessage):
+                self.response_done = True
+                out.append(self.client.frame(event))
+                self._flush(out)
+                self.finish()
+                self.client.exchange_done(self)
+                return
+            elif isinstance(event, http1.InformationalResponse):
                 if event.status_code == 101:
                     self._flush(out)
                     self._switch(event)
@@ -145,24 +163,6 @@ class Exchange(asyncio.Protocol):
                     status_code=event.status_code,
                     headers=hdr.client_response_headers(event.headers, [], switching=False),
                 )))  # fmt: skip
-            elif isinstance(event, http1.Response):
-                self.status = event.status_code
-                heads = hdr.client_response_headers(
-                    event.headers, self.decision.headers, switching=False
-                )
-                out.append(self.client.frame(
-                    http1.Response(event.status_code, heads, event.reason)
-                ))  # fmt: skip
-            elif isinstance(event, http1.Data):
-                self.bytes_b_to_a += len(event.data)
-                out.append(self.client.frame(http1.Data(data=event.data)))
-            elif isinstance(event, http1.EndOfMessage):
-                self.response_done = True
-                out.append(self.client.frame(http1.EndOfMessage()))
-                self._flush(out)
-                self.finish()
-                self.client.exchange_done(self)
-                return
             elif isinstance(event, http1.ConnectionClosed):
                 self._flush(out)
                 self.fail()

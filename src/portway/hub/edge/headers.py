@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from portway.hub.edge.http1 import tokens
+
 Headers = list[tuple[bytes, bytes]]
 
 HOP_BY_HOP = frozenset(
@@ -18,27 +20,9 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 
-def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return tokens
-
-
-def _without_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Headers, set[bytes]]:
-    listed = list(headers)
-    tokens = _connection_tokens(listed)
-    drop = HOP_BY_HOP | tokens
-    return [(n, v) for n, v in listed if n.lower() not in drop], tokens
-
-
-def upgrade_value(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The `Upgrade` value when the request asks to switch protocols (WebSocket), else None."""
-    listed = list(headers)
-    if b"upgrade" not in _connection_tokens(listed):
-        return None
-    return next((v for n, v in listed if n.lower() == b"upgrade"), None)
+# Dropped from a request on its way upstream: hop-by-hop, and the forwarding headers the edge
+# sets itself (a client's `X-Forwarded-For` is kept, with the client's address appended).
+_REPLACED = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 
 
 def host_and_accept(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str]:
@@ -60,13 +44,28 @@ def upstream_request_headers(
     `X-Forwarded-*` and `Forwarded` added, and the upgrade pair for a WebSocket handshake. No
     `Connection` header otherwise: the channel is kept across requests (upstream.py), and the
     target decides keep-alive."""
-    listed = list(headers)
-    upgrade = upgrade_value(listed)
-    chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in listed)
-    out, _ = _without_hop_by_hop(listed)
-    prior_xff = [v for n, v in out if n.lower() == b"x-forwarded-for"]
-    out = [(n, v) for n, v in out if n.lower() not in (b"x-forwarded-for", b"x-forwarded-proto",
-                                                        b"x-forwarded-host")]  # fmt: skip
+    out: Headers = []
+    listed: set[bytes] = set()  # the `Connection` header's tokens
+    prior_xff: list[bytes] = []
+    chunked = False
+    upgrade: bytes | None = None
+    for name, value in headers:  # one pass; a second only if `Connection` names more
+        lowered = name.lower()
+        if lowered not in _REPLACED:
+            out.append((name, value))
+        elif lowered == b"connection":
+            listed |= tokens(value)
+        elif lowered == b"transfer-encoding":
+            chunked = chunked or b"chunked" in value.lower()
+        elif lowered == b"upgrade":
+            upgrade = value if upgrade is None else upgrade
+        elif lowered == b"x-forwarded-for":
+            prior_xff.append(value)
+    named = listed - HOP_BY_HOP
+    if named:
+        out = [(n, v) for n, v in out if n.lower() not in named]
+        if b"x-forwarded-for" in named:
+            prior_xff = []
     if chunked:
         out.append((b"Transfer-Encoding", b"chunked"))
     xff = b", ".join([*prior_xff, client_ip.encode()])
@@ -77,7 +76,7 @@ def upstream_request_headers(
         (b"X-Forwarded-Host", host.encode()),
         (b"Forwarded", f'for={node};host="{host}";proto=http'.encode()),
     ]
-    if upgrade is not None:
+    if upgrade is not None and b"upgrade" in listed:
         out += [(b"Connection", b"Upgrade"), (b"Upgrade", upgrade)]
     return out
 
@@ -87,9 +86,21 @@ def client_response_headers(
 ) -> Headers:
     """Response headers for the client: hop-by-hop removed (http1 re-frames the body), policy
     headers added; a `101` keeps its `Connection`/`Upgrade` pair."""
-    listed = list(headers)
-    out, _ = _without_hop_by_hop(listed)
-    if switching:
-        out += [(n, v) for n, v in listed if n.lower() in (b"connection", b"upgrade")]
+    out: Headers = []
+    pair: Headers = []
+    listed: set[bytes] = set()
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered not in HOP_BY_HOP:
+            out.append((name, value))
+            continue
+        if lowered == b"connection":
+            listed |= tokens(value)
+        if switching and lowered in (b"connection", b"upgrade"):
+            pair.append((name, value))
+    named = listed - HOP_BY_HOP
+    if named:
+        out = [(n, v) for n, v in out if n.lower() not in named]
+    out += pair
     out += [(n.encode(), v.encode()) for n, v in extra]
     return out

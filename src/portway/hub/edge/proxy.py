@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("portway.hub.edge")
 
 MAX_HEAD = 64 * 1024  # a longer request head (request line and headers) is answered 431
+DECIDING = frozenset({"decide"})  # the only pause under which the pump still reads h11's queue
 UNAVAILABLE = Deny(503, "unavailable", "the hub cannot check this request right now")
 
 
@@ -221,7 +222,7 @@ class EdgeConnection(asyncio.Protocol):
     # -- request handling -------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        while not self.closed and not self.waiting and not self.paused_by - {"decide"}:
+        while not self.closed and not self.waiting and self.paused_by <= DECIDING:
             try:
                 event = self.h.next_event()
             except http1.RemoteProtocolError as exc:

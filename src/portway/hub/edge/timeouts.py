@@ -48,21 +48,19 @@ class Watchdog:
         self._expired = expired
         self._excused = excused
         self._loop = asyncio.get_running_loop()
+        self._limits = {Phase.HEAD: timeouts.head, Phase.IDLE: timeouts.idle,
+                        Phase.BODY: timeouts.body}  # fmt: skip
         self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the pending timer (`_handle`) fires
         self.phase: Phase | None = None
         self.partial = False  # HEAD: some bytes of the head arrived
         self.since = 0.0  # start of the phase; in BODY, the last read
 
-    def _limit(self, phase: Phase) -> float:
-        if phase is Phase.HEAD:
-            return self._timeouts.head
-        return self._timeouts.idle if phase is Phase.IDLE else self._timeouts.body
-
     def start(self, phase: Phase, *, partial: bool = False) -> None:
         self.phase = phase
         self.partial = partial
-        self.since = self._loop.time()
-        self._arm(self.since + self._limit(phase))
+        self.since = now = self._loop.time()
+        self._arm(now + self._limits[phase])
 
     def stop(self) -> None:
         self.phase = None  # a pending timer fires, finds no phase and ends
@@ -87,9 +85,10 @@ class Watchdog:
         # A timer due no later than `when` stays: `_fire` re-arms for whatever deadline holds
         # then. The phase changes several times per request; the timer seldom does.
         if self._handle is not None:
-            if self._handle.when() <= when:
+            if self._due <= when:
                 return
             self._handle.cancel()
+        self._due = when
         self._handle = self._loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
@@ -100,7 +99,7 @@ class Watchdog:
         now = self._loop.time()
         if phase is Phase.BODY and self._excused():
             self.since = now
-        deadline = self.since + self._limit(phase)
+        deadline = self.since + self._limits[phase]
         if now < deadline:
             self._arm(deadline)
             return

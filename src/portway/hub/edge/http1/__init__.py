@@ -46,7 +46,7 @@ from portway.hub.edge.http1.events import (
     Response,
     State,
 )  # fmt: skip
-from portway.hub.edge.http1.framing import header
+from portway.hub.edge.http1.framing import header, tokens
 
 __all__ = [
     "CLOSED",
@@ -74,4 +74,5 @@ __all__ = [
     "ServerConnection",
     "State",
     "header",
+    "tokens",
 ]

@@ -35,12 +35,19 @@ from portway.hub.edge.http1.events import (
 )  # fmt: skip
 from portway.hub.edge.http1.framing import (
     Framer,
-    connection_has,
-    content_length,
     head_bytes,
-    header,
+    parse_length,
+    request_framer,
     status_line,
+    tokens,
 )  # fmt: skip
+
+# The headers the connections act on themselves; `on_header` keeps their values as it parses,
+# so no head is searched twice. A list-valued one (`Connection`, `Transfer-Encoding`) keeps all
+# its values joined by commas, the others their first.
+_LISTED = frozenset({b"connection", b"transfer-encoding"})
+_SINGLE = frozenset({b"content-length", b"expect"})
+_KEPT = _LISTED | _SINGLE
 
 
 class _HeadDone(Exception):
@@ -59,6 +66,7 @@ class _Parsing(abc.ABC):
         self._parser = self._new_parser()
         self._url = b""  # a response's reason phrase
         self._headers: Headers = []
+        self._kept: dict[bytes, bytes] = {}  # see `_KEPT`
         self._head_size = 0  # the head's parsed parts so far
         self._head_fed = 0  # bytes fed while the head is incomplete
         self._in_message = False
@@ -78,6 +86,7 @@ class _Parsing(abc.ABC):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._kept = {}
         self._head_size = self._head_fed = 0
         self._in_message = self._in_head = True
 
@@ -90,9 +99,19 @@ class _Parsing(abc.ABC):
         self._grow(len(status))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_head:  # not a chunked body's trailer: those are dropped
-            self._headers.append((name, value))
-            self._grow(len(name) + len(value) + 4)
+        if not self._in_head:
+            return  # a chunked body's trailer: those are dropped
+        self._headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.max_head:
+            raise RemoteProtocolError("head too large", 431)
+        lowered = name.lower()
+        if lowered in _KEPT:
+            kept = self._kept
+            if lowered not in kept:
+                kept[lowered] = value
+            elif lowered in _LISTED:
+                kept[lowered] += b"," + value
 
     def _grow(self, size: int) -> None:
         self._head_size += size
@@ -180,6 +199,8 @@ class ServerConnection(_Parsing):
         self._keep_alive = True
         self._framer = Framer("none")
         self.they_are_waiting_for_100_continue = False
+        # Per queued request, read from its head as it was parsed: (keep-alive, expects 100).
+        self._traits: collections.deque[tuple[bool, bool]] = collections.deque()
 
     def _new_parser(self) -> httptools.HttpRequestParser:
         return httptools.HttpRequestParser(self)
@@ -189,6 +210,10 @@ class ServerConnection(_Parsing):
         parser = self._parser
         version = parser.get_http_version().encode()
         self.events.append(Request(parser.get_method(), self._url, self._headers, version))
+        kept = self._kept
+        keep_alive = version == b"1.1" and b"close" not in tokens(kept.get(b"connection"))
+        expect = kept.get(b"expect")
+        self._traits.append((keep_alive, expect is not None and expect.lower() == b"100-continue"))
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the client; b"" when it closed its side."""
@@ -207,13 +232,7 @@ class ServerConnection(_Parsing):
             self._request = event
             self.their_state = SEND_BODY
             self.our_state = SEND_RESPONSE
-            self._keep_alive = event.http_version == b"1.1" and not connection_has(
-                event.headers, b"close"
-            )
-            expect = header(event.headers, b"expect")
-            self.they_are_waiting_for_100_continue = (
-                expect is not None and expect.lower() == b"100-continue"
-            )
+            self._keep_alive, self.they_are_waiting_for_100_continue = self._traits.popleft()
         elif isinstance(event, Data):
             self.they_are_waiting_for_100_continue = False
         elif isinstance(event, EndOfMessage):
@@ -248,8 +267,19 @@ class ServerConnection(_Parsing):
     def _response_head(self, event: Response) -> bytes:
         request = self._request
         status = event.status_code
-        headers = [(n, v) for n, v in event.headers if n.lower() != b"transfer-encoding"]
-        length = content_length(headers)
+        headers: Headers = []
+        length_value: bytes | None = None
+        close = False
+        for name, value in event.headers:  # one pass: drop the framing this side re-does
+            lowered = name.lower()
+            if lowered == b"transfer-encoding":
+                continue
+            if lowered == b"content-length":
+                length_value = value if length_value is None else length_value
+            elif lowered == b"connection":
+                close = close or b"close" in tokens(value)
+            headers.append((name, value))
+        length = None if length_value is None else parse_length(length_value)
         if (request is not None and request.method == b"HEAD") or status in (204, 304):
             self._framer = Framer("none")
         elif length is not None:
@@ -262,7 +292,7 @@ class ServerConnection(_Parsing):
             self._keep_alive = False
         if request is None:
             self._keep_alive = False
-        if not self._keep_alive and not connection_has(headers, b"close"):
+        if not self._keep_alive and not close:
             headers.append((b"Connection", b"close"))
         self.our_state = SEND_BODY
         return head_bytes(status_line(status, event.reason), headers)
@@ -305,13 +335,15 @@ class ClientConnection(_Parsing):
             return
         version = parser.get_http_version().encode()
         self.events.append(Response(status, headers, self._url, version))
-        chunked = b"chunked" in (header(headers, b"transfer-encoding") or b"").lower()
+        kept = self._kept
+        chunked = b"chunked" in kept.get(b"transfer-encoding", b"").lower()
         no_body = self._method == b"HEAD" or status in (204, 304)
-        sized = chunked or header(headers, b"content-length") is not None
+        sized = chunked or b"content-length" in kept
         self._until_close = not no_body and not sized
         self._keep_alive = (
-            version == b"1.1" and not self._until_close and not connection_has(headers, b"close")
-        )
+            version == b"1.1" and not self._until_close
+            and b"close" not in tokens(kept.get(b"connection"))
+        )  # fmt: skip
         if self._method == b"HEAD":
             raise _HeadDone  # llhttp cannot be told the request was HEAD: the head is all
 
@@ -334,10 +366,10 @@ class ClientConnection(_Parsing):
     def _track(self, event: Event) -> None:
         if isinstance(event, Response):
             self.their_state = SEND_BODY
-        elif isinstance(event, InformationalResponse) and event.status_code == 101:
-            self.their_state = SWITCHED
         elif isinstance(event, EndOfMessage):
             self.their_state = DONE if self._keep_alive else MUST_CLOSE
+        elif isinstance(event, InformationalResponse) and event.status_code == 101:
+            self.their_state = SWITCHED
         elif isinstance(event, ConnectionClosed):
             self.their_state = CLOSED
 
@@ -347,13 +379,9 @@ class ClientConnection(_Parsing):
             if self.our_state is not IDLE:
                 raise LocalProtocolError(f"a request while {self.our_state}")
             self._method = event.method.upper()
-            headers = event.headers
-            if b"chunked" in (header(headers, b"transfer-encoding") or b"").lower():
-                self._framer = Framer("chunked")
-            else:
-                self._framer = Framer("length", content_length(headers) or 0)
+            self._framer = request_framer(event.headers)
             self.our_state = SEND_BODY
-            return head_bytes(b"%b %b HTTP/1.1\r\n" % (event.method, event.target), headers)
+            return head_bytes(b"%b %b HTTP/1.1\r\n" % (event.method, event.target), event.headers)
         if self.our_state is not SEND_BODY:
             raise LocalProtocolError(f"{type(event).__name__} while {self.our_state}")
         if isinstance(event, Data):

@@ -15,25 +15,22 @@ def header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
-def connection_has(headers: Headers, token: bytes) -> bool:
-    """Whether any `Connection` header lists `token` (lower case)."""
-    return any(
-        token in (t.strip() for t in v.lower().split(b","))
-        for n, v in headers
-        if n.lower() == b"connection"
-    )
+def tokens(value: bytes | None) -> set[bytes]:
+    """The comma-separated tokens of a list header's value (`Connection`), lower case."""
+    return {t.strip() for t in value.lower().split(b",")} - {b""} if value else set()
 
 
 def head_bytes(first_line: bytes, headers: Headers) -> bytes:
     """A message head: `first_line` (with its CRLF), the headers, the empty line. A name or
     value that could split the head (CR, LF, a colon in a name) is refused."""
-    parts = [first_line]
-    for name, value in headers:
-        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-            raise LocalProtocolError(f"illegal header {name!r}")
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    lines = b"".join([b"%b: %b\r\n" % pair for pair in headers])
+    # One CR and one LF per line, or a name or value holds one: counted in C, not per header.
+    count = len(headers)
+    if lines.count(b"\n") != count or lines.count(b"\r") != count:
+        raise LocalProtocolError("illegal header: CR or LF in a name or value")
+    if b":" in b"".join([name for name, _ in headers]):
+        raise LocalProtocolError("illegal header: a colon in a name")
+    return b"%b%b\r\n" % (first_line, lines)
 
 
 class Framer:
@@ -64,14 +61,24 @@ class Framer:
         return b""
 
 
-def content_length(headers: Headers) -> int | None:
-    value = header(headers, b"content-length")
-    if value is None:
-        return None
+def parse_length(value: bytes) -> int:
     try:
         return int(value)
     except ValueError:
         raise LocalProtocolError("bad Content-Length") from None
+
+
+def request_framer(headers: Headers) -> Framer:
+    """How a request with `headers` frames its body: chunked, else its `Content-Length` (none
+    is an empty body)."""
+    length: bytes | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" and b"chunked" in value.lower():
+            return Framer("chunked")
+        if lowered == b"content-length" and length is None:
+            length = value
+    return Framer("length", 0 if length is None else parse_length(length))
 
 
 def status_line(status: int, reason: bytes) -> bytes:
