@@ -1,8 +1,9 @@
 """A background task that runs one step every few seconds for the life of the hub.
 
-Used by `AccessLog` (flush queued share access logs) and the edge's `LiveShares` (sweep live
-share traffic). A failing step is logged and tried again on the next tick, never ends the loop;
-`stop()` cancels the task between (or during) steps.
+Used by `AccessLog` (flush queued share access logs), the edge's `LiveShares` (sweep live share
+traffic) and `DataPlane` (follow the event log, write traffic counters, check guests' shares).
+A failing step is logged and tried again on the next tick, never ends the loop; `stop()` cancels
+the task between (or during) steps.
 """
 
 from __future__ import annotations

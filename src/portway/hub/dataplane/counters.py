@@ -1,30 +1,16 @@
 """Traffic counters reach the store in batches, never per connection.
 
-`DataPlane.start()` runs `flush_loop()` as a background task; `DataPlane.stop()` calls
-`flush()` once more after the last connection has ended, so nothing counted is lost.
+`DataPlane.start()` runs `flush()` every `STATS_FLUSH_SECONDS` (a `Ticker`, which logs a
+failed write; it is retried on the next tick); `DataPlane.stop()` calls it once more after the
+last connection has ended, so nothing counted is lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from portway.hub.dataplane.traffic import Traffic
 from portway.store import Database, tunnels
 
-log = logging.getLogger("portway.hub.dataplane")
-
 STATS_FLUSH_SECONDS = 2.0
-
-
-async def flush_loop(db: Database, traffic: Traffic) -> None:
-    """Flush every `STATS_FLUSH_SECONDS` until cancelled; a failed write is retried next time."""
-    while True:
-        await asyncio.sleep(STATS_FLUSH_SECONDS)
-        try:
-            await flush(db, traffic)
-        except Exception:
-            log.exception("writing traffic counters failed; they will be retried")
 
 
 async def flush(db: Database, traffic: Traffic) -> None:

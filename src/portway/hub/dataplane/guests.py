@@ -5,16 +5,14 @@ with `pws_`; an admitted guest gets an ordinary `AgentSession` (a throw-away age
 share's workspace) that may only reach the shared tunnel. `DataPlane._on_message` sends its
 `reach_open`s through `Guests.reach()`, which checks the share again at connect time (revoked,
 expired, rate limit), logs the connection in the share's access log, then lets `Pairing.reach`
-pair it; `Pairing` reports the splice back through `track()`. `run()` (a data-plane loop)
-re-reads the guests' shares every 0.5 s and ends the session and live connections of any that
-stopped being usable.
+pair it; `Pairing` reports the splice back through `track()`. `sweep()` (a data-plane
+`Ticker`) re-reads the guests' shares every `CHECK_SECONDS` and ends the session and live
+connections of any that stopped being usable.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,8 +33,6 @@ from portway.store.models import Share
 from portway.store.shares import Access
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.messages import Goodbye, ReachOpen, ReachReject
-
-log = logging.getLogger("portway.hub.guests")
 
 CHECK_SECONDS = 0.5
 
@@ -157,18 +153,11 @@ class Guests:
                 db.expunge(found)
             return found
 
-    async def run(self) -> None:
-        """End guests whose share was revoked, expired or deleted, within `CHECK_SECONDS`."""
-        while True:
-            await asyncio.sleep(CHECK_SECONDS)
-            if not self.by_session:
-                continue
-            try:
-                await self._sweep()
-            except Exception:
-                log.exception("checking guest sessions failed; retrying")
-
-    async def _sweep(self) -> None:
+    async def sweep(self) -> None:
+        """End guests whose share was revoked, expired or deleted (a store read when there are
+        guests at all)."""
+        if not self.by_session:
+            return
         ids = {g.share_id for g in self.by_session.values()}
         async with self._db.session() as db:
             rows = (await db.scalars(select(Share).where(Share.id.in_(ids)))).all()

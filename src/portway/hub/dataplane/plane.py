@@ -15,6 +15,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from portway.domain.clock import Clock
@@ -24,7 +25,7 @@ from portway.hub.dataplane.admission import Admission, admit_channel, lapsed, re
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.diagnostics import Diagnostics
 from portway.hub.dataplane.endpoint import AgentEndpoint, agent_endpoint
-from portway.hub.dataplane.guests import Guests
+from portway.hub.dataplane.guests import CHECK_SECONDS, Guests
 from portway.hub.dataplane.hub_ports import HubPorts
 from portway.hub.dataplane.pairing import Pairing, Unavailable
 from portway.hub.dataplane.registry import SessionRegistry
@@ -33,6 +34,7 @@ from portway.hub.dataplane.statuses import Statuses
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, reach_udp
 from portway.hub.presence import AgentPresence
+from portway.hub.ticker import Ticker
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection, FramedServer, serve
 from portway.store import Database
@@ -68,7 +70,7 @@ class DataPlane:
         self.endpoint: AgentEndpoint | None = None
         self._server: FramedServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops: list[Ticker] = []
         self._sessions = SessionRegistry(presence)
         self._desired = DesiredStates(lambda: self.snapshot, self._sessions)
         self.pairing = Pairing(
@@ -104,13 +106,18 @@ class DataPlane:
         listen = self.config.agent_listen
         self._server = await serve(self._accept, listen.host, listen.port, ssl_context=context)
         self.endpoint = endpoint.on_port(self._server.port)
+        events = refresh.EventWatch(self.db, self._refresh)
         self._loops = [
-            asyncio.create_task(
-                refresh.watch_events(self.db, self._refresh), name="portway-events"
-            ),
-            asyncio.create_task(counters.flush_loop(self.db, self.traffic), name="portway-stats"),
-            asyncio.create_task(self.guests.run(), name="portway-guests"),
-        ]
+            Ticker(events.check, refresh.EVENT_POLL_SECONDS, name="portway-events", log=log,
+                   failure="refreshing tunnel state failed; retrying"),
+            Ticker(partial(counters.flush, self.db, self.traffic), counters.STATS_FLUSH_SECONDS,
+                   name="portway-stats", log=log,
+                   failure="writing traffic counters failed; they will be retried"),
+            Ticker(self.guests.sweep, CHECK_SECONDS, name="portway-guests", log=log,
+                   failure="checking guest sessions failed; retrying"),
+        ]  # fmt: skip
+        for ticker in self._loops:
+            ticker.start()
         log.info(
             "agent endpoint listening",
             extra={"port": self.endpoint.port, "tls": self.endpoint.tls},
@@ -119,11 +126,8 @@ class DataPlane:
     async def stop(self) -> None:
         """Say goodbye to every session, end live connections, close every listener, then
         write the last traffic counters."""
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for ticker in self._loops:
+            await ticker.stop()
         for session in self._sessions.all():
             with contextlib.suppress(ConnectionClosed):
                 session.control.send(Goodbye(SessionCode.SHUTTING_DOWN, "hub is stopping"))

@@ -1,15 +1,14 @@
 """Keeping the data plane's snapshot current with the store.
 
-`watch_events()` (a `DataPlane` background task) polls only the store's event log for its
-highest sequence number, a cheap query, and calls `DataPlane._refresh` when it moved, and at
-least every `RESYNC_SECONDS` regardless. The refresh reads the whole state with `load()` and
-ends the live connections of the tunnels `interrupted()` names.
+`EventWatch.check()` (a `DataPlane` `Ticker`, every `EVENT_POLL_SECONDS`) reads only the
+store's event log for its highest sequence number, a cheap query, and calls `DataPlane._refresh`
+when it moved, and at least every `RESYNC_SECONDS` regardless. The refresh reads the whole
+state with `load()` and ends the live connections of the tunnels `interrupted()` names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from portway.hub.dataplane import routes
 from portway.store import Database
 from portway.store.models import Agent, Event
 from portway.wire.codes import Reason
-
-log = logging.getLogger("portway.hub.dataplane")
 
 EVENT_POLL_SECONDS = 0.25
 RESYNC_SECONDS = 10.0
@@ -55,20 +52,21 @@ def interrupted(old: routes.Snapshot, new: routes.Snapshot) -> Iterator[tuple[uu
             yield tunnel_id, Reason.CLOSED
 
 
-async def watch_events(db: Database, refresh: Callable[[], Awaitable[None]]) -> None:
-    """Call `refresh` after the event log moved (checked every `EVENT_POLL_SECONDS`) and at
-    least every `RESYNC_SECONDS`; runs until cancelled, a failed refresh is retried."""
-    loop = asyncio.get_running_loop()
-    last_full = loop.time()
-    last_seq = 0
-    while True:
-        await asyncio.sleep(EVENT_POLL_SECONDS)
-        try:
-            async with db.session() as session:
-                seq = int(await session.scalar(select(func.max(Event.seq))) or 0)
-            if seq != last_seq or loop.time() - last_full > RESYNC_SECONDS:
-                last_seq = seq
-                last_full = loop.time()
-                await refresh()
-        except Exception:
-            log.exception("refreshing tunnel state failed; retrying")
+class EventWatch:
+    """Calls `refresh` when the event log moved since the last `check()`, and at least every
+    `RESYNC_SECONDS`. A failed refresh raises; the next check tries again."""
+
+    def __init__(self, db: Database, refresh: Callable[[], Awaitable[None]]) -> None:
+        self._db = db
+        self._refresh = refresh
+        self._loop = asyncio.get_running_loop()
+        self._last_full = self._loop.time()
+        self._last_seq = 0
+
+    async def check(self) -> None:
+        async with self._db.session() as session:
+            seq = int(await session.scalar(select(func.max(Event.seq))) or 0)
+        if seq != self._last_seq or self._loop.time() - self._last_full > RESYNC_SECONDS:
+            self._last_seq = seq
+            self._last_full = self._loop.time()
+            await self._refresh()
