@@ -19,12 +19,18 @@ from portway.hub.dataplane import diagnostics as diag
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.registry import SessionRegistry
-from portway.hub.dataplane.sessions import FEATURE_SERVE, AgentSession
+from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.presence import AgentPresence
 from portway.net.framed import FramedConnection
 from portway.store import Database
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, Diagnosis, DiagnosticStep
+from portway.wire.messages import (
+    FEATURE_SERVE,
+    Assign,
+    AssignError,
+    Diagnosis,
+    DiagnosticStep,
+)
 
 AGENT = uuid.uuid4()
 TUNNEL = uuid.uuid4()

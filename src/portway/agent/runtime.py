@@ -34,6 +34,10 @@ from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import (
+    FEATURE_BINDS,
+    FEATURE_REUSE,
+    FEATURE_REUSE_REACH,
+    FEATURE_SERVE,
     Assign,
     AssignError,
     AssignMode,
@@ -190,11 +194,11 @@ class AgentRuntime:
         task.add_done_callback(bucket.discard)
 
     def _hello(self) -> ControlHello:
-        features: list[str] = ["reuse_reach"]
+        features: list[str] = [FEATURE_REUSE_REACH]
         if self.settings.serve:
-            features.extend(("serve", "reuse"))
+            features.extend((FEATURE_SERVE, FEATURE_REUSE))
         if self.settings.hold_binds:
-            features.append("binds")
+            features.append(FEATURE_BINDS)
         return ControlHello(
             token=self.settings.token, software=f"portway/{__version__}",
             hostname=socket.gethostname(), pid=os.getpid(), features=tuple(features),

@@ -64,6 +64,13 @@ def _check_port(port: int, *, allow_zero: bool = False) -> None:
 # --- handshake (first frame from the agent, first reply from the hub) -------------------------
 
 
+# What an agent may list in `ControlHello.features`; the hub relies on none it did not list.
+FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
+FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
+FEATURE_REUSE = "reuse"  # the agent takes a cleanly finished data channel back into its pool
+FEATURE_REUSE_REACH = "reuse_reach"  # ... and so does its end of a finished reach connection
+
+
 @dataclass(frozen=True, slots=True)
 class ControlHello:
     """Agent → hub, first frame of a control session: who I am."""
@@ -73,7 +80,7 @@ class ControlHello:
     software: str = ""  # e.g. "portway/0.1.0"
     hostname: str = ""
     pid: int = 0
-    features: tuple[str, ...] = ()  # optional capabilities, e.g. "udp"
+    features: tuple[str, ...] = ()  # optional capabilities: the `FEATURE_*` names
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from typing import Any
 
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.registry import SessionRegistry
-from portway.hub.dataplane.sessions import FEATURE_BINDS, AgentSession
+from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed
-from portway.wire.messages import DesiredState, TunnelSpec
+from portway.wire.messages import FEATURE_BINDS, DesiredState, TunnelSpec
 
 
 class DesiredStates:

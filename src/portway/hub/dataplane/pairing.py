@@ -17,18 +17,14 @@ from typing import Any
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.sessions import (
-    FEATURE_REUSE,
-    FEATURE_REUSE_REACH,
-    AgentSession,
-    NoChannel,
-    assign,
-)
+from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
 from portway.wire.messages import (
+    FEATURE_REUSE,
+    FEATURE_REUSE_REACH,
     Assign,
     AssignError,
     AssignMode,

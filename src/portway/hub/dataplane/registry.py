@@ -13,8 +13,9 @@ import contextlib
 import uuid
 from collections import defaultdict
 
-from portway.hub.dataplane.sessions import FEATURE_BINDS, AgentSession
+from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.presence import AgentPresence
+from portway.wire.messages import FEATURE_BINDS
 
 
 class SessionRegistry:

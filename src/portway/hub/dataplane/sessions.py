@@ -10,16 +10,19 @@ import uuid
 from dataclasses import dataclass, field
 
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.wire.messages import Assign, AssignError, AssignOk, Diagnosis, OpenChannels
+from portway.wire.messages import (
+    FEATURE_SERVE,
+    Assign,
+    AssignError,
+    AssignOk,
+    Diagnosis,
+    OpenChannels,
+)
 
 CHANNEL_WAIT_SECONDS = 10.0
 ASSIGN_TIMEOUT_SECONDS = 15.0
 MAX_GROWN_POOL = 32  # waiters beyond this ask for exactly their own channel
 
-FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
-FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
-FEATURE_REUSE = "reuse"  # the agent takes a cleanly finished data channel back into its pool
-FEATURE_REUSE_REACH = "reuse_reach"  # ... and so does its end of a finished reach connection
 # A channel that would make the idle pool larger than this is closed. Channels asked for in a
 # burst keep arriving after it: without a bound they would all sit idle (each a TLS connection,
 # a task on the agent), and every later take would be of an untouched one.
