@@ -1,10 +1,12 @@
-"""`python -m bench.profile`: where the hub and the exposing agent spend their time.
+"""`python -m bench.profile`: where the hub and the exposing agents spend their time.
 
-Starts the origins and a Portway stack (public path only), then for each load (iperf3 TCP bulk,
-wrk with ``Connection: close``) records the hub and the `portway expose` agent with py-spy while
-the load runs, and prints the functions with the most samples (own time, and time including
-callees, per process). Raw collapsed stacks (for flamegraph.pl or speedscope) are kept next to
-the JSON results. Needs py-spy (``.venv/bin/pip install py-spy``); as root it can attach.
+Starts the origins and a Portway stack (public, edge and share paths), then for each load
+(iperf3 TCP bulk, wrk with ``Connection: close``, wrk keep-alive through the edge) records the hub
+and every `portway expose` process with py-spy while the load runs (the hub spreads connections
+over all of the machine's sessions), and prints the functions with the most samples (own time,
+and time including callees; the agents' samples summed). Raw collapsed stacks (for flamegraph.pl
+or speedscope) are kept next to the JSON results. Needs py-spy (``.venv/bin/pip install
+py-spy``); as root it can attach.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ def py_spy() -> str:
     return found
 
 
-def summarize(collapsed: Path, top: int) -> str:
-    """Top functions by own samples and by inclusive samples, from py-spy's raw output."""
+def summarize(collapsed: list[Path], top: int) -> str:
+    """Top functions by own samples and by inclusive samples, from py-spy's raw output (one
+    file per process, summed)."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
+    lines = [line for path in collapsed for line in path.read_text().splitlines()]
+    for line in lines:
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue
@@ -75,15 +79,17 @@ def _short(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
-def record(pids: dict[str, int], seconds: float, out: Path, tag: str) -> dict[str, Proc]:
-    spies = {}
-    for role, pid in pids.items():
-        target = out / f"{tag}-{role}.txt"
-        spies[role] = Proc(
-            [py_spy(), "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "200",
-             "--format", "raw", "-o", str(target), "--nonblocking"],
-            out / f"{tag}-{role}.log",
-        )  # fmt: skip
+def record(pids: dict[str, tuple[int, ...]], seconds: float, out: Path, tag: str) -> list[Proc]:
+    """One py-spy per process, writing ``<tag>-<role>-<pid>.txt``."""
+    spies = []
+    for role, group in pids.items():
+        for pid in group:
+            name = f"{tag}-{role}-{pid}"
+            spies.append(Proc(
+                [py_spy(), "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "200",
+                 "--format", "raw", "-o", str(out / f"{name}.txt"), "--nonblocking"],
+                out / f"{name}.log",
+            ))  # fmt: skip
     time.sleep(1.0)  # py-spy attaches
     return spies
 
@@ -112,31 +118,31 @@ def main() -> int:
         ):
             public, edge, share = stack.public(), stack.edge(), stack.share()
             assert public.iperf_tcp and public.http and edge.http and share.http
-            hub = stack.hub_pid
-            agent = {name: stack.agents[f"expose-{name}"].proc.pid for name in ("iperf", "web")}
-            agent["site"] = stack.agents["expose-site"].proc.pid
+            pids = {"hub": (stack.hub_pid,), "agents": stack.exposing_pids}
             seconds = args.seconds
             idle = Settings(idle_connections=args.idle, idle_seconds=seconds)
-            loads: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
-                "tcp_bulk": ("iperf", partial(iperf3_tcp, public.iperf_tcp, seconds)),
-                "new_connections": ("web", partial(wrk, public.http, seconds, 50, close=True)),
-                "edge_keepalive": ("site", partial(wrk, edge.http, seconds, 50)),
-                "share_keepalive": ("site", partial(wrk, share.http, seconds, 50)),
+            loads: dict[str, Callable[[], dict[str, float]]] = {
+                "tcp_bulk": partial(iperf3_tcp, public.iperf_tcp, seconds),
+                "new_connections": partial(wrk, public.http, seconds, 50, close=True),
+                "edge_keepalive": partial(wrk, edge.http, seconds, 50),
+                "share_keepalive": partial(wrk, share.http, seconds, 50),
                 # Opening thousands of idle connections (the memory scenario's load).
-                "idle_open": ("web", partial(idle_memory, public, idle)),
+                "idle_open": partial(idle_memory, public, idle),
             }
-            for tag, (tunnel, load) in loads.items():
+            for tag, load in loads.items():
                 if args.only and tag not in args.only.split(","):
                     continue
-                pids = {"hub": hub, "agent": agent[tunnel]}
                 spies = record(pids, seconds + 1, out, tag)
                 result = load()
-                for spy in spies.values():
+                for spy in spies:
                     spy.popen.wait(timeout=60)
                 report.append(f"\n== {tag}, agent TLS {args.tls}: {result}")
-                for role in pids:
-                    report.append(f"-- {role}")
-                    report.append(summarize(out / f"{tag}-{role}.txt", args.top))
+                for role, group in pids.items():
+                    report.append(
+                        f"-- {role} ({len(group)} process{'es' if len(group) > 1 else ''})"
+                    )
+                    files = [out / f"{tag}-{role}-{pid}.txt" for pid in group]
+                    report.append(summarize(files, args.top))
                 print("\n".join(report[-1 - 2 * len(pids) :]), flush=True)
     except subprocess.TimeoutExpired:
         print("py-spy did not finish", file=sys.stderr)
