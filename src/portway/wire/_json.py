@@ -76,16 +76,16 @@ def _decoder_for(hint: Any) -> Decoder:
         return lambda v, where: Reason.from_label(_dec_str(v, where))
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
         parse = getattr(hint, "parse", None)
-        enum_type = hint
+        members = {m.value: m for m in hint}  # a dict lookup, not Enum.__call__, per message
 
         def dec_enum(value: Any, where: str) -> Any:
+            member = members.get(value) if isinstance(value, str) else None
+            if member is not None:
+                return member
             text = _dec_str(value, where)
             if parse is not None:
                 return parse(text)
-            try:
-                return enum_type(text)
-            except ValueError:
-                raise _fail(where, f"one of {[m.value for m in enum_type]}") from None
+            raise _fail(where, f"one of {list(members)}")
 
         return dec_enum
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
@@ -104,7 +104,7 @@ def schema(cls: type[Any]) -> Decoder:
         return cached
     hints = typing.get_type_hints(cls)
     fields = [
-        (f.name, _decoder_for(hints[f.name]), f.default is dataclasses.MISSING)
+        (f.name, "." + f.name, _decoder_for(hints[f.name]), f.default is dataclasses.MISSING)
         for f in dataclasses.fields(cls)
     ]
 
@@ -112,9 +112,9 @@ def schema(cls: type[Any]) -> Decoder:
         if not isinstance(value, dict):
             raise _fail(where, "an object")
         kwargs = {}
-        for name, dec, required in fields:
+        for name, suffix, dec, required in fields:
             if name in value:
-                kwargs[name] = dec(value[name], f"{where}.{name}")
+                kwargs[name] = dec(value[name], where + suffix)
             elif required:
                 raise ProtocolError(f"{where}: missing field {name!r}")
         try:
@@ -126,31 +126,47 @@ def schema(cls: type[Any]) -> Decoder:
     return decode
 
 
-_NAMES: dict[type[Any], tuple[str, ...]] = {}
+Encoder = Callable[[Any], Any]
 
 
-def _names(cls: type[Any]) -> tuple[str, ...]:
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
+def _encoder_for(hint: Any) -> Encoder | None:
+    """What turns a field of type `hint` into plain JSON values; None when it already is one."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None: a None field is left out
+        return _encoder_for(next(a for a in typing.get_args(hint) if a is not type(None)))
+    if origin is tuple:
+        item = _encoder_for(typing.get_args(hint)[0])
+        return list if item is None else lambda value: [item(v) for v in value]
+    if hint is Reason:
+        return lambda value: value.label
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return lambda value: value.value
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _object_encoder(hint)
+    return None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Reason):
-        return value.label
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if dataclasses.is_dataclass(value):
+_ENCODERS: dict[type[Any], Encoder] = {}
+
+
+def _object_encoder(cls: type[Any]) -> Encoder:
+    """Build (once) the encoder of message class `cls`: its fields in order, None left out."""
+    cached = _ENCODERS.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, _encoder_for(hints[f.name])) for f in dataclasses.fields(cls)]
+
+    def encode(value: Any) -> dict[str, Any]:
         out = {}
-        for name in _names(type(value)):
+        for name, enc in fields:
             field = getattr(value, name)
             if field is not None:
-                out[name] = _plain(field)
+                out[name] = field if enc is None else enc(field)
         return out
-    return value
+
+    _ENCODERS[cls] = encode
+    return encode
 
 
 def _no_constants(name: str) -> Any:
@@ -165,7 +181,7 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 def dumps(message: Any) -> bytes:
     """Compact UTF-8 JSON for a message dataclass; ``None`` fields are left out."""
-    return _ENCODER.encode(_plain(message)).encode()
+    return _ENCODER.encode(_object_encoder(type(message))(message)).encode()
 
 
 def loads(cls: type[Any], payload: bytes) -> Any:
