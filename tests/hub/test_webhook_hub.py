@@ -6,6 +6,7 @@ Retry delays are shortened through `DeliverySettings`; every wait has a deadline
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -101,6 +102,25 @@ async def test_retries_after_500s_and_timeouts_in_order(tmp_path: Path, database
             assert [a["statusCode"] for a in first["attempts"]] == [500, None, 503, 200]
             assert first["attempts"][1]["error"] == "timed out after 0.5 s"
             assert first["attempts"][1]["latencyMs"] >= 500
+
+
+async def test_deliveries_move_on_wake_ups_not_polls(tmp_path: Path, database_url: str) -> None:
+    """With both poll intervals at a minute, only the wake-ups can move deliveries along: the
+    event log moving (new events), a retry this worker scheduled coming due, and an attempt
+    ending (the next delivery in the webhook's queue)."""
+    lazy = dataclasses.replace(QUICK, poll_interval=60.0, idle_poll_interval=60.0)
+    with Receiver() as receiver:
+        async with running(tmp_path / "hub", database_url, lazy) as (_hub, client):
+            await subscribe(client, receiver, events=["tunnel.created"])
+            receiver.answer(500)
+            await tunnels(client, "first", "second")
+
+            async def both_delivered() -> bool:
+                return len(receiver.delivered()) == 2
+
+            await async_wait_until(both_delivered, timeout=10, what="two deliveries")
+            assert [r.answered for r in receiver.requests()] == [500, 200, 200]
+            assert names(receiver) == ["first", "second"]
 
 
 async def test_a_restart_loses_no_pending_delivery(tmp_path: Path, database_url: str) -> None:

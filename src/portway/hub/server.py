@@ -150,6 +150,7 @@ class Hub:
                 settings=self._delivery_settings,
             )
             self.webhooks.start()
+            self.dataplane.event_listeners.append(self.webhooks.wake)
             await self._start_api(self.db, self.dataplane, self.edge, self._api_socket)
         except BaseException:
             await self.stop()

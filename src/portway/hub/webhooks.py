@@ -8,6 +8,12 @@ before closing the store. Every pass it
    webhook at a time, so webhook N+1 waits until N succeeded or failed for good,
 3. records each attempt (status code, latency, error) and schedules the retry.
 
+A pass follows the previous one after `poll_interval` while deliveries are under way, and
+after `idle_poll_interval` when it found nothing to do: an idle hub reads the store twice every
+two seconds, not every half second. Sooner when something is due: the hub calls `wake()` when
+the event log moved (its data plane follows the log anyway), an attempt ending wakes the loop
+for the next delivery, and a retry this worker scheduled bounds the wait.
+
 Everything it needs is in the store, so a restarted hub resumes where the last one stopped;
 an attempt cut short by a stop is not counted and is sent again (delivery is at least once).
 Times come from the injected clock; tests call `run_once()` after advancing a `FrozenClock`
@@ -22,7 +28,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -48,7 +54,8 @@ class DeliverySettings:
 
     policy: rules.RetryPolicy = field(default_factory=rules.RetryPolicy)
     timeout: float = 10.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.5  # between passes while deliveries are under way
+    idle_poll_interval: float = 2.0  # after a pass that found nothing (see the module docstring)
     disable_after: timedelta = rules.DISABLE_AFTER
     lease: timedelta = timedelta(seconds=60)
     concurrency: int = 32
@@ -74,6 +81,7 @@ class DeliveryWorker:
         self._tail = EventTail(0, gap_grace=self.settings.gap_grace)
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._retry_at: datetime | None = None  # the earliest retry this worker scheduled
         self._stopping = False
         # Attempts waiting on the network: the only ones a stop interrupts (never one that is
         # writing to the store, so no connection is cut mid-transaction).
@@ -132,6 +140,9 @@ class DeliveryWorker:
                 session, delivery.id, outcome, owner=self.owner, now=self.clock.now(),
                 policy=self.settings.policy, disable_after=self.settings.disable_after,
             )  # fmt: skip
+        if settled is not None and settled.next_attempt_at is not None:
+            retry_at = settled.next_attempt_at
+            self._retry_at = min(retry_at, self._retry_at or retry_at)
         if settled is not None and not outcome.ok:
             log.info(
                 "webhook delivery failed",
@@ -209,18 +220,36 @@ class DeliveryWorker:
 
         task.add_done_callback(done)
 
+    def wake(self) -> None:
+        """Run a pass now; called by the hub's data plane when the event log moved."""
+        self._wake.set()
+
     async def _loop(self) -> None:
         while not self._stopping:
+            busy = True  # after a failed pass, try again soon
             try:
-                await self.fan_out()
-                for delivery, webhook in await self._claim_due():
+                if self._retry_at is not None and self._retry_at <= self.clock.now():
+                    self._retry_at = None  # due now: this pass claims it
+                queued = await self.fan_out()
+                claimed = await self._claim_due()
+                for delivery, webhook in claimed:
                     self._spawn(delivery, webhook)
+                # Attempts under way wake the loop when they end: they need no polling.
+                busy = bool(queued or claimed)
             except Exception:
                 # A store hiccup must not end deliveries for the life of the process.
                 log.exception("webhook delivery pass failed; retrying")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), self._until_next_pass(busy))
             self._wake.clear()
+
+    def _until_next_pass(self, busy: bool) -> float:
+        if busy:
+            return self.settings.poll_interval
+        wait = self.settings.idle_poll_interval
+        if self._retry_at is not None:
+            wait = min(wait, max((self._retry_at - self.clock.now()).total_seconds(), 0.0))
+        return wait
 
     def start(self) -> None:
         """Start the worker; called by `Hub.start()`, which calls `stop()` at shutdown."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -71,6 +71,8 @@ class DataPlane:
         self._server: FramedServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[Ticker] = []
+        # Called when the store's event log moved (`Hub` adds the webhook worker's `wake`).
+        self.event_listeners: list[Callable[[], None]] = []
         self._sessions = SessionRegistry(presence)
         self._desired = DesiredStates(lambda: self.snapshot, self._sessions)
         self.pairing = Pairing(
@@ -106,7 +108,7 @@ class DataPlane:
         listen = self.config.agent_listen
         self._server = await serve(self._accept, listen.host, listen.port, ssl_context=context)
         self.endpoint = endpoint.on_port(self._server.port)
-        events = refresh.EventWatch(self.db, self._refresh)
+        events = refresh.EventWatch(self.db, self._refresh, self._events_moved)
         self._loops = [
             Ticker(events.check, refresh.EVENT_POLL_SECONDS, name="portway-events", log=log,
                    failure="refreshing tunnel state failed; retrying"),
@@ -145,6 +147,10 @@ class DataPlane:
                 await task
         with contextlib.suppress(Exception):
             await counters.flush(self.db, self.traffic)
+
+    def _events_moved(self) -> None:
+        for listener in self.event_listeners:
+            listener()
 
     def _route(self, tunnel_id: uuid.UUID) -> routes.Route | None:
         return self.snapshot.routes.get(tunnel_id)

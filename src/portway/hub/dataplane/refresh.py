@@ -54,11 +54,15 @@ def interrupted(old: routes.Snapshot, new: routes.Snapshot) -> Iterator[tuple[uu
 
 class EventWatch:
     """Calls `refresh` when the event log moved since the last `check()`, and at least every
-    `RESYNC_SECONDS`. A failed refresh raises; the next check tries again."""
+    `RESYNC_SECONDS`; `moved` too, but only when the log moved. A failed refresh raises; the
+    next check tries again."""
 
-    def __init__(self, db: Database, refresh: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self, db: Database, refresh: Callable[[], Awaitable[None]], moved: Callable[[], None]
+    ) -> None:
         self._db = db
         self._refresh = refresh
+        self._moved = moved
         self._loop = asyncio.get_running_loop()
         self._last_full = self._loop.time()
         self._last_seq = 0
@@ -66,6 +70,8 @@ class EventWatch:
     async def check(self) -> None:
         async with self._db.session() as session:
             seq = int(await session.scalar(select(func.max(Event.seq))) or 0)
+        if seq != self._last_seq:
+            self._moved()
         if seq != self._last_seq or self._loop.time() - self._last_full > RESYNC_SECONDS:
             self._last_seq = seq
             self._last_full = self._loop.time()
