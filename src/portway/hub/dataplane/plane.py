@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -55,6 +56,7 @@ log = logging.getLogger("portway.hub.dataplane")
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TIMEOUT = 15.0  # a hung agent is dropped within this
 HELLO_TIMEOUT = 10.0
+TRIM_SECONDS = 5.0  # how often idle channels beyond the pools' keep are closed (sessions.py)
 
 
 class DataPlane:
@@ -117,6 +119,8 @@ class DataPlane:
                    failure="writing traffic counters failed; they will be retried"),
             Ticker(self.guests.sweep, CHECK_SECONDS, name="portway-guests", log=log,
                    failure="checking guest sessions failed; retrying"),
+            Ticker(self._trim_pools, TRIM_SECONDS, name="portway-pools", log=log,
+                   failure="trimming idle channel pools failed; retrying"),
         ]  # fmt: skip
         for ticker in self._loops:
             ticker.start()
@@ -147,6 +151,11 @@ class DataPlane:
                 await task
         with contextlib.suppress(Exception):
             await counters.flush(self.db, self.traffic)
+
+    async def _trim_pools(self) -> None:
+        now = time.monotonic()
+        for session in self._sessions.all():
+            session.trim_idle(now)
 
     def _events_moved(self) -> None:
         for listener in self.event_listeners:

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -26,7 +27,13 @@ MAX_GROWN_POOL = 32  # waiters beyond this ask for exactly their own channel
 # A channel that would make the idle pool larger than this is closed. Channels asked for in a
 # burst keep arriving after it: without a bound they would all sit idle (each a TLS connection,
 # a task on the agent), and every later take would be of an untouched one.
-MAX_IDLE = 32
+MAX_IDLE = 256
+# Idle channels beyond this many are closed once they sat unused for `IDLE_TTL` seconds
+# (`trim_idle`). The pool follows the load: 50 clients connecting over and over keep about 50
+# channels cycling, and a pool cut at 32 closed what came back and opened anew (a TLS handshake
+# on both ends) what the next connections took.
+KEEP_IDLE = 32
+IDLE_TTL = 30.0
 
 
 class NoChannel(Exception):
@@ -54,6 +61,8 @@ class AgentSession:
     """Channels the agent opened for the pool and that carried nothing yet."""
     _reused: collections.deque[FramedConnection] = field(default_factory=collections.deque)
     """Channels back from a connection that ended cleanly."""
+    _parked: dict[FramedConnection, float] = field(default_factory=dict)
+    """When each idle channel was parked (`time.monotonic()`), for `trim_idle`."""
     _waiters: collections.deque[asyncio.Future[FramedConnection]] = field(
         default_factory=collections.deque
     )
@@ -81,6 +90,7 @@ class AgentSession:
             channel.close()  # the agent opens no replacement for a channel that carried nothing
             return
         channel.on_lost = self._forget
+        self._parked[channel] = time.monotonic()
         (self._reused if reused else self._idle).append(channel)
 
     def readopt(self, transport: asyncio.Transport, rest: bytes) -> bool:
@@ -95,9 +105,30 @@ class AgentSession:
         return True
 
     def _forget(self, channel: FramedConnection) -> None:
+        self._parked.pop(channel, None)
         for pool in (self._reused, self._idle):
             with contextlib.suppress(ValueError):
                 pool.remove(channel)
+
+    def trim_idle(self, now: float) -> int:
+        """Close the idle channels beyond `KEEP_IDLE` (or the agent's pool size) that sat unused
+        since `now - IDLE_TTL`, the longest unused first; returns how many. Called by the data
+        plane every few seconds."""
+        closed = 0
+        keep = max(self.pool_size, KEEP_IDLE)
+        while self.idle_channels > keep:
+            # Each pool hands out its newest first, so its oldest is at the left.
+            pool = min(
+                (p for p in (self._reused, self._idle) if p), key=lambda p: self._parked[p[0]]
+            )
+            if self._parked[pool[0]] > now - IDLE_TTL:
+                break
+            channel = pool.popleft()
+            del self._parked[channel]
+            channel.on_lost = None
+            channel.close()
+            closed += 1
+        return closed
 
     async def take_channel(self) -> FramedConnection:
         """An idle channel of this session, asking the agent for more when the pool is dry."""
@@ -107,6 +138,7 @@ class AgentSession:
             # replacement, which costs a TLS handshake on both ends.
             channel = (self._reused or self._idle).pop()
             channel.on_lost = None
+            del self._parked[channel]
             return channel
         waiter: asyncio.Future[FramedConnection] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -130,6 +162,7 @@ class AgentSession:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.cancel()
+        self._parked.clear()
         for pool in (self._reused, self._idle):
             while pool:
                 pool.popleft().close()
