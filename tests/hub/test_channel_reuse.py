@@ -22,7 +22,7 @@ from portway.testing.hub import running_hub
 from portway.testing.origins import EchoOrigin
 from portway.testing.ports import free_port
 from portway.testing.waiting import async_wait_until
-from portway.wire.messages import ChannelHello, Message
+from portway.wire.messages import Assign, ChannelHello, Message, TunnelSpec
 
 
 async def echo(port: int, payload: bytes) -> bytes:
@@ -53,6 +53,7 @@ class Exposed:
     tunnel_id: str
     headers: dict[str, str]
     opened: list[bool]  # one entry per connection the agent opened: True for a data channel
+    runtime: AgentRuntime
 
 
 @contextlib.asynccontextmanager
@@ -93,7 +94,7 @@ async def exposed_echo(tmp_path: Path, tls: str) -> AsyncIterator[Exposed]:
                 await asyncio.wait_for(runtime.connected.wait(), 20)
                 await active(hub.api_url, headers, tunnel_id)
                 assert await asyncio.wait_for(echo(hub_port, b"warm-up"), 20) == b"warm-up"
-                yield Exposed(hub, agent["id"], hub_port, tunnel_id, headers, opened)
+                yield Exposed(hub, agent["id"], hub_port, tunnel_id, headers, opened, runtime)
             finally:
                 await runtime.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -176,16 +177,24 @@ async def test_a_burst_leaves_no_more_than_max_idle_channels(tmp_path: Path) -> 
 async def test_a_new_tunnel_serves_its_first_visitor(tmp_path: Path) -> None:
     """A CI job creates a tunnel and connects as soon as its hub port accepts. The agent learns
     of the tunnel on its control session and gets the visitor on a data channel, another
-    connection: here the control session lags, and the visitor is still served."""
+    connection: here the control session is held back until the visitor's assignment has
+    reached the agent, and the visitor is still served."""
     async with exposed_echo(tmp_path, "on") as exposed:
         assert exposed.hub.dataplane is not None
         desired = exposed.hub.dataplane._desired
         push = desired.push
+        held: list[AgentSession] = []
+        desired.push = held.append  # type: ignore[method-assign,assignment]
+        tunnels = exposed.runtime.tunnels
+        find = tunnels.find
+        waiting = asyncio.Event()  # an assignment for a tunnel the agent does not know yet
 
-        def lagging(session: AgentSession) -> None:  # as if the control message took 0.3 s
-            asyncio.get_running_loop().call_later(0.3, push, session)
+        async def noting(assign: Assign, **kwargs: float) -> TunnelSpec | None:
+            if assign.tunnel not in tunnels.specs:
+                waiting.set()
+            return await find(assign, **kwargs)
 
-        desired.push = lagging  # type: ignore[method-assign]
+        tunnels.find = noting  # type: ignore[method-assign]
         async with httpx.AsyncClient(base_url=exposed.hub.api_url, headers=exposed.headers) as api:
             with EchoOrigin() as origin:
                 created = await api.post(
@@ -202,5 +211,10 @@ async def test_a_new_tunnel_serves_its_first_visitor(tmp_path: Path) -> None:
                     except ConnectionRefusedError:
                         return None  # the hub port is not open yet
 
-                answer = await async_wait_until(first_answer, interval=0.005, what="the port")
-                assert answer == b"first"
+                visitor = asyncio.create_task(
+                    async_wait_until(first_answer, interval=0.005, what="the port")
+                )
+                await asyncio.wait_for(waiting.wait(), 20)
+                for session in held:  # the control session catches up
+                    push(session)
+                assert await asyncio.wait_for(visitor, 20) == b"first"
