@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -176,6 +177,39 @@ def ssh(origins: Origins, work: Path) -> Iterator[Endpoints]:
         _wait_listening(client, iperf, "ssh -L")
         yield Endpoints(
             iperf_tcp=Endpoint(iperf), http=Endpoint(http), pids={"ssh": (client.pid,)},
+            http_origin_port=origins.http_port,
+        )  # fmt: skip
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+@contextlib.contextmanager
+def relay(origins: Origins, work: Path, tls: bool) -> Iterator[Endpoints]:
+    """Two chained bare uvloop relays (`bench.relay`), TLS 1.3 between them when `tls`: the
+    floor of a Python relay laid out like the public path. TCP only."""
+    certs = work / "relay-certs"
+    procs: list[Proc] = []
+    try:
+        back_iperf, back_http, iperf, http = (free_port() for _ in range(4))
+        tag = "tls" if tls else "plain"
+        back = Proc(
+            [sys.executable, "-m", "bench.relay", f"{back_iperf}:{origins.iperf_port}",
+             f"{back_http}:{origins.http_port}", *(["--tls-server", str(certs)] if tls else [])],
+            work / f"relay-{tag}-back.log",
+        )  # fmt: skip
+        procs.append(back)
+        _wait_listening(back, back_http, "the back relay")
+        front = Proc(
+            [sys.executable, "-m", "bench.relay", f"{iperf}:{back_iperf}", f"{http}:{back_http}",
+             *(["--tls-client", str(certs)] if tls else [])],
+            work / f"relay-{tag}-front.log",
+        )  # fmt: skip
+        procs.append(front)
+        _wait_listening(front, http, "the front relay")
+        yield Endpoints(
+            iperf_tcp=Endpoint(iperf), http=Endpoint(http),
+            pids={"front": (front.pid,), "back": (back.pid,)},
             http_origin_port=origins.http_port,
         )  # fmt: skip
     finally:

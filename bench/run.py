@@ -39,6 +39,8 @@ BASELINE_PATHS: dict[str, BaselineFactory] = {
     "socat": paths.socat,
     "socat-256k": partial(paths.socat, buffer=262144),
     "ssh": paths.ssh,
+    "relay/plain": partial(paths.relay, tls=False),
+    "relay/tls": partial(paths.relay, tls=True),
 }
 PORTWAY_PATHS = ("public", "reach", "edge", "share")
 MEMORY_PATHS = ("public", "reach")
@@ -50,7 +52,7 @@ QUICK = Settings(
 )
 SMOKE = Settings(bulk_seconds=1, http_seconds=1, udp_seconds=1, udp_rate_mbit=50,
                  http_connections=16, idle_connections=200, idle_seconds=15)  # fmt: skip
-SMOKE_PATHS = ["direct", "public/tls"]
+SMOKE_PATHS = ["direct", "relay/tls", "public/tls"]
 
 
 def log(message: str) -> None:

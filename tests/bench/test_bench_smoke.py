@@ -1,5 +1,6 @@
 """The benchmark's smoke run (`python -m bench --smoke`): every scenario for about a second on
-the direct path and Portway's public path with agent TLS, so `make bench` cannot rot.
+the direct path, the bare TLS relay pair and Portway's public path with agent TLS, so
+`make bench` cannot rot.
 
 No performance target is asserted here; only that every figure is a well-formed number and the
 JSON report is written. The targets are checked by reading a full `make bench` run.
@@ -87,6 +88,11 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
             assert all(number(v) >= 0 for v in metrics.values()), (scenario, path, metrics)
     for metric in ("p50_ms", "p99_ms"):
         assert number(results["http_keepalive"]["public/tls"][metric]) > 0
+    for scenario in SCENARIOS[:-1]:  # the relay pair carries TCP only
+        metrics = results[scenario]["relay/tls"]
+        assert "error" not in metrics, (scenario, metrics)
+        assert number(metrics[PRIMARY[scenario]]) > 0, (scenario, metrics)
+    assert "relay/tls" not in results["udp"]
     memory = results["idle_memory"]["public/tls"]
     assert number(memory["connections"]) > 0
     for role in ("hub", "agent"):
