@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -42,10 +43,15 @@ class Side(asyncio.Protocol):
         self.remember = False  # a TLS client: save the session on the first bytes back
         self.ended = False  # EOF received
         self.lost = False
+        self.on_made: Callable[[], None] | None = None  # an incoming side: dial its target
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        peer = self.peer  # a TLS server side is made after its handshake, maybe after the dial
+        if self.on_made is not None:
+            # Dialled only now: a TLS server side is made after its handshake, and one whose
+            # client leaves mid-handshake is never made (nor lost), so nothing would close it.
+            self.on_made()
+        peer = self.peer  # an outgoing side: what the client sent while it was dialled
         if peer is not None and peer.early:
             self.transport.writelines(peer.early)
             peer.early.clear()
@@ -116,8 +122,12 @@ async def relay(
 
     def accepted(target: int) -> Side:
         incoming = Side()
-        tasks.add(task := loop.create_task(dial(incoming, target)))
-        task.add_done_callback(tasks.discard)
+
+        def made() -> None:
+            tasks.add(task := loop.create_task(dial(incoming, target)))
+            task.add_done_callback(tasks.discard)
+
+        incoming.on_made = made
         return incoming
 
     tasks: set[asyncio.Task[None]] = set()

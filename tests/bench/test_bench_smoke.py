@@ -93,6 +93,10 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
         assert "error" not in metrics, (scenario, metrics)
         assert number(metrics[PRIMARY[scenario]]) > 0, (scenario, metrics)
     assert "relay/tls" not in results["udp"]
+    relay_memory = results["idle_memory"]["relay/tls"]
+    assert number(relay_memory["connections"]) > 0
+    for role in ("front", "back"):
+        assert number(relay_memory[f"{role}_rss_after_mib"]) > 0
     memory = results["idle_memory"]["public/tls"]
     assert number(memory["connections"]) > 0
     for role in ("hub", "agent"):
