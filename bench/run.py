@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--quick", action="store_true", help="shorter runs (about 4 min)")
     size.add_argument(
         "--smoke", action="store_true",
-        help="about 1 s per scenario on direct and public/tls (for make test)",
+        help="about 1 s per scenario on direct, relay/tls and public/tls (for make test)",
     )  # fmt: skip
     parser.add_argument("--paths", help=f"comma-separated subset of: {','.join(all_paths)}")
     parser.add_argument("--scenarios", help=f"comma-separated subset of: "
