@@ -11,11 +11,14 @@ from typing import Any
 
 UNITS_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 BUSY_TRIES = 5  # iperf3's server runs one test at a time; see `_iperf3`
-NOT_STARTED = ("busy", "unable to receive control message")
 
 
 class ToolError(RuntimeError):
     """A load generator failed or printed something we cannot read."""
+
+
+class NotStarted(ToolError):
+    """iperf3 failed before its first interval: nothing was measured, so it may run again."""
 
 
 @dataclass(frozen=True)
@@ -86,28 +89,32 @@ def iperf3_udp(
 
 
 def _iperf3(args: list[str], seconds: float) -> dict[str, Any]:
-    """Run an iperf3 client; try again when its server was busy or dropped the control
-    connection before the test began. The server takes one control connection at a time, and
-    any connection counts: the exposing agents' liveness check of the target (a bare connect
-    every 15 s) can be that one just as a test starts, and the server then logs "unable to
-    receive parameters from client" and may reset a client waiting behind it."""
+    """Run an iperf3 client; try again when the test failed before measuring anything. The
+    server takes one control connection at a time, and any connection counts: the exposing
+    agents' liveness check of the target (a bare connect every 15 s) can be that one just as a
+    test starts. The client then reads "the server is busy", "unable to receive control
+    message" or "control socket has closed unexpectedly", and its report has no interval."""
     for _ in range(BUSY_TRIES - 1):
         try:
-            return _iperf3_json(_run(args, timeout=seconds + 30))
-        except ToolError as exc:
-            if not any(sign in str(exc) for sign in NOT_STARTED):
-                raise
-        time.sleep(0.5)
-    return _iperf3_json(_run(args, timeout=seconds + 30))
+            return _iperf3_once(args, seconds)
+        except NotStarted:
+            time.sleep(0.5)
+    return _iperf3_once(args, seconds)
 
 
-def _iperf3_json(text: str) -> dict[str, Any]:
+def _iperf3_once(args: list[str], seconds: float) -> dict[str, Any]:
+    timeout = seconds + 30
     try:
-        report: dict[str, Any] = json.loads(text)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ToolError(f"iperf3 timed out after {timeout:.0f}s") from exc
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
-        raise ToolError(f"iperf3 printed no JSON: {text[:500]}") from exc
-    if "error" in report:
-        raise ToolError(f"iperf3: {report['error']}")
+        raise ToolError(f"iperf3 printed no JSON: {(done.stdout + done.stderr)[:500]}") from exc
+    if "error" in report or done.returncode != 0:
+        error = f"iperf3: {report.get('error') or f'exited {done.returncode}'}"
+        raise ToolError(error) if report.get("intervals") else NotStarted(error)
     return report
 
 
