@@ -255,8 +255,8 @@ def summary(results: Results, paths: list[str]) -> str:
         ("hub", "hub"),
         ("agent", "exposing agent"),
         ("reach_agent", "reaching agent"),
-        ("back", "bare relay, TLS server end"),
-        ("front", "bare relay, TLS client end"),
+        ("back", "bare relay, back (TLS server end)"),
+        ("front", "bare relay, front (TLS client end)"),
     ):
         cells = [_memory_cell(memory.get(path, {}), role) for path in shown]
         if any(cells):

@@ -190,11 +190,15 @@ def test_100_mb_each_way_and_200_concurrent_connections(
                 results = list(pool.map(one, range(200), [port] * 200))
             assert all(results)
 
-        # Counters reach the API within 5 s (the hub flushes them every 2 s).
-        wait_until(lambda: tunnel(api, "bulk")["stats"]["bytesIn"] >= 100 * MB, timeout=5)
-        stats = tunnel(api, "bulk")["stats"]
-        assert stats["bytesOut"] >= 100 * MB
-        assert stats["totalConnections"] == 2
+        # Counters reach the API within 5 s (the hub flushes them every 2 s). Each direction is
+        # waited for: the download may have ended just after the last flush.
+        def counted(stats: dict[str, int]) -> bool:
+            return stats["bytesIn"] >= 100 * MB and stats["bytesOut"] >= 100 * MB
+
+        wait_until(
+            lambda: counted(tunnel(api, "bulk")["stats"]), timeout=5, what="100 MB counted each way"
+        )
+        assert tunnel(api, "bulk")["stats"]["totalConnections"] == 2
         wait_until(lambda: tunnel(api, "echo")["stats"]["totalConnections"] >= 400, timeout=5)
         assert tunnel(api, "echo")["stats"]["activeConnections"] == 0
 
