@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.procs import wait_for
+
 UNITS_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-BUSY_TRIES = 5  # iperf3's server runs one test at a time; see `_iperf3`
+START_WITHIN = 5.0  # seconds an iperf3 test may take to start; see `_iperf3`
 
 
 class ToolError(RuntimeError):
@@ -93,13 +94,21 @@ def _iperf3(args: list[str], seconds: float) -> dict[str, Any]:
     server takes one control connection at a time, and any connection counts: the exposing
     agents' liveness check of the target (a bare connect every 15 s) can be that one just as a
     test starts. The client then reads "the server is busy", "unable to receive control
-    message" or "control socket has closed unexpectedly", and its report has no interval."""
-    for _ in range(BUSY_TRIES - 1):
+    message" or "control socket has closed unexpectedly", and its report has no interval.
+    Tried until a test starts, for up to `START_WITHIN` seconds; then the last error is raised."""
+    failed: list[NotStarted] = []
+
+    def attempt() -> dict[str, Any] | None:
         try:
             return _iperf3_once(args, seconds)
-        except NotStarted:
-            time.sleep(0.5)
-    return _iperf3_once(args, seconds)
+        except NotStarted as exc:
+            failed[:] = [exc]
+            return None
+
+    try:
+        return wait_for(attempt, timeout=START_WITHIN, what="an iperf3 test to start", step=0.2)
+    except TimeoutError:
+        raise failed[-1] from None
 
 
 def _iperf3_once(args: list[str], seconds: float) -> dict[str, Any]:

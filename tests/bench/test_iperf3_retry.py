@@ -56,8 +56,9 @@ def test_a_test_that_failed_midway_is_not_run_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_the_last_try_reports_its_error(tmp_path: Path) -> None:
-    args, counter = fake_iperf3(tmp_path, [NOT_STARTED] * tools.BUSY_TRIES)
+def test_the_last_try_reports_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tools, "START_WITHIN", 0.5)
+    args, counter = fake_iperf3(tmp_path, [NOT_STARTED] * 100)
     with pytest.raises(tools.NotStarted, match="control socket"):
         tools._iperf3(args, seconds=1)
-    assert counter.read_text() == str(tools.BUSY_TRIES)
+    assert int(counter.read_text()) >= 2

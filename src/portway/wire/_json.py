@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
@@ -94,14 +95,26 @@ def _decoder_for(hint: Any) -> Decoder:
     return simple[hint]
 
 
-_SCHEMAS: dict[type[Any], Decoder] = {}
+Coder = TypeVar("Coder")
 
 
+def _once_per_class(build: Callable[[type[Any]], Coder]) -> Callable[[type[Any]], Coder]:
+    """`build`, run once per message class: later calls return what the first one built."""
+    built: dict[type[Any], Coder] = {}
+
+    @functools.wraps(build)
+    def get(cls: type[Any]) -> Coder:
+        found = built.get(cls)
+        if found is None:
+            found = built[cls] = build(cls)
+        return found
+
+    return get
+
+
+@_once_per_class
 def schema(cls: type[Any]) -> Decoder:
-    """Build (once) the decoder that turns a parsed JSON object into an instance of ``cls``."""
-    cached = _SCHEMAS.get(cls)
-    if cached is not None:
-        return cached
+    """The decoder that turns a parsed JSON object into an instance of ``cls``."""
     hints = typing.get_type_hints(cls)
     fields = [
         (f.name, "." + f.name, _decoder_for(hints[f.name]), f.default is dataclasses.MISSING)
@@ -122,7 +135,6 @@ def schema(cls: type[Any]) -> Decoder:
         except ValueError as exc:  # __post_init__ rejects out-of-range values
             raise ProtocolError(f"{where}: {exc}") from None
 
-    _SCHEMAS[cls] = decode
     return decode
 
 
@@ -146,14 +158,9 @@ def _encoder_for(hint: Any) -> Encoder | None:
     return None
 
 
-_ENCODERS: dict[type[Any], Encoder] = {}
-
-
+@_once_per_class
 def _object_encoder(cls: type[Any]) -> Encoder:
-    """Build (once) the encoder of message class `cls`: its fields in order, None left out."""
-    cached = _ENCODERS.get(cls)
-    if cached is not None:
-        return cached
+    """The encoder of message class `cls`: its fields in order, None left out."""
     hints = typing.get_type_hints(cls)
     fields = [(f.name, _encoder_for(hints[f.name])) for f in dataclasses.fields(cls)]
 
@@ -165,7 +172,6 @@ def _object_encoder(cls: type[Any]) -> Encoder:
                 out[name] = field if enc is None else enc(field)
         return out
 
-    _ENCODERS[cls] = encode
     return encode
 
 
