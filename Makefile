@@ -35,9 +35,10 @@ pytest: $(VENV)/.dev
 
 test: lint typecheck pytest
 
-# Benchmarks against direct, socat and ssh (bench/README.md); e.g. BENCH_ARGS=--quick.
+# Benchmarks against direct, socat, ssh, stunnel and nginx (bench/README.md); e.g.
+# BENCH_ARGS=--quick. The dev extras carry matplotlib for the charts.
 BENCH_ARGS ?=
-bench: $(VENV)/.runtime
+bench: $(VENV)/.dev
 	bench/install-tools.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,10 +30,19 @@ from portway.testing.ports import free_port
 
 @dataclass(frozen=True)
 class Origins:
-    """The servers behind every path: iperf3 (TCP and UDP on one port) and the HTTP origin."""
+    """The servers behind every path: iperf3 (TCP and UDP on one port), the HTTP origin, and a
+    throwaway redis-server and PostgreSQL cluster for the real database clients (0: not run)."""
 
     iperf_port: int
     http_port: int
+    redis_port: int = 0
+    postgres_port: int = 0
+
+    def tcp_services(self) -> dict[str, int]:
+        """The TCP services every relay path forwards, by name (as `Endpoints` fields)."""
+        found = {"iperf_tcp": self.iperf_port, "http": self.http_port,
+                 "redis": self.redis_port, "postgres": self.postgres_port}  # fmt: skip
+        return {name: port for name, port in found.items() if port}
 
 
 @dataclass
@@ -43,10 +52,23 @@ class Endpoints:
     iperf_tcp: Endpoint | None = None
     iperf_udp: Endpoint | None = None  # iperf3's TCP control must reach the same port number
     http: Endpoint | None = None
+    redis: Endpoint | None = None
+    postgres: Endpoint | None = None
     # Processes whose memory the idle-connection scenario watches (summed), by role (hub,
     # agent, ...).
     pids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     http_origin_port: int = 0
+
+    def serving(self, ports: Mapping[str, int]) -> Endpoints:
+        """Point each named TCP service (a field: ``iperf_tcp``, ``http``, ``redis``,
+        ``postgres``) at its loopback port; returns self."""
+        for name, port in ports.items():
+            assert name in SERVICES, name
+            setattr(self, name, Endpoint(port))
+        return self
+
+
+SERVICES = ("iperf_tcp", "http", "redis", "postgres")
 
 
 def free_tcp_udp_port() -> int:
@@ -82,12 +104,8 @@ def _wait_listening(proc: Proc, port: int, what: str) -> None:
 
 @contextlib.contextmanager
 def direct(origins: Origins, _work: Path) -> Iterator[Endpoints]:
-    yield Endpoints(
-        iperf_tcp=Endpoint(origins.iperf_port),
-        iperf_udp=Endpoint(origins.iperf_port),
-        http=Endpoint(origins.http_port),
-        http_origin_port=origins.http_port,
-    )
+    yield Endpoints(iperf_udp=Endpoint(origins.iperf_port), http_origin_port=origins.http_port
+                    ).serving(origins.tcp_services())  # fmt: skip
 
 
 def tcp_forward(port: int, target: int, log: Path, buffer: int | None = None) -> Proc:
@@ -105,21 +123,21 @@ def socat(origins: Origins, work: Path, buffer: int | None = None) -> Iterator[E
     """socat relays, one per service (and a UDP one next to iperf3's when `buffer` is None)."""
     procs: list[Proc] = []
     try:
-        iperf, http = free_tcp_udp_port(), free_port()
         tag = f"socat-{buffer or 'default'}"
-        procs.append(tcp_forward(iperf, origins.iperf_port, work / f"{tag}-iperf.log", buffer))
-        procs.append(tcp_forward(http, origins.http_port, work / f"{tag}-http.log", buffer))
+        listen = {name: free_tcp_udp_port() if name == "iperf_tcp" else free_port()
+                  for name in origins.tcp_services()}  # fmt: skip
+        for name, target in origins.tcp_services().items():
+            procs.append(tcp_forward(listen[name], target, work / f"{tag}-{name}.log", buffer))
         udp: Endpoint | None = None
         if buffer is None:
             procs.append(_socat(
-                f"UDP4-LISTEN:{iperf},bind=127.0.0.1,fork,reuseaddr",
+                f"UDP4-LISTEN:{listen['iperf_tcp']},bind=127.0.0.1,fork,reuseaddr",
                 f"UDP4:127.0.0.1:{origins.iperf_port}", work / f"{tag}-udp.log",
             ))  # fmt: skip
-            udp = Endpoint(iperf)
+            udp = Endpoint(listen["iperf_tcp"])
         yield Endpoints(
-            iperf_tcp=Endpoint(iperf), iperf_udp=udp, http=Endpoint(http),
-            pids={"socat": (procs[1].pid,)}, http_origin_port=origins.http_port,
-        )  # fmt: skip
+            iperf_udp=udp, pids={"socat": (procs[1].pid,)}, http_origin_port=origins.http_port
+        ).serving(listen)
     finally:
         for proc in procs:
             proc.stop()
@@ -132,9 +150,15 @@ def _sshd_binary() -> str:
     return str(Path(found).resolve())  # sshd refuses to start from a relative path
 
 
+@dataclass(frozen=True)
+class SshServer:
+    port: int
+    user_key: Path
+
+
 @contextlib.contextmanager
-def ssh(origins: Origins, work: Path) -> Iterator[Endpoints]:
-    """`ssh -N -L` through a throwaway sshd on a free loopback port, with its own keys."""
+def throwaway_sshd(work: Path) -> Iterator[SshServer]:
+    """A throwaway sshd on a free loopback port, with its own host key and authorized key."""
     home = work / "ssh"
     home.mkdir(mode=0o700, exist_ok=True)
     host_key, user_key = home / "host_ed25519", home / "user_ed25519"
@@ -156,32 +180,38 @@ def ssh(origins: Origins, work: Path) -> Iterator[Endpoints]:
         "MaxStartups 100\nMaxSessions 100\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory (Debian)
-    procs: list[Proc] = []
+    daemon = Proc([_sshd_binary(), "-D", "-e", "-f", str(config)], home / "sshd.log")
     try:
-        daemon = Proc([_sshd_binary(), "-D", "-e", "-f", str(config)], home / "sshd.log")
-        procs.append(daemon)
         _wait_listening(daemon, port, "sshd")
-        iperf, http = free_port(), free_port()
+        yield SshServer(port, user_key)
+    finally:
+        daemon.stop()
+
+
+@contextlib.contextmanager
+def ssh(origins: Origins, work: Path, reverse: bool = False) -> Iterator[Endpoints]:
+    """`ssh -N -L` (or, `reverse`, `ssh -N -R`: sshd listens and the ssh client dials the
+    origin, as `portway expose` does behind a hub port) through a throwaway sshd."""
+    flag, tag = ("-R", "ssh -R") if reverse else ("-L", "ssh -L")
+    with throwaway_sshd(work) as server:
+        listen = {name: free_port() for name in origins.tcp_services()}
+        forwards = [arg for name, target in origins.tcp_services().items()
+                    for arg in (flag, f"127.0.0.1:{listen[name]}:127.0.0.1:{target}")]  # fmt: skip
         user = os.environ.get("USER") or "root"
         client = Proc(
-            ["ssh", "-N", "-i", str(user_key), "-p", str(port),
+            ["ssh", "-N", "-i", str(server.user_key), "-p", str(server.port),
              "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
              "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
-             "-L", f"127.0.0.1:{iperf}:127.0.0.1:{origins.iperf_port}",
-             "-L", f"127.0.0.1:{http}:127.0.0.1:{origins.http_port}",
-             f"{user}@127.0.0.1"],
-            home / "ssh.log",
+             *forwards, f"{user}@127.0.0.1"],
+            work / f"{tag.replace(' ', '')}.log",
         )  # fmt: skip
-        procs.append(client)
-        _wait_listening(client, http, "ssh -L")
-        _wait_listening(client, iperf, "ssh -L")
-        yield Endpoints(
-            iperf_tcp=Endpoint(iperf), http=Endpoint(http), pids={"ssh": (client.pid,)},
-            http_origin_port=origins.http_port,
-        )  # fmt: skip
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
+        try:
+            for listening in listen.values():
+                _wait_listening(client, listening, tag)
+            yield Endpoints(pids={"ssh": (client.pid,)}, http_origin_port=origins.http_port
+                            ).serving(listen)  # fmt: skip
+        finally:
+            client.stop()
 
 
 @contextlib.contextmanager
@@ -267,6 +297,7 @@ class PortwayStack:
         origin_http = f"127.0.0.1:{self.origins.http_port}"
         exposes = [("iperf", origin_iperf, "tcp"), ("iperfu", origin_iperf, "udp"),
                    ("web", origin_http, "tcp")]  # fmt: skip
+        exposes += [(name, f"127.0.0.1:{port}", "tcp") for name, port in self.databases.items()]
         if self.paths & {"edge", "share"}:
             exposes.append(("site", origin_http, "http"))
         for name, target, protocol in exposes:
@@ -279,6 +310,7 @@ class PortwayStack:
         if "reach" in self.paths:
             self.laptop.login()
             ports = {"iperf": free_port(), "iperfu": free_tcp_udp_port(), "web": free_port()}
+            ports |= {name: free_port() for name in self.databases}
             for name, port in ports.items():
                 self.agents[f"reach-{name}"] = self.laptop.start(
                     "reach", name, "--port", str(port), "--bind", "127.0.0.1"
@@ -318,6 +350,16 @@ class PortwayStack:
             self.hub.stop()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def databases(self) -> dict[str, int]:
+        """The database tunnels (``redis``, ``pg``) and their origin ports, where they run."""
+        found = {"redis": self.origins.redis_port, "pg": self.origins.postgres_port}
+        return {name: port for name, port in found.items() if port}
+
+    def _database_ports(self, port_of: Callable[[str], int]) -> dict[str, int]:
+        fields = {"redis": "redis", "pg": "postgres"}
+        return {fields[name]: port_of(name) for name in self.databases}
 
     @property
     def client(self) -> httpx.Client:
@@ -390,7 +432,7 @@ class PortwayStack:
             http=Endpoint(self.hub_port("web")),
             pids={"hub": (self.hub_pid,), "agent": self.exposing_pids},
             http_origin_port=self.origins.http_port,
-        )
+        ).serving(self._database_ports(self.hub_port))
 
     def reach(self) -> Endpoints:
         return Endpoints(
@@ -401,7 +443,7 @@ class PortwayStack:
             # here they would reuse the memory those connections freed (a lower bound only).
             pids={"reach_agent": (self.agents["reach-web"].proc.pid,)},
             http_origin_port=self.origins.http_port,
-        )
+        ).serving(self._database_ports(self.reach_ports.__getitem__))
 
     def edge(self) -> Endpoints:
         host = httpx.URL(self.tunnel("site")["publicUrl"]).host

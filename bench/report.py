@@ -1,4 +1,4 @@
-"""The printed table, the targets from issue 9, and the JSON written to bench/results/."""
+"""The printed tables and the JSON written to bench/results/ (the targets: `bench.targets`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ import platform
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BASELINES = ("direct", "socat", "socat-256k", "ssh")
+from bench.targets import Results, metric, targets_table
+
+BASELINES = ("direct", "socat", "socat-256k", "ssh", "ssh-R", "stunnel", "nginx",
+             "relay/plain", "relay/tls")  # fmt: skip
+# What a user would pick instead of each Portway path: its row's "best peer" is whichever of
+# these did best in the same run. Agent TLS on is compared with tools that encrypt too.
+PEERS: dict[str, tuple[str, ...]] = {
+    "public/tls": ("ssh-R", "stunnel"), "public/plain": ("socat", "socat-256k"),
+    "reach/tls": ("ssh", "stunnel"), "reach/plain": ("socat", "socat-256k"),
+    "edge/tls": ("nginx",), "edge/plain": ("nginx",),
+    "share/tls": ("nginx",), "share/plain": ("nginx",),
+}  # fmt: skip
 
 # (scenario, metric, unit, label, higher is better)
 ROWS: list[tuple[str, str, str, str, bool]] = [
@@ -25,81 +35,26 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("http_keepalive", "p99_ms", "ms", "HTTP keep-alive p99", False),
     ("udp", "delivered_mbit_s", "Mbit/s", "UDP delivered", True),
     ("udp", "loss_pct", "%", "UDP loss", False),
+    ("redis_get_c1", "rps", "req/s", "redis GET -c 1", True),
+    ("redis_get_c1", "p99_ms", "ms", "redis GET -c 1 p99", False),
+    ("redis_set_c1", "rps", "req/s", "redis SET -c 1", True),
+    ("redis_get_c50", "rps", "req/s", "redis GET -c 50", True),
+    ("redis_get_c50", "p99_ms", "ms", "redis GET -c 50 p99", False),
+    ("redis_set_c50", "rps", "req/s", "redis SET -c 50", True),
+    ("pgbench_c1", "tps", "tps", "pgbench select-only -c 1", True),
+    ("pgbench_c1", "latency_avg_ms", "ms", "pgbench -c 1 latency", False),
+    ("pgbench_c16", "tps", "tps", "pgbench select-only -c 16", True),
 ]
 
-Results = dict[str, dict[str, dict[str, Any]]]
 
-
-@dataclass(frozen=True)
-class Target:
-    what: str
-    scenario: str
-    metric: str
-    path: str
-    baseline: str | None  # None: an absolute limit
-    limit: float
-    at_least: bool  # ratio (or value) must be >= limit; else <=
-
-
-TARGETS: list[Target] = [
-    Target("TCP bulk, public, TLS off >= 1.0x socat", "tcp_bulk", "gbit_s", "public/plain",
-           "socat", 1.0, True),
-    Target("TCP bulk, public, TLS on >= 1.2x ssh", "tcp_bulk", "gbit_s", "public/tls",
-           "ssh", 1.2, True),
-    Target("TCP bulk, reach, TLS off >= 0.7x socat", "tcp_bulk", "gbit_s", "reach/plain",
-           "socat", 0.7, True),
-    Target("TCP bulk, reach, TLS on >= 0.8x ssh", "tcp_bulk", "gbit_s", "reach/tls",
-           "ssh", 0.8, True),
-    Target("new conn/s, public, TLS off >= 1.0x socat", "new_connections", "rps",
-           "public/plain", "socat", 1.0, True),
-    Target("new conn/s, public, TLS on >= 0.5x socat", "new_connections", "rps",
-           "public/tls", "socat", 0.5, True),
-    Target("keep-alive req/s, edge, TLS on >= 0.5x socat", "http_keepalive", "rps",
-           "edge/tls", "socat", 0.5, True),
-    Target("keep-alive req/s, edge, TLS off >= 0.5x socat", "http_keepalive", "rps",
-           "edge/plain", "socat", 0.5, True),
-    Target("keep-alive p99, edge, TLS on <= 2x socat", "http_keepalive", "p99_ms",
-           "edge/tls", "socat", 2.0, False),
-    Target("keep-alive p99, edge, TLS off <= 2x socat", "http_keepalive", "p99_ms",
-           "edge/plain", "socat", 2.0, False),
-    Target("hub memory per idle conn, public, TLS on <= 16 KiB", "idle_memory",
-           "hub_kib_per_conn", "public/tls", None, 16.0, False),
-    Target("agent memory per idle conn, public, TLS on <= 16 KiB", "idle_memory",
-           "agent_kib_per_conn", "public/tls", None, 16.0, False),
-    Target("hub memory per idle conn, public, TLS off <= 16 KiB", "idle_memory",
-           "hub_kib_per_conn", "public/plain", None, 16.0, False),
-    Target("agent memory per idle conn, public, TLS off <= 16 KiB", "idle_memory",
-           "agent_kib_per_conn", "public/plain", None, 16.0, False),
-    Target("serving again after hub restart, TLS on <= 3 s", "hub_restart", "serving_s",
-           "tls", None, 3.0, False),
-    Target("serving again after hub restart, TLS off <= 3 s", "hub_restart", "serving_s",
-           "plain", None, 3.0, False),
-]  # fmt: skip
-
-
-def _metric(results: Results, scenario: str, path: str, metric: str) -> float | None:
-    found = results.get(scenario, {}).get(path, {})
-    value = found.get(metric)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def evaluate(results: Results) -> list[dict[str, Any]]:
-    """Each target with the measured value or ratio and whether it is met (None: not measured)."""
-    out = []
-    for target in TARGETS:
-        value = _metric(results, target.scenario, target.path, target.metric)
-        measured: float | None = value
-        if target.baseline is not None and value is not None:
-            base = _metric(results, target.scenario, target.baseline, target.metric)
-            measured = value / base if base else None
-        met = None
-        if measured is not None:
-            met = measured >= target.limit if target.at_least else measured <= target.limit
-        out.append({
-            "target": target.what, "measured": measured, "limit": target.limit,
-            "ratio": target.baseline is not None, "met": met,
-        })  # fmt: skip
-    return out
+def best_peer(results: Results, scenario: str, path: str, name: str, higher: bool
+              ) -> tuple[str, float] | None:  # fmt: skip
+    """The peer of `path` (`PEERS`) with the best value of this figure in the run."""
+    found = [(peer, value) for peer in PEERS.get(path, ())
+             if (value := metric(results, scenario, peer, name))]  # fmt: skip
+    if not found:
+        return None
+    return (max if higher else min)(found, key=lambda item: item[1])
 
 
 def _fmt(value: float) -> str:
@@ -110,13 +65,17 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+RATIO_COLUMNS = ("direct", "socat", "ssh")
+
+
 def table(results: Results, paths: list[str]) -> str:
-    """A Markdown table: rows are scenario x path, columns the value and ratios to baselines."""
+    """A Markdown table: rows are scenario x path, columns the value, its ratios to direct,
+    socat and ssh -L, and to the path's best peer (`PEERS`) named."""
     lines = [
-        "| scenario | path | value | x direct | x socat | x socat -b 256k | x ssh |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| scenario | path | value | x direct | x socat | x ssh -L | x best peer |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
-    for scenario, metric, unit, label, _higher in ROWS:
+    for scenario, name, unit, label, higher in ROWS:
         for path in paths:
             entry = results.get(scenario, {}).get(path)
             if entry is None:
@@ -124,16 +83,15 @@ def table(results: Results, paths: list[str]) -> str:
             if "error" in entry:
                 lines.append(f"| {label} | {path} | error: {entry['error'][:60]} | | | | |")
                 continue
-            value = _metric(results, scenario, path, metric)
+            value = metric(results, scenario, path, name)
             if value is None:
                 continue
             cells = []
-            for base in BASELINES:
-                base_value = _metric(results, scenario, base, metric)
-                if path in BASELINES or not base_value:
-                    cells.append("")
-                else:
-                    cells.append(f"{value / base_value:.2f}")
+            for base in RATIO_COLUMNS:
+                base_value = metric(results, scenario, base, name)
+                cells.append("" if path == base or not base_value else f"{value / base_value:.2f}")
+            peer = best_peer(results, scenario, path, name, higher)
+            cells.append(f"{value / peer[1]:.2f} ({peer[0]})" if peer else "")
             lines.append(f"| {label} | {path} | {_fmt(value)} {unit} | " + " | ".join(cells) + " |")
     memory = results.get("idle_memory", {})
     for path, entry in memory.items():
@@ -152,19 +110,6 @@ def table(results: Results, paths: list[str]) -> str:
             f"| serving after hub SIGKILL + restart | {tls} | {entry['serving_s']:.2f} s "
             f"(healthy {entry['hub_healthy_s']:.2f} s) | | | | |"
         )
-    return "\n".join(lines)
-
-
-def targets_table(evaluated: list[dict[str, Any]]) -> str:
-    lines = ["| target | measured | met |", "|---|---:|---|"]
-    for item in evaluated:
-        measured = item["measured"]
-        if measured is None:
-            shown, met = "not measured", "-"
-        else:
-            shown = f"{measured:.2f}x" if item["ratio"] else _fmt(measured)
-            met = "yes" if item["met"] else "**no**"
-        lines.append(f"| {item['target']} | {shown} | {met} |")
     return "\n".join(lines)
 
 
@@ -230,23 +175,23 @@ def write_json(out_dir: Path, stamp: str, payload: dict[str, Any]) -> Path:
 
 def summary(results: Results, paths: list[str]) -> str:
     """The README's compact table: one row per figure, one column per path; Portway cells
-    carry their ratio to socat with its default buffer."""
+    carry their ratio to their best peer (`PEERS`), whose name the path's header gives."""
     shown = [p for p in paths if any(p in results.get(s, {}) for s, *_ in ROWS)]
     lines = [
         "| | " + " | ".join(shown) + " |",
         "|---|" + "---:|" * len(shown),
     ]
-    for scenario, metric, unit, label, _higher in ROWS:
+    for scenario, name, unit, label, higher in ROWS:
         cells = []
         for path in shown:
-            value = _metric(results, scenario, path, metric)
+            value = metric(results, scenario, path, name)
             if value is None:
                 cells.append("")
                 continue
             text = _fmt(value)
-            socat = _metric(results, scenario, "socat", metric)
-            if path not in BASELINES and socat and metric != "loss_pct":
-                text += f" ({value / socat:.2f}x)"
+            peer = best_peer(results, scenario, path, name, higher)
+            if peer and name != "loss_pct":
+                text += f" ({value / peer[1]:.2f}x {peer[0]})"
             cells.append(text)
         if any(cells):
             lines.append(f"| {label} ({unit}) | " + " | ".join(cells) + " |")

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +27,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import paths, report
+from bench import paths, peers, report, targets
 from bench.paths import Endpoints, Origins, PortwayStack
 from bench.procs import Proc, port_open, raise_nofile, wait_for, wait_quiet
-from bench.scenarios import SCENARIOS, NotApplicable, Settings, hub_restart
+from bench.scenarios import (
+    CURVES,
+    CURVES_META,
+    IDLE_CURVE,
+    SCENARIOS,
+    Metrics,
+    NotApplicable,
+    Settings,
+    hub_restart,
+    idle_memory,
+)
 from bench.tools import wrk
 from portway.testing.ports import free_port
+from portway.testing.postgres import find_pg_bin, throwaway_cluster
+from portway.testing.redis import throwaway_redis
 
 RESULTS_DIR = Path(__file__).parent / "results"
 BaselineFactory = Callable[[Origins, Path], AbstractContextManager[Endpoints]]
@@ -40,20 +53,34 @@ BASELINE_PATHS: dict[str, BaselineFactory] = {
     "socat": paths.socat,
     "socat-256k": partial(paths.socat, buffer=262144),
     "ssh": paths.ssh,
+    "ssh-R": partial(paths.ssh, reverse=True),
+    "stunnel": peers.stunnel,
+    "nginx": peers.nginx,
     "relay/plain": partial(paths.relay, tls=False),
     "relay/tls": partial(paths.relay, tls=True),
 }
 PORTWAY_PATHS = ("public", "reach", "edge", "share")
 MEMORY_PATHS = ("public", "reach")
 TLS_MODES = {"tls": True, "plain": False}
-PROGRAMS = ("iperf3", "wrk", "socat", "ssh", "sshd", "ssh-keygen")
+PROGRAMS = ("iperf3", "wrk", "socat", "redis-server", "redis-benchmark", "pgbench")
+# A path prefix: what only it needs.
+PATH_PROGRAMS = {"ssh": ("ssh", "sshd", "ssh-keygen"), "stunnel": ("stunnel4",),
+                 "nginx": ("nginx",)}  # fmt: skip
 
 QUICK = Settings(
     bulk_seconds=4, http_seconds=3, udp_seconds=3, idle_connections=3000, idle_seconds=30
 )
 SMOKE = Settings(bulk_seconds=1, http_seconds=1, udp_seconds=1, udp_rate_mbit=50,
-                 http_connections=16, idle_connections=200, idle_seconds=15)  # fmt: skip
-SMOKE_PATHS = ["direct", "relay/tls", "public/tls"]
+                 http_connections=16, idle_connections=200, idle_seconds=15,
+                 redis_requests=2000, pgbench_seconds=1, curve_connections=(1, 100),
+                 idle_checkpoints=(100,))  # fmt: skip
+SMOKE_PATHS = ["direct", "ssh-R", "stunnel", "nginx", "relay/tls", "public/tls"]
+# The keep-alive curve runs on these: the public and edge paths and the peers they compare with.
+CURVE_PATHS = frozenset({"direct", "socat", "nginx", "public/tls", "public/plain", "edge/tls",
+                         "edge/plain"})  # fmt: skip
+
+
+ALL_SCENARIOS = [*SCENARIOS, *CURVES, "hub_restart"]
 
 
 def log(message: str) -> None:
@@ -70,8 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="about 1 s per scenario on direct, relay/tls and public/tls (for make test)",
     )  # fmt: skip
     parser.add_argument("--paths", help=f"comma-separated subset of: {','.join(all_paths)}")
-    parser.add_argument("--scenarios", help=f"comma-separated subset of: "
-                        f"{','.join([*SCENARIOS, 'hub_restart'])}")  # fmt: skip
+    parser.add_argument("--only", "--scenarios", dest="scenarios", help="comma-separated "
+                        f"subset of: {','.join(ALL_SCENARIOS)}")  # fmt: skip
     parser.add_argument("--seconds", type=float, help="override every scenario's duration")
     parser.add_argument("--udp-rate", type=float, help="UDP offered rate in Mbit/s")
     parser.add_argument("--idle", type=int, help="idle connections for the memory scenario")
@@ -95,8 +122,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 @contextlib.contextmanager
-def origins(work: Path) -> Iterator[Origins]:
-    """The iperf3 server (TCP and UDP on one port) and the HTTP origin."""
+def origins(work: Path, databases: bool = True) -> Iterator[Origins]:
+    """The iperf3 server (TCP and UDP on one port), the HTTP origin and, with `databases`, a
+    throwaway redis-server and a PostgreSQL cluster initialised for pgbench."""
     iperf_port, http_port = paths.free_tcp_udp_port(), free_port()
     procs = [
         Proc(["iperf3", "-s", "-p", str(iperf_port), "--bind", "127.0.0.1"], work / "iperf3.log"),
@@ -105,10 +133,37 @@ def origins(work: Path) -> Iterator[Origins]:
     try:
         for proc, port in zip(procs, (iperf_port, http_port), strict=True):
             wait_for(partial(_listening, proc, port), timeout=15, what=proc.args[0])
-        yield Origins(iperf_port=iperf_port, http_port=http_port)
+        with contextlib.ExitStack() as stack:
+            redis_port = postgres_port = 0
+            if databases:
+                redis_port = stack.enter_context(throwaway_redis(_program("redis-server")))
+                postgres_port = stack.enter_context(pgbench_cluster())
+            yield Origins(iperf_port, http_port, redis_port, postgres_port)
     finally:
         for proc in procs:
             proc.stop()
+
+
+@contextlib.contextmanager
+def pgbench_cluster() -> Iterator[int]:
+    """A throwaway PostgreSQL cluster with pgbench's tables (scale 1); yields its port."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL's server is not installed (apt-get install postgresql)")
+    with throwaway_cluster(bin_dir) as cluster:
+        subprocess.run(
+            ["pgbench", "-i", "-q", "-s", "1", "-h", cluster.host, "-p", str(cluster.port),
+             "-U", cluster.user, "postgres"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        yield cluster.port
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed (make bench installs it with apt-get)")
+    return found
 
 
 def _listening(proc: Proc, port: int) -> bool:
@@ -122,7 +177,8 @@ class Runner:
         self.settings = settings
         self.scenarios = scenarios
         self.selected = selected
-        self.results: report.Results = {}
+        self.results: targets.Results = {}
+        self.curves: dict[str, dict[str, list[Metrics]]] = {}
 
     def record(self, scenario: str, path: str, run: Callable[[], dict[str, float]]) -> None:
         try:
@@ -138,13 +194,44 @@ class Runner:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
         log(f"{scenario:17} {path:12} {shown}")
 
+    def record_curve(self, name: str, path: str, run: Callable[[], list[Metrics]]) -> None:
+        try:
+            points = run()
+        except NotApplicable:
+            return
+        except Exception as exc:  # as in `record`
+            log(f"{name} on {path} failed: {exc}")
+            traceback.print_exc(file=sys.stderr)
+            self.results.setdefault(name, {})[path] = {"error": str(exc)[:500]}
+            return
+        self.curves.setdefault(name, {})[path] = points
+        log(f"{name:17} {path:12} " + ", ".join(
+            f"{p['x']:g}: {p.get('rps', 0):.4g} req/s" for p in points))  # fmt: skip
+
+    def idle_memory(self, path: str, endpoints: Endpoints) -> Metrics:
+        """The idle-memory scenario, its checkpoints recorded as the RSS-by-idle curve."""
+        points = self.curves.setdefault(IDLE_CURVE, {}).setdefault(path, [])
+        points.clear()
+
+        def checkpoint(connections: int, rss_mib: dict[str, float]) -> None:
+            points.append({"x": float(connections),
+                           **{f"{role}_rss_mib": v for role, v in rss_mib.items()}})  # fmt: skip
+
+        return idle_memory(endpoints, self.settings, on_checkpoint=checkpoint)
+
     def run_path(self, path: str, endpoints: Endpoints, skip: tuple[str, ...]) -> None:
         for name in self.scenarios:
             if name in skip or name not in SCENARIOS:
                 continue
             _label, scenario = SCENARIOS[name]
             time.sleep(0.5)  # let sockets from the previous run drain
-            self.record(name, path, partial(scenario, endpoints, self.settings))
+            if name == "idle_memory":
+                self.record(name, path, partial(self.idle_memory, path, endpoints))
+            else:
+                self.record(name, path, partial(scenario, endpoints, self.settings))
+        for name, (*_meta, curve) in CURVES.items():
+            if name in self.scenarios and name not in skip and path in CURVE_PATHS:
+                self.record_curve(name, path, partial(curve, endpoints, self.settings))
 
     def baselines(self, origin: Origins, work: Path) -> None:
         for name, factory in BASELINE_PATHS.items():
@@ -192,7 +279,7 @@ class Runner:
                 assert endpoints.http is not None
                 with contextlib.suppress(Exception):  # warm up the code paths
                     wrk(endpoints.http, 1, 8)
-                measure = partial(SCENARIOS["idle_memory"][1], endpoints, self.settings)
+                measure = partial(self.idle_memory, f"{path}/{tls_name}", endpoints)
                 self.record("idle_memory", f"{path}/{tls_name}", measure)
                 # The hub and agents finish their side of thousands of closed connections
                 # (data channels closing or going back to the pool) a second or two after the
@@ -208,10 +295,13 @@ class Runner:
 
 def missing_programs(selected: list[str]) -> list[str]:
     """Programs the selected paths need that are not installed (socat also carries iperf3's
-    UDP control connection on Portway's paths; ssh only for the ssh path)."""
-    needed = [n for n in PROGRAMS if "ssh" in selected or n not in ("ssh", "sshd", "ssh-keygen")]
+    UDP control connection on Portway's paths; ssh only for the ssh paths)."""
+    needed = [*PROGRAMS]
+    for prefix, programs in PATH_PROGRAMS.items():
+        if any(path.startswith(prefix) for path in selected):
+            needed += programs
     return [name for name in needed if not shutil.which(name)
-            and not (name == "sshd" and Path("/usr/sbin/sshd").exists())]  # fmt: skip
+            and not Path(f"/usr/sbin/{name}").exists()]  # fmt: skip
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -227,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(selected) - set(args.all_paths)
     if unknown:
         sys.exit(f"unknown paths: {', '.join(sorted(unknown))}")
-    scenarios = args.scenarios.split(",") if args.scenarios else [*SCENARIOS, "hub_restart"]
+    scenarios = args.scenarios.split(",") if args.scenarios else ALL_SCENARIOS
+    if unknown := set(scenarios) - set(ALL_SCENARIOS):
+        sys.exit(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if missing := missing_programs(selected):
         sys.exit(f"missing programs: {' '.join(missing)} (make bench installs them with apt-get)")
     nofile = raise_nofile()
@@ -252,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    evaluated = report.evaluate(runner.results)
+    evaluated = targets.evaluate(runner.results)
     payload: dict[str, Any] = {
         "timestamp": stamp,
         "machine": report.machine_info(),
@@ -263,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         # Other work on the machine skews every figure: 1-minute load before and after.
         "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
         "results": runner.results,
+        "curves": runner.curves,
+        "curves_meta": {name: CURVES_META[name] for name in runner.curves},
         "targets": evaluated,
     }
     written = report.write_json(args.out, stamp, payload)
@@ -272,8 +366,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine['cores']} cores, Python {machine['versions']['python']}\n")  # fmt: skip
     print(report.table(runner.results, order))
     print()
-    print(report.targets_table(evaluated))
+    print(targets.targets_table(evaluated))
     print(f"\nwritten to {written} in {payload['duration_s']:.0f} s")
+    from bench.plot import write_charts  # matplotlib: only once the figures are in
+
+    for chart in write_charts(payload, args.out, stamp):
+        print(f"chart {chart}")
     failed = [p for s in runner.results.values() for p, m in s.items() if "error" in m]
     return 1 if failed else 0
 

@@ -13,7 +13,7 @@ from functools import partial
 
 from bench.paths import Endpoints, PortwayStack
 from bench.procs import rss_kib, wait_for
-from bench.tools import Endpoint, iperf3_tcp, iperf3_udp, wrk
+from bench.tools import Endpoint, iperf3_tcp, iperf3_udp, pgbench, redis_benchmark, wrk
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,12 @@ class Settings:
     udp_seconds: float = 5
     udp_rate_mbit: float = 100
     http_connections: int = 50
-    idle_connections: int = 10_000
+    idle_connections: int = 20_000  # up to the last checkpoint; capped by RLIMIT_NOFILE
     idle_seconds: float = 90  # opening stops after this long; what reached the origin counts
+    redis_requests: int = 50_000
+    pgbench_seconds: float = 10
+    curve_connections: tuple[int, ...] = (1, 10, 100, 1000)
+    idle_checkpoints: tuple[int, ...] = (1000, 5000, 10_000, 20_000)
 
 
 # Every wrk scenario on every path, baselines included, first runs this long unmeasured: a
@@ -80,6 +84,27 @@ def udp(endpoints: Endpoints, settings: Settings) -> Metrics:
     return iperf3_udp(endpoint, settings.udp_seconds, settings.udp_rate_mbit)
 
 
+def _redis(test: str, clients: int) -> Scenario:
+    def scenario(endpoints: Endpoints, settings: Settings) -> Metrics:
+        endpoint = _need(endpoints.redis, "Redis")
+        return redis_benchmark(endpoint, test, clients, settings.redis_requests)
+
+    scenario.__doc__ = f"redis-benchmark -t {test} -c {clients}: requests/s, p50 and p99 (ms)."
+    return scenario
+
+
+def _pgbench(clients: int) -> Scenario:
+    def scenario(endpoints: Endpoints, settings: Settings) -> Metrics:
+        endpoint = _need(endpoints.postgres, "PostgreSQL")
+        return pgbench(endpoint, clients, settings.pgbench_seconds, PGBENCH_USER)
+
+    scenario.__doc__ = f"pgbench -S -c {clients}: select-only transactions/s, latency (ms)."
+    return scenario
+
+
+PGBENCH_USER = "portway"  # `throwaway_cluster`'s superuser, trusted on loopback
+
+
 def origin_open_connections(origin_port: int) -> int:
     """How many connections the HTTP origin holds right now (not counting this one)."""
     with socket.create_connection(("127.0.0.1", origin_port), timeout=5) as sock:
@@ -90,12 +115,19 @@ def origin_open_connections(origin_port: int) -> int:
     return int(data.split(b"\r\n\r\n", 1)[1]) - 1
 
 
-def idle_memory(endpoints: Endpoints, settings: Settings) -> Metrics:
+Checkpoint = Callable[[int, dict[str, float]], None]
+
+
+def idle_memory(
+    endpoints: Endpoints, settings: Settings, on_checkpoint: Checkpoint | None = None
+) -> Metrics:
     """RSS growth of the hub and agents per idle proxied connection.
 
     Opens connections in batches of 250 and waits for each batch to reach the origin, up to
     `settings.idle_connections` or until `settings.idle_seconds` have passed (then the
-    connections that did reach the origin are the ones counted).
+    connections that did reach the origin are the ones counted). Each time the connections
+    that reached the origin pass one of `settings.idle_checkpoints`, and once at the end,
+    `on_checkpoint(connections, {role: RSS in MiB})` is called: the RSS-by-idle curve.
     """
     endpoint = _need(endpoints.http, "TCP")
     if not endpoints.pids:
@@ -107,35 +139,31 @@ def idle_memory(endpoints: Endpoints, settings: Settings) -> Metrics:
                  what="the origin to be idle", step=0.2)  # fmt: skip
     baseline = origin_open_connections(origin)
     time.sleep(0.5)
-    before = {role: sum(map(rss_kib, pids)) for role, pids in endpoints.pids.items()}
+    before = _rss_kib(endpoints)
     socks: list[socket.socket] = []
     started = time.monotonic()
-    deadline = started + settings.idle_seconds
-    reached = 0
-    stalled = False
+    checkpoints = [n for n in settings.idle_checkpoints if n <= settings.idle_connections]
+
+    def sample(connections: int, rss: dict[str, float] | None = None) -> None:
+        if on_checkpoint is not None:
+            rss = rss or _rss_kib(endpoints)
+            on_checkpoint(connections, {role: kib / 1024 for role, kib in rss.items()})
+
+    def arrived() -> int:
+        reached = origin_open_connections(origin) - baseline
+        if checkpoints and reached >= checkpoints[0]:
+            sample(reached)
+            while checkpoints and reached >= checkpoints[0]:
+                checkpoints.pop(0)
+        return reached
+
     try:
-        while not stalled and len(socks) < settings.idle_connections:
-            for _ in range(min(250, settings.idle_connections - len(socks))):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                with contextlib.suppress(BlockingIOError):
-                    sock.connect((endpoint.host, endpoint.port))
-                socks.append(sock)
-            progress = time.monotonic()
-            while reached < len(socks):
-                now = origin_open_connections(origin) - baseline
-                if now > reached:
-                    reached, progress = now, time.monotonic()
-                # A connection refused or reset on the way never arrives: stop opening when
-                # nothing new reaches the origin for 5 s (or at the time limit).
-                if time.monotonic() - progress > 5 or time.monotonic() > deadline:
-                    stalled = True
-                    break
-                time.sleep(0.05)
+        stalled = _open_idle(endpoint, socks, settings, arrived)
         open_seconds = time.monotonic() - started
         time.sleep(1.0)  # let buffers settle
         reached = origin_open_connections(origin) - baseline
-        after = {role: sum(map(rss_kib, pids)) for role, pids in endpoints.pids.items()}
+        after = _rss_kib(endpoints)
+        sample(reached, after)
     finally:
         for sock in socks:
             sock.close()
@@ -156,6 +184,51 @@ def idle_memory(endpoints: Endpoints, settings: Settings) -> Metrics:
         result[f"{role}_rss_before_mib"] = before[role] / 1024
         result[f"{role}_rss_after_mib"] = after[role] / 1024
     return result
+
+
+def _open_idle(
+    endpoint: Endpoint, socks: list[socket.socket], settings: Settings, arrived: Callable[[], int]
+) -> bool:
+    """Open idle connections into `socks` in batches of 250, each batch once the previous one
+    has `arrived()` at the origin; True when it stalled (nothing new arrived for 5 s, or the
+    time limit passed) before `settings.idle_connections`."""
+    deadline = time.monotonic() + settings.idle_seconds
+    reached = 0
+    while len(socks) < settings.idle_connections:
+        for _ in range(min(250, settings.idle_connections - len(socks))):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect((endpoint.host, endpoint.port))
+            socks.append(sock)
+        progress = time.monotonic()
+        while reached < len(socks):
+            now = arrived()
+            if now > reached:
+                reached, progress = now, time.monotonic()
+            # A connection refused or reset on the way never arrives: stop opening when
+            # nothing new reaches the origin for 5 s (or at the time limit).
+            if time.monotonic() - progress > 5 or time.monotonic() > deadline:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def _rss_kib(endpoints: Endpoints) -> dict[str, float]:
+    """RSS of each role's processes, summed, in KiB."""
+    return {role: float(sum(map(rss_kib, pids))) for role, pids in endpoints.pids.items()}
+
+
+def keepalive_curve(endpoints: Endpoints, settings: Settings) -> list[Metrics]:
+    """wrk keep-alive requests/s and latency at each of `settings.curve_connections`."""
+    endpoint = _need(endpoints.http, "HTTP")
+    points = []
+    for connections in settings.curve_connections:
+        threads = min(2, connections)
+        wrk(endpoint, WARMUP_SECONDS, connections, threads=threads)
+        measured = wrk(endpoint, settings.http_seconds, connections, threads=threads)
+        points.append({"x": float(connections), **measured})
+    return points
 
 
 def _http_ok(endpoint: Endpoint, timeout: float = 1.0) -> bool:
@@ -251,5 +324,29 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "new_connections": ("new connections/s (wrk, Connection: close)", new_connections),
     "http_keepalive": ("HTTP keep-alive req/s (wrk -c 50)", http_keepalive),
     "udp": ("UDP delivered (Mbit/s)", udp),
+    "redis_get_c1": ("redis-benchmark GET -c 1 (req/s)", _redis("get", 1)),
+    "redis_set_c1": ("redis-benchmark SET -c 1 (req/s)", _redis("set", 1)),
+    "redis_get_c50": ("redis-benchmark GET -c 50 (req/s)", _redis("get", 50)),
+    "redis_set_c50": ("redis-benchmark SET -c 50 (req/s)", _redis("set", 50)),
+    "pgbench_c1": ("pgbench select-only -c 1 (tps)", _pgbench(1)),
+    "pgbench_c16": ("pgbench select-only -c 16 (tps)", _pgbench(16)),
     "idle_memory": ("memory per idle connection (KiB)", idle_memory),
 }
+
+Curve = Callable[[Endpoints, Settings], list[Metrics]]
+# name: (title, x axis, {metric drawn: unit}, the function); `hub_rss_by_idle` comes from
+# idle_memory's checkpoints.
+CURVES: dict[str, tuple[str, str, dict[str, str], Curve]] = {
+    "keepalive_by_connections": (
+        "HTTP keep-alive by concurrent connections (wrk)", "concurrent connections",
+        {"rps": "req/s", "p99_ms": "ms"}, keepalive_curve,
+    ),
+}  # fmt: skip
+IDLE_CURVE = "hub_rss_by_idle"
+CURVES_META: dict[str, dict[str, object]] = {
+    **{name: {"title": title, "x": x, "metrics": list(units), "units": units}
+       for name, (title, x, units, _fn) in CURVES.items()},
+    IDLE_CURVE: {"title": "RSS by idle proxied connections", "x": "idle connections",
+                 "metrics": ["hub_rss_mib", "agent_rss_mib"],
+                 "units": {"hub_rss_mib": "MiB", "agent_rss_mib": "MiB"}},
+}  # fmt: skip

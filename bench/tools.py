@@ -1,4 +1,5 @@
-"""Load generators: iperf3 (TCP bulk, UDP) and wrk (HTTP), run and parsed into numbers."""
+"""Load generators: iperf3 (TCP bulk, UDP), wrk (HTTP), redis-benchmark and pgbench (real
+database clients), run and parsed into numbers."""
 
 from __future__ import annotations
 
@@ -165,3 +166,48 @@ def parse_wrk(text: str) -> dict[str, float]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     result["non_2xx"] = float(non2xx[1]) if non2xx else 0.0
     return result
+
+
+def redis_benchmark(endpoint: Endpoint, test: str, clients: int, requests: int) -> dict[str, float]:
+    """Requests/s and latency (ms) of `redis-benchmark -t test -c clients -n requests`."""
+    args = ["redis-benchmark", "-h", endpoint.host, "-p", str(endpoint.port), "-t", test]
+    args += ["-c", str(clients), "-n", str(requests), "--csv"]
+    return parse_redis_benchmark(_run(args, timeout=120), test)
+
+
+def parse_redis_benchmark(text: str, test: str) -> dict[str, float]:
+    """The CSV row of `test` (redis-benchmark 7 prints a header and one row per test)."""
+    rows = [line.replace('"', "").split(",") for line in text.strip().splitlines()]
+    if not rows or rows[0][:2] != ["test", "rps"]:
+        raise ToolError(f"cannot read redis-benchmark output: {text[:500]}")
+    header = rows[0]
+    for row in rows[1:]:
+        if row[0].lower() == test.lower() and len(row) == len(header):
+            values = dict(zip(header[1:], map(float, row[1:]), strict=True))
+            return {
+                "rps": values["rps"],
+                "avg_ms": values["avg_latency_ms"],
+                "p50_ms": values["p50_latency_ms"],
+                "p99_ms": values["p99_latency_ms"],
+            }
+    raise ToolError(f"redis-benchmark printed no {test} row: {text[:500]}")
+
+
+def pgbench(endpoint: Endpoint, clients: int, seconds: float, user: str) -> dict[str, float]:
+    """Transactions/s and average latency (ms) of select-only `pgbench -S` for `seconds`."""
+    args = ["pgbench", "-h", endpoint.host, "-p", str(endpoint.port), "-U", user, "-n", "-S"]
+    args += ["-c", str(clients), "-j", str(min(clients, 2)), "-T", str(max(1, round(seconds)))]
+    return parse_pgbench(_run([*args, "postgres"], timeout=seconds + 60))
+
+
+def parse_pgbench(text: str) -> dict[str, float]:
+    tps = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", text, re.MULTILINE)
+    latency = re.search(r"^latency average = ([\d.]+) ms", text, re.MULTILINE)
+    failed = re.search(r"^number of failed transactions: (\d+)", text, re.MULTILINE)
+    if not tps or not latency:
+        raise ToolError(f"cannot read pgbench output: {text[:500]}")
+    return {
+        "tps": float(tps[1]),
+        "latency_avg_ms": float(latency[1]),
+        "failed": float(failed[1]) if failed else 0.0,
+    }

@@ -1,6 +1,6 @@
 """The benchmark's smoke run (`python -m bench --smoke`): every scenario for about a second on
-the direct path, the bare TLS relay pair and Portway's public path with agent TLS, so
-`make bench` cannot rot.
+the direct path, the peers (ssh -R, stunnel, nginx), the bare TLS relay pair and Portway's
+public path with agent TLS, so `make bench` cannot rot.
 
 No performance target is asserted here; only that every figure is a well-formed number and the
 JSON report is written. The targets are checked by reading a full `make bench` run.
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from portway.testing.postgres import find_pg_bin
 from portway.testing.programs import require_program
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -26,10 +27,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("tcp_bulk", "tcp_bulk_p8", "tcp_bulk_reverse", "new_connections", "http_keepalive",
              "udp")  # fmt: skip
+DATABASE_SCENARIOS = ("redis_get_c1", "redis_set_c1", "redis_get_c50", "redis_set_c50",
+                      "pgbench_c1", "pgbench_c16")  # fmt: skip
 PRIMARY = {
     "tcp_bulk": "gbit_s", "tcp_bulk_p8": "gbit_s", "tcp_bulk_reverse": "gbit_s",
     "new_connections": "rps", "http_keepalive": "rps", "udp": "delivered_mbit_s",
+    "redis_get_c1": "rps", "redis_set_c1": "rps", "redis_get_c50": "rps",
+    "redis_set_c50": "rps", "pgbench_c1": "tps", "pgbench_c16": "tps",
 }  # fmt: skip
+PROGRAMS = {"iperf3": None, "wrk": None, "socat": None, "ssh": "openssh-client",
+            "sshd": "openssh-server", "stunnel4": None, "nginx": "nginx-light",
+            "redis-server": None, "redis-benchmark": "redis-tools", "pgbench": "postgresql-client",
+            "initdb": "postgresql"}  # fmt: skip
 
 
 def pythonpath() -> str:
@@ -64,11 +73,29 @@ def number(value: Any) -> float:
     return float(value)
 
 
-@pytest.mark.timeout(200)
+def require_programs() -> None:
+    for program, package in PROGRAMS.items():
+        if program == "sshd" and Path("/usr/sbin/sshd").exists():
+            continue
+        if program == "nginx" and Path("/usr/sbin/nginx").exists():
+            continue
+        if program == "initdb" and find_pg_bin():
+            continue
+        require_program(program, package=package)
+
+
+def assert_measured(results: dict[str, Any], scenario: str, path: str) -> dict[str, Any]:
+    metrics: dict[str, Any] = results[scenario][path]
+    assert "error" not in metrics, (scenario, path, metrics)
+    assert number(metrics[PRIMARY[scenario]]) > 0, (scenario, path, metrics)
+    assert all(number(v) >= 0 for v in metrics.values()), (scenario, path, metrics)
+    return metrics
+
+
+@pytest.mark.timeout(420)
 def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> None:
-    for program in ("iperf3", "wrk", "socat"):  # the smoke run has no ssh path
-        require_program(program)
-    done = run_smoke(tmp_path, timeout=170)
+    require_programs()
+    done = run_smoke(tmp_path, timeout=390)
     assert done.returncode == 0, done.stdout[-4000:]
     written = list(tmp_path.glob("*.json"))
     assert len(written) == 1, done.stdout[-2000:]
@@ -80,19 +107,39 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
     for tool in ("python", "portway", "iperf3", "wrk", "socat"):
         assert report["machine"]["versions"][tool] not in ("", "missing"), tool
     results = report["results"]
+    assert "setup" not in results, results.get("setup")  # every peer started
     for scenario in SCENARIOS:
         for path in ("direct", "public/tls"):
-            metrics = results[scenario][path]
-            assert "error" not in metrics, (scenario, path, metrics)
-            assert number(metrics[PRIMARY[scenario]]) > 0, (scenario, path, metrics)
-            assert all(number(v) >= 0 for v in metrics.values()), (scenario, path, metrics)
+            assert_measured(results, scenario, path)
     for metric in ("p50_ms", "p99_ms"):
         assert number(results["http_keepalive"]["public/tls"][metric]) > 0
-    for scenario in SCENARIOS[:-1]:  # the relay pair carries TCP only
-        metrics = results[scenario]["relay/tls"]
-        assert "error" not in metrics, (scenario, metrics)
-        assert number(metrics[PRIMARY[scenario]]) > 0, (scenario, metrics)
-    assert "relay/tls" not in results["udp"]
+    for scenario in SCENARIOS[:-1]:  # the relay pair, ssh -R and stunnel carry TCP only
+        for path in ("relay/tls", "ssh-R", "stunnel"):
+            assert_measured(results, scenario, path)
+    for path in ("relay/tls", "ssh-R", "stunnel", "nginx"):
+        assert path not in results["udp"]
+    for scenario in ("new_connections", "http_keepalive"):  # nginx: the edge's peer, HTTP only
+        assert_measured(results, scenario, "nginx")
+    assert "nginx" not in results["tcp_bulk"]
+    # The real database clients through every path that carries TCP.
+    for scenario in DATABASE_SCENARIOS:
+        for path in ("direct", "ssh-R", "stunnel", "public/tls"):
+            metrics = assert_measured(results, scenario, path)
+            latency = "p99_ms" if scenario.startswith("redis") else "latency_avg_ms"
+            assert number(metrics[latency]) > 0, (scenario, path, metrics)
+    assert number(results["pgbench_c16"]["public/tls"]["failed"]) == 0
+
+    # The curves: keep-alive by concurrency, RSS by idle connections.
+    curves = report["curves"]
+    for path in ("direct", "nginx", "public/tls"):
+        points = curves["keepalive_by_connections"][path]
+        assert [p["x"] for p in points] == [1, 100], points
+        assert all(number(p["rps"]) > 0 and number(p["p99_ms"]) > 0 for p in points)
+    assert "ssh-R" not in curves["keepalive_by_connections"]
+    idle = curves["hub_rss_by_idle"]["public/tls"]
+    assert idle and all(number(p["x"]) > 0 and number(p["hub_rss_mib"]) > 0 for p in idle)
+    assert set(report["curves_meta"]) == set(curves)
+
     relay_memory = results["idle_memory"]["relay/tls"]
     assert number(relay_memory["connections"]) > 0
     for role in ("front", "back"):
@@ -109,6 +156,12 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
     assert {t["target"] for t in report["targets"]} >= {
         "new conn/s, public, TLS on >= 0.5x socat",
         "serving again after hub restart, TLS on <= 3 s",
+        "redis GET -c 1, reach >= 0.6x ssh -L",
     }
-    # The printed table carries the same figures.
+    # The printed table carries the same figures, and the charts were drawn.
     assert "| TCP bulk, 1 stream | public/tls |" in done.stdout
+    assert "| redis GET -c 1 | public/tls |" in done.stdout
+    stamp = report["timestamp"]
+    for chart in ("ratios", "keepalive_by_connections", "hub_rss_by_idle"):
+        png = tmp_path / f"{stamp}-{chart}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
