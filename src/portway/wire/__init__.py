@@ -5,7 +5,9 @@
 * :mod:`~portway.wire.stream`: chunk framing of an assigned TCP channel (half-close, reset);
 * :mod:`~portway.wire.datagram`: datagram framing of an assigned UDP channel;
 * :mod:`~portway.wire.heartbeat`: ping scheduling and dead-peer detection;
-* :mod:`~portway.wire.codes`: reason codes shared by all of them.
+* :mod:`~portway.wire.codes`: reason codes shared by all of them;
+* :mod:`~portway.wire.mux` (version 2): many streams over one session, with its frame header
+  codec in :mod:`~portway.wire.mux_frames` and window accounting in :mod:`~portway.wire.flow`.
 
 The byte layouts are documented in ``docs/protocol.md``.
 """

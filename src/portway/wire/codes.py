@@ -32,6 +32,7 @@ class Reason(enum.IntEnum):
     INTERNAL_ERROR = 10
     IDLE_TIMEOUT = 11  # a UDP session saw no datagram for its idle period
     UNAVAILABLE = 12  # no live agent session serves the tunnel
+    LIMIT = 13  # a stream or rate limit refused it (version 2 sessions)
 
     @property
     def label(self) -> str:

@@ -1,0 +1,458 @@
+"""asyncio adapter for a version 2 session: one transport carrying many streams.
+
+:class:`MuxConnection` is the protocol of the session's transport (TLS or plain TCP) and drives
+a sans-IO :class:`~portway.wire.mux.MuxSession`; each stream is a :class:`MuxStream` whose bytes
+go to a :class:`StreamSink` the owner attaches (a local socket through :class:`SocketStream`, or
+another session's stream on the hub). Nothing awaits per chunk:
+
+* **Reading** is a ``BufferedProtocol``: the transport reads into one buffer, the session parses
+  it through a memoryview and every payload reaches its sink as a slice of it, in the same
+  callback. A sink that has to keep a slice (its socket could not take it all at once) marks the
+  buffer lent with :meth:`MuxStream.keep`, and the next read gets a fresh one; otherwise the same
+  buffer serves every read. The reader is never paused: the windows bound what may arrive.
+* **Writing** is one flush per event-loop turn, scheduled by whatever made frames ready, so all
+  the frames of a turn (many streams' small writes) leave in one write, one TLS record where
+  they fit. While the session's transport is above its write limit nothing more is framed: the
+  streams' queues fill, and each source socket is paused past ``HIGH_WATER``.
+* **Credit** goes back only for bytes the sink took (:meth:`MuxStream.consumed`), so a slow
+  destination slows its own stream's sender and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from portway.net.splice import hard_close
+from portway.wire.codes import Reason
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import Bytes
+from portway.wire.mux import (
+    HIGH_WATER,
+    DataReceived,
+    GoAwayReceived,
+    MuxSession,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+)
+from portway.wire.mux_frames import GoAwayCode
+
+log = logging.getLogger(__name__)
+
+READ_BUFFER = 256 * 1024
+WRITE_LIMIT = 256 * 1024  # the session transport's high-water mark
+FLUSH_BYTES = 1024 * 1024  # framed per flush before yielding to other callbacks
+JOIN_UP_TO = 64 * 1024  # over TLS, frames up to this size go out as one buffer (one record)
+
+
+class StreamSink(Protocol):
+    """Where a stream's received bytes go; attached by the owner with :meth:`MuxStream.attach`.
+
+    ``stream_data`` must use ``data`` before returning (call :meth:`MuxStream.keep` if a
+    reference survives) and call :meth:`MuxStream.consumed` once its destination took the bytes;
+    ``stream_eof`` is the peer's FIN, ``stream_reset`` its RST (or the session's loss), after
+    which the stream is gone. ``pause_source``/``resume_source`` stop and restart reading the
+    local side while the stream's send queue is above ``HIGH_WATER``.
+    """
+
+    def stream_data(self, data: memoryview) -> None: ...
+    def stream_eof(self) -> None: ...
+    def stream_reset(self, code: int) -> None: ...
+    def pause_source(self) -> None: ...
+    def resume_source(self) -> None: ...
+
+
+class MuxStream:
+    """One stream of a :class:`MuxConnection`: the owner's handle for sending and receiving."""
+
+    __slots__ = ("_ended", "_held", "_reset_code", "_source_paused", "connection", "id", "sink")
+
+    def __init__(self, connection: MuxConnection, stream_id: int) -> None:
+        self.connection = connection
+        self.id = stream_id
+        self.sink: StreamSink | None = None
+        # What arrived before a sink was attached, given to it by `attach`, in order.
+        self._held: list[bytes] = []
+        self._ended = False
+        self._reset_code: int | None = None
+        self._source_paused = False
+
+    def attach(self, sink: StreamSink) -> None:
+        """Send this stream's bytes to ``sink`` from now on, those held meanwhile first.
+
+        Called by the owner once the destination exists (the target dialled, the local client
+        accepted); until then received bytes are copied and held (at most the window), and so
+        are the peer's FIN and RST."""
+        self.sink = sink
+        held, self._held = self._held, []
+        for data in held:
+            sink.stream_data(memoryview(data))
+        if self._reset_code is not None:
+            sink.stream_reset(self._reset_code)
+            return
+        if self._ended:
+            sink.stream_eof()
+        if self._source_paused:
+            sink.pause_source()
+
+    def write(self, data: Bytes) -> None:
+        """Queue ``data`` (kept by reference until framed: pass immutable bytes or a copy)."""
+        connection = self.connection
+        session = connection.session
+        session.send(self.id, data)
+        if session.send_buffered(self.id) > HIGH_WATER and not self._source_paused:
+            self._source_paused = True
+            if self.sink is not None:
+                self.sink.pause_source()
+        connection.schedule_flush()
+
+    def write_eof(self) -> None:
+        """The local side finished sending: a FIN follows the queued bytes."""
+        self.connection.session.end_stream(self.id)
+        self.connection.schedule_flush()
+
+    def reset(self, code: int = Reason.RESET) -> None:
+        """Abort the stream both ways (queued bytes are dropped); the sink hears nothing more."""
+        self.connection.forget(self.id)
+        self.connection.session.reset_stream(self.id, code)
+        self.connection.schedule_flush()
+
+    def consumed(self, n: int) -> None:
+        """The destination took ``n`` more received bytes: their credit may go back."""
+        connection = self.connection
+        connection.session.consumed(self.id, n, connection.loop.time())
+        connection.schedule_flush()
+
+    def keep(self) -> None:
+        """The sink still references the slice it was given: the next read needs a new buffer."""
+        self.connection.lend_buffer()
+
+    def _deliver(self, data: memoryview) -> None:
+        if self.sink is not None:
+            self.sink.stream_data(data)
+        else:
+            self._held.append(bytes(data))
+
+    def _end(self) -> None:
+        self._ended = True
+        if self.sink is not None:
+            self.sink.stream_eof()
+
+    def _abort(self, code: int) -> None:
+        self._reset_code = code
+        if self.sink is not None:
+            self.sink.stream_reset(code)
+
+    def _resume(self) -> None:
+        self._source_paused = False
+        if self.sink is not None:
+            self.sink.resume_source()
+
+
+OpenHandler = Callable[["MuxStream", memoryview], int]
+
+
+class MuxConnection(asyncio.BufferedProtocol):
+    """The protocol of one session's transport.
+
+    Created by whoever dialled or accepted the connection once the preface was exchanged.
+    ``on_open(stream, first)`` is called for every stream the peer opens, with the bytes that
+    rode on its SYN: the owner reads the stream's opening message from their start (copying what
+    it keeps) and returns how many bytes it used; the rest is the stream's data, held until the
+    owner attaches a sink (now or once its destination is ready), or dropped if it resets the
+    stream. ``on_close(error)`` is called once the transport is gone, after every stream's sink
+    heard a reset.
+    """
+
+    def __init__(
+        self,
+        session: MuxSession,
+        on_open: OpenHandler,
+        on_close: Callable[[BaseException | None], None] | None = None,
+        *,
+        name: str = "session",
+    ) -> None:
+        self.session = session
+        self.on_open = on_open
+        self.on_close = on_close
+        self.name = name
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, MuxStream] = {}
+        self.go_away: GoAwayReceived | None = None
+        self.last_heard = self.loop.time()
+        self._buffer = memoryview(bytearray(READ_BUFFER))
+        self._lent = False
+        self._join = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._write_paused = False
+        self._closing = False
+
+    # -- the owner's side ------------------------------------------------------------------------
+
+    def open_stream(self, first: Bytes = b"") -> MuxStream:
+        """A new stream carrying ``first`` on its SYN (no round trip). Raises
+        :class:`~portway.wire.mux.SessionClosed` or ``LimitReached``: try another session."""
+        stream_id = self.session.open_stream(first)
+        stream = self.streams[stream_id] = MuxStream(self, stream_id)
+        self.schedule_flush()
+        return stream
+
+    def forget(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+
+    def ping(self) -> None:
+        """Queue a PING (heartbeat and RTT sample); the owner's timer calls this."""
+        self.session.ping(self.loop.time())
+        self.schedule_flush()
+
+    def close(self, code: int = GoAwayCode.NORMAL, message: str = "") -> None:
+        """Say GO_AWAY, write what is queued, then close the transport."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self.session.go_away(code, message)
+        self._flush()
+        self.transport.close()
+
+    def lend_buffer(self) -> None:
+        self._lent = True
+
+    def schedule_flush(self) -> None:
+        """Frame and write what is ready at the end of this loop turn (one write for all)."""
+        if self._flush_handle is None and self.transport is not None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    # -- asyncio callbacks -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        transport.set_write_buffer_limits(high=WRITE_LIMIT)
+        # A TLS transport makes one record per buffer written: join small frames into one.
+        self._join = transport.get_extra_info("sslcontext") is not None
+        self.schedule_flush()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._lent:
+            self._buffer = memoryview(bytearray(READ_BUFFER))
+            self._lent = False
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        now = self.last_heard = self.loop.time()
+        try:
+            events = self.session.receive_data(self._buffer[:nbytes], now)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        streams = self.streams
+        for event in events:
+            if isinstance(event, DataReceived):
+                if stream := streams.get(event.stream_id):
+                    stream._deliver(event.data)
+            elif isinstance(event, StreamOpened):
+                self._opened(event, now)
+            elif isinstance(event, StreamEnded):
+                if stream := streams.get(event.stream_id):
+                    stream._end()
+            elif isinstance(event, StreamReset):
+                if stream := streams.pop(event.stream_id, None):
+                    stream._abort(event.code)
+            elif isinstance(event, GoAwayReceived):
+                self.go_away = event
+                log.info("%s: peer said GO_AWAY %s: %s", self.name, event.code, event.message)
+            # PingAcked: the session keeps the smoothed RTT; SendWindowOpened and
+            # StreamAccepted: the next flush frames what they allow.
+        self.schedule_flush()
+
+    def _opened(self, event: StreamOpened, now: float) -> None:
+        stream = self.streams[event.stream_id] = MuxStream(self, event.stream_id)
+        used = self.on_open(stream, event.data)
+        if used:
+            self.session.consumed(stream.id, used, now)
+        if used < len(event.data) and stream.id in self.streams:  # on_open did not reset it
+            stream._deliver(event.data[used:])
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self.schedule_flush()
+
+    def eof_received(self) -> bool:
+        return False  # the peer closed its side: the session is over
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self.transport = None
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            stream._abort(Reason.RESET)
+        if self.on_close is not None:
+            self.on_close(exc)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        transport = self.transport
+        if transport is None:
+            return
+        session = self.session
+        written = 0
+        while not self._write_paused and written < FLUSH_BYTES:
+            frames = session.data_to_send()
+            if not frames:
+                break
+            size = sum(map(len, frames))
+            written += size
+            if self._join and size <= JOIN_UP_TO:
+                transport.write(b"".join(frames))
+            else:
+                transport.writelines(frames)
+            for stream_id in session.writable_streams():
+                stream = self.streams.get(stream_id)
+                if stream is not None:
+                    stream._resume()
+        if written >= FLUSH_BYTES and not self._write_paused:
+            self.schedule_flush()  # more is ready: let other callbacks run first
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """The peer broke the protocol: GO_AWAY (already queued by the session), then close."""
+        log.warning("%s: closing the session: %s (%s)", self.name, exc, exc.code)
+        transport = self.transport
+        if transport is None:
+            return
+        for frame in self.session.data_to_send():
+            transport.write(frame)
+        self._closing = True
+        transport.close()
+
+
+class SocketStream(asyncio.Protocol):
+    """A TCP socket joined to a stream: the version 2 splice.
+
+    The protocol of a visitor's or client's accepted socket, or of the connection dialled to a
+    target; :meth:`join` links it to its stream (bytes read before that are held, in order).
+    Reads go to the stream as they come (bytes, kept by reference until framed); the stream's
+    bytes are written to the socket, with their credit returned while the socket's buffer is
+    under its limit and from ``resume_writing`` otherwise. EOF travels as FIN both ways; a reset
+    of either side is a reset of the other (an RST on the socket).
+    """
+
+    def __init__(self, stream: MuxStream | None = None) -> None:
+        self.stream = stream
+        self.transport: asyncio.Transport | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._early: list[bytes] = []
+        self._early_eof = False
+        self._owed = 0  # credit held back while the socket's buffer is over its limit
+        self._write_paused = False
+        self._eof_in = False
+        self._eof_out = False
+        self._done = False
+
+    def join(self, stream: MuxStream) -> None:
+        """Link to ``stream`` and attach as its sink; held reads are sent first."""
+        self.stream = stream
+        stream.attach(self)
+        for data in self._early:
+            stream.write(data)
+        self._early = []
+        if self._early_eof:
+            stream.write_eof()
+
+    # -- the socket ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_LIMIT)
+        if self.stream is not None:
+            self.join(self.stream)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        if self.stream is None:
+            self._early.append(data)
+            if sum(map(len, self._early)) > HIGH_WATER and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        self.stream.write(data)
+
+    def eof_received(self) -> bool:
+        self._eof_in = True
+        if self.stream is None:
+            self._early_eof = True
+        else:
+            self.stream.write_eof()
+        self._maybe_done()
+        return True  # keep the other direction open
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._owed and self.stream is not None:
+            owed, self._owed = self._owed, 0
+            self.stream.consumed(owed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self._done and self.stream is not None:
+            self._done = True
+            self.stream.reset(Reason.RESET)
+
+    # -- the stream (StreamSink) -----------------------------------------------------------------
+
+    def stream_data(self, data: memoryview) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        n = len(data)
+        self.bytes_out += n
+        if transport.get_write_buffer_size():
+            transport.write(bytes(data))  # queued behind earlier bytes: never a slice
+        else:
+            transport.write(data)
+            if transport.get_write_buffer_size() and self.stream is not None:
+                self.stream.keep()  # the unsent rest may still be the read buffer
+        if self._write_paused:
+            self._owed += n
+        elif self.stream is not None:
+            self.stream.consumed(n)
+
+    def stream_eof(self) -> None:
+        self._eof_out = True
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._maybe_done()
+
+    def stream_reset(self, code: int) -> None:
+        self._done = True
+        if self.transport is not None:
+            hard_close(self.transport)
+
+    def pause_source(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_source(self) -> None:
+        if self.transport is not None and not self._done:
+            self.transport.resume_reading()
+
+    def _maybe_done(self) -> None:
+        """Both directions finished cleanly: close the socket (the stream ended both ways)."""
+        if self._eof_in and self._eof_out and not self._done:
+            self._done = True
+            if self.stream is not None:
+                self.stream.connection.forget(self.stream.id)
+            if self.transport is not None:
+                self.transport.close()
