@@ -247,6 +247,35 @@ def relay(origins: Origins, work: Path, tls: bool) -> Iterator[Endpoints]:
             proc.stop()
 
 
+@contextlib.contextmanager
+def mux(origins: Origins, work: Path, tls: bool, sessions: int = 2) -> Iterator[Endpoints]:
+    """The version 2 floor (`bench.mux_relay`): every connection a stream over `sessions`
+    long-lived sessions between a front (the hub's place) and a back (the agent's), TLS 1.3
+    between them when `tls`. TCP only."""
+    tag = "tls" if tls else "plain"
+    options = ["--sessions", str(sessions), *(["--tls", str(work / "mux-certs")] if tls else [])]
+    session_port = free_port()
+    listen = {name: free_port() for name in origins.tcp_services()}
+    maps = [f"{listen[name]}:{target}" for name, target in origins.tcp_services().items()]
+    procs: list[Proc] = []
+    try:
+        front = Proc([sys.executable, "-m", "bench.mux_relay", "front", str(session_port), *maps,
+                      *options], work / f"mux-{tag}-front.log")  # fmt: skip
+        procs.append(front)
+        _wait_listening(front, session_port, "the mux front")  # its certificates exist now
+        back = Proc([sys.executable, "-m", "bench.mux_relay", "back", str(session_port),
+                     *options], work / f"mux-{tag}-back.log")  # fmt: skip
+        procs.append(back)
+        for port in listen.values():
+            _wait_listening(front, port, "the mux front")
+        yield Endpoints(
+            pids={"front": (front.pid,), "back": (back.pid,)}, http_origin_port=origins.http_port
+        ).serving(listen)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
 class PortwayStack:
     """One hub (agent TLS on or off), an exposing machine and a reaching machine.
 

@@ -14,7 +14,7 @@ from typing import Any
 from bench.targets import Results, metric, targets_table
 
 BASELINES = ("direct", "socat", "socat-256k", "ssh", "ssh-R", "stunnel", "nginx",
-             "relay/plain", "relay/tls")  # fmt: skip
+             "relay/plain", "relay/tls", "mux/plain", "mux/tls")  # fmt: skip
 # What a user would pick instead of each Portway path: its row's "best peer" is whichever of
 # these did best in the same run. Agent TLS on is compared with tools that encrypt too.
 PEERS: dict[str, tuple[str, ...]] = {
@@ -200,8 +200,8 @@ def summary(results: Results, paths: list[str]) -> str:
         ("hub", "hub"),
         ("agent", "exposing agent"),
         ("reach_agent", "reaching agent"),
-        ("back", "bare relay, back (TLS server end)"),
-        ("front", "bare relay, front (TLS client end)"),
+        ("front", "relay pair, front (hub's place)"),
+        ("back", "relay pair, back (agent's place)"),
     ):
         cells = [_memory_cell(memory.get(path, {}), role) for path in shown]
         if any(cells):

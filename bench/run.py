@@ -58,6 +58,8 @@ BASELINE_PATHS: dict[str, BaselineFactory] = {
     "nginx": peers.nginx,
     "relay/plain": partial(paths.relay, tls=False),
     "relay/tls": partial(paths.relay, tls=True),
+    "mux/plain": partial(paths.mux, tls=False),
+    "mux/tls": partial(paths.mux, tls=True),
 }
 PORTWAY_PATHS = ("public", "reach", "edge", "share")
 MEMORY_PATHS = ("public", "reach")
@@ -74,10 +76,10 @@ SMOKE = Settings(bulk_seconds=1, http_seconds=1, udp_seconds=1, udp_rate_mbit=50
                  http_connections=16, idle_connections=200, idle_seconds=15,
                  redis_requests=2000, pgbench_seconds=1, curve_connections=(1, 100),
                  idle_checkpoints=(100,))  # fmt: skip
-SMOKE_PATHS = ["direct", "ssh-R", "stunnel", "nginx", "relay/tls", "public/tls"]
+SMOKE_PATHS = ["direct", "ssh-R", "stunnel", "nginx", "relay/tls", "mux/tls", "public/tls"]
 # The keep-alive curve runs on these: the public and edge paths and the peers they compare with.
-CURVE_PATHS = frozenset({"direct", "socat", "nginx", "public/tls", "public/plain", "edge/tls",
-                         "edge/plain"})  # fmt: skip
+CURVE_PATHS = frozenset({"direct", "socat", "nginx", "mux/tls", "public/tls", "public/plain",
+                         "edge/tls", "edge/plain"})  # fmt: skip
 
 
 ALL_SCENARIOS = [*SCENARIOS, *CURVES, "hub_restart"]
@@ -239,9 +241,9 @@ class Runner:
                 continue
             log(f"path {name}")
             try:
-                # Of the baselines only the relay pair is measured for memory: the floor of
-                # an idle TLS connection in Python (socat forks a process per connection).
-                skip = () if name.startswith("relay/") else ("idle_memory",)
+                # Of the baselines only the relay pairs are measured for memory: the floors of
+                # an idle connection in Python, v1 and v2 (socat forks per connection).
+                skip = () if name.startswith(("relay/", "mux/")) else ("idle_memory",)
                 with factory(origin, work) as endpoints:
                     self.run_path(name, endpoints, skip=skip)
             except Exception as exc:

@@ -1,6 +1,6 @@
 """The benchmark's smoke run (`python -m bench --smoke`): every scenario for about a second on
-the direct path, the peers (ssh -R, stunnel, nginx), the bare TLS relay pair and Portway's
-public path with agent TLS, so `make bench` cannot rot.
+the direct path, the peers (ssh -R, stunnel, nginx), the bare TLS relay pairs of data planes
+v1 and v2 and Portway's public path with agent TLS, so `make bench` cannot rot.
 
 No performance target is asserted here; only that every figure is a well-formed number and the
 JSON report is written. The targets are checked by reading a full `make bench` run.
@@ -113,17 +113,17 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
             assert_measured(results, scenario, path)
     for metric in ("p50_ms", "p99_ms"):
         assert number(results["http_keepalive"]["public/tls"][metric]) > 0
-    for scenario in SCENARIOS[:-1]:  # the relay pair, ssh -R and stunnel carry TCP only
-        for path in ("relay/tls", "ssh-R", "stunnel"):
+    for scenario in SCENARIOS[:-1]:  # the relay pairs, ssh -R and stunnel carry TCP only
+        for path in ("relay/tls", "mux/tls", "ssh-R", "stunnel"):
             assert_measured(results, scenario, path)
-    for path in ("relay/tls", "ssh-R", "stunnel", "nginx"):
+    for path in ("relay/tls", "mux/tls", "ssh-R", "stunnel", "nginx"):
         assert path not in results["udp"]
     for scenario in ("new_connections", "http_keepalive"):  # nginx: the edge's peer, HTTP only
         assert_measured(results, scenario, "nginx")
     assert "nginx" not in results["tcp_bulk"]
     # The real database clients through every path that carries TCP.
     for scenario in DATABASE_SCENARIOS:
-        for path in ("direct", "ssh-R", "stunnel", "public/tls"):
+        for path in ("direct", "ssh-R", "stunnel", "mux/tls", "public/tls"):
             metrics = assert_measured(results, scenario, path)
             latency = "p99_ms" if scenario.startswith("redis") else "latency_avg_ms"
             assert number(metrics[latency]) > 0, (scenario, path, metrics)
@@ -131,7 +131,7 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
 
     # The curves: keep-alive by concurrency, RSS by idle connections.
     curves = report["curves"]
-    for path in ("direct", "nginx", "public/tls"):
+    for path in ("direct", "nginx", "mux/tls", "public/tls"):
         points = curves["keepalive_by_connections"][path]
         assert [p["x"] for p in points] == [1, 100], points
         assert all(number(p["rps"]) > 0 and number(p["p99_ms"]) > 0 for p in points)
@@ -140,10 +140,11 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
     assert idle and all(number(p["x"]) > 0 and number(p["hub_rss_mib"]) > 0 for p in idle)
     assert set(report["curves_meta"]) == set(curves)
 
-    relay_memory = results["idle_memory"]["relay/tls"]
-    assert number(relay_memory["connections"]) > 0
-    for role in ("front", "back"):
-        assert number(relay_memory[f"{role}_rss_after_mib"]) > 0
+    for pair in ("relay/tls", "mux/tls"):
+        relay_memory = results["idle_memory"][pair]
+        assert number(relay_memory["connections"]) > 0
+        for role in ("front", "back"):
+            assert number(relay_memory[f"{role}_rss_after_mib"]) > 0
     memory = results["idle_memory"]["public/tls"]
     assert number(memory["connections"]) > 0
     for role in ("hub", "agent"):

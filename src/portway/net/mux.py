@@ -163,8 +163,10 @@ class MuxConnection(asyncio.BufferedProtocol):
     rode on its SYN: the owner reads the stream's opening message from their start (copying what
     it keeps) and returns how many bytes it used; the rest is the stream's data, held until the
     owner attaches a sink (now or once its destination is ready), or dropped if it resets the
-    stream. ``on_close(error)`` is called once the transport is gone, after every stream's sink
-    heard a reset.
+    stream. ``on_made(connection)`` is called once the transport is up (after its TLS
+    handshake: a protocol made for a client that never finishes one is never made, nor lost, so
+    only from here may the owner count the session as live), ``on_close(error)`` once the
+    transport is gone, after every stream's sink heard a reset.
     """
 
     def __init__(
@@ -173,11 +175,13 @@ class MuxConnection(asyncio.BufferedProtocol):
         on_open: OpenHandler,
         on_close: Callable[[BaseException | None], None] | None = None,
         *,
+        on_made: Callable[[MuxConnection], None] | None = None,
         name: str = "session",
     ) -> None:
         self.session = session
         self.on_open = on_open
         self.on_close = on_close
+        self.on_made = on_made
         self.name = name
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -234,6 +238,8 @@ class MuxConnection(asyncio.BufferedProtocol):
         # A TLS transport makes one record per buffer written: join small frames into one.
         self._join = transport.get_extra_info("sslcontext") is not None
         self.schedule_flush()
+        if self.on_made is not None:
+            self.on_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._lent:

@@ -120,7 +120,9 @@ LOW_WATER: Final = HIGH_WATER // 2
 """... and resumes once it is back at or below this (reported by ``writable_streams``)."""
 DEFAULT_SEND_SIZE: Final = 256 * 1024
 DEFAULT_MAX_STREAMS: Final = 4096
-DEFAULT_SYN_RATE: Final = 2000.0
+DEFAULT_SYN_RATE: Final = 20_000.0
+"""New streams a second a session accepts from its peer by default (burst: one second's worth);
+the hub sets its own, lower, rate for streams that agents open."""
 MAX_PENDING_PONGS: Final = 256
 """Pings beyond this many answered-but-unsent replies go unanswered (a flood, not a peer)."""
 MAX_OUTSTANDING_PINGS: Final = 16
