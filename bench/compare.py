@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,10 @@ def _entries(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return results if isinstance(results, dict) else {}
 
 
-def _figures(old: dict[str, Any], new: dict[str, Any], noise: float) -> list[dict[str, Any]]:
-    rows = []
+def _cells(
+    old: dict[str, Any], new: dict[str, Any]
+) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """(scenario, path, old entry, new entry) for every cell both runs have."""
     new_results = _entries(new)
     for scenario, old_paths in _entries(old).items():
         new_paths = new_results.get(scenario)
@@ -70,37 +73,32 @@ def _figures(old: dict[str, Any], new: dict[str, Any], noise: float) -> list[dic
             continue
         for path, old_entry in old_paths.items():
             new_entry = new_paths.get(path)
-            if not isinstance(old_entry, dict) or not isinstance(new_entry, dict):
+            if isinstance(old_entry, dict) and isinstance(new_entry, dict):
+                yield scenario, path, old_entry, new_entry
+
+
+def _figures(old: dict[str, Any], new: dict[str, Any], noise: float) -> list[dict[str, Any]]:
+    rows = []
+    for scenario, path, old_entry, new_entry in _cells(old, new):
+        for metric, old_raw in old_entry.items():
+            old_value, new_value = number(old_raw), number(new_entry.get(metric))
+            if old_value is None or new_value is None:
                 continue
-            for metric, old_raw in old_entry.items():
-                old_value, new_value = number(old_raw), number(new_entry.get(metric))
-                if old_value is None or new_value is None:
-                    continue
-                ratio, word = verdict(
-                    old_value, new_value, higher_is_better(scenario, metric), noise
-                )
-                rows.append({"scenario": scenario, "path": path, "metric": metric,
-                             "old": old_value, "new": new_value, "ratio": ratio,
-                             "verdict": word})  # fmt: skip
+            ratio, word = verdict(old_value, new_value, higher_is_better(scenario, metric), noise)
+            rows.append({"scenario": scenario, "path": path, "metric": metric,
+                         "old": old_value, "new": new_value, "ratio": ratio,
+                         "verdict": word})  # fmt: skip
     return rows
 
 
 def _errors(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     """Cells that failed in either run while measured in both."""
     rows = []
-    new_results = _entries(new)
-    for scenario, old_paths in _entries(old).items():
-        new_paths = new_results.get(scenario)
-        if not isinstance(old_paths, dict) or not isinstance(new_paths, dict):
-            continue
-        for path, old_entry in old_paths.items():
-            new_entry = new_paths.get(path)
-            if not isinstance(old_entry, dict) or not isinstance(new_entry, dict):
-                continue
-            if "error" in old_entry or "error" in new_entry:
-                old_error, new_error = old_entry.get("error"), new_entry.get("error")
-                rows.append({"scenario": scenario, "path": path,
-                             "old": old_error, "new": new_error})  # fmt: skip
+    for scenario, path, old_entry, new_entry in _cells(old, new):
+        if "error" in old_entry or "error" in new_entry:
+            old_error, new_error = old_entry.get("error"), new_entry.get("error")
+            rows.append({"scenario": scenario, "path": path,
+                         "old": old_error, "new": new_error})  # fmt: skip
     return rows
 
 

@@ -34,6 +34,7 @@ from portway.wire.codes import Reason
 from portway.wire.mux import MuxSession
 
 PORT = struct.Struct(">H")
+MAX_STREAMS = 65_536
 
 
 async def until_stopped() -> None:
@@ -104,7 +105,10 @@ async def back(session_port: int, sessions: int, tls: ssl.SSLContext | None) -> 
 
     for _ in range(sessions):
         await loop.create_connection(
-            lambda: MuxConnection(MuxSession(client=True), opened, name="back"),
+            # More streams a session than the default 4,096: the idle-memory scenario opens
+            # 10,000 and more over two sessions.
+            lambda: MuxConnection(MuxSession(client=True, max_streams=MAX_STREAMS), opened,
+                                  name="back"),
             "127.0.0.1", session_port, ssl=tls, server_hostname="localhost" if tls else None,
         )  # fmt: skip
     await until_stopped()

@@ -175,7 +175,7 @@ def curve_chart(name: str, paths: dict[str, Any], meta: dict[str, Any], path: Pa
     x_label = str(meta.get("x", "x"))
     fig = Figure(figsize=(WIDTH_IN, 5.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    fig.suptitle(name)
+    fig.suptitle(str(meta.get("title", name)))
     for index, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), index + 1)
         for label, points in lines[metric].items():
@@ -183,6 +183,9 @@ def curve_chart(name: str, paths: dict[str, Any], meta: dict[str, Any], path: Pa
             ax.plot([x for x, _ in points], [y for _, y in points], style, marker="o", label=label)
         if all(x > 0 for points in lines[metric].values() for x, _ in points):
             ax.set_xscale("log")
+        # Latencies span orders of magnitude between 1 and 1,000 connections.
+        if metric.endswith("_ms") and all(y > 0 for pts in lines[metric].values() for _, y in pts):
+            ax.set_yscale("log")
         unit = units.get(metric)
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"{metric} ({unit})" if unit else metric)

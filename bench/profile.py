@@ -1,12 +1,13 @@
-"""`python -m bench.profile`: where the hub and the exposing agents spend their time.
+"""`python -m bench.profile`: where the hub and the agents spend their time.
 
-Starts the origins and a Portway stack (public, edge and share paths), then for each load
-(iperf3 TCP bulk, wrk with ``Connection: close``, wrk keep-alive through the edge) records the hub
-and every `portway expose` process with py-spy while the load runs (the hub spreads connections
-over all of the machine's sessions), and prints the functions with the most samples (own time,
-and time including callees; the agents' samples summed). Raw collapsed stacks (for flamegraph.pl
-or speedscope) are kept next to the JSON results. Needs py-spy (``.venv/bin/pip install
-py-spy``); as root it can attach.
+Starts the origins and a Portway stack (public, reach, edge and share paths), then for each load
+(iperf3 TCP bulk, wrk with ``Connection: close``, wrk keep-alive through the edge,
+redis-benchmark and pgbench through the public and reach paths) records the hub, every
+`portway expose` process and the reaching agent with py-spy while the load runs (the hub
+spreads connections over all of the machine's sessions), and prints the functions with the most
+samples (own time, and time including callees; the agents' samples summed). Raw collapsed
+stacks (for flamegraph.pl or speedscope) are kept next to the JSON results. Needs py-spy
+(``.venv/bin/pip install py-spy``); as root it can attach.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 from bench.paths import PortwayStack
 from bench.procs import Proc, raise_nofile
 from bench.run import RESULTS_DIR, origins
-from bench.scenarios import Settings, idle_memory
-from bench.tools import iperf3_tcp, wrk
+from bench.scenarios import PGBENCH_USER, Settings, idle_memory
+from bench.tools import iperf3_tcp, pgbench, redis_benchmark, wrk
 
 # Frames every sample passes through (CLI start-up, the event loop's entry): not informative.
 BOILERPLATE = ("click/", "<frozen runpy>", "portway/cli/", "portway/__main__.py", "Runner.run",
@@ -100,7 +101,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--only", help="comma-separated loads: tcp_bulk,new_connections,"
-                        "edge_keepalive,share_keepalive,idle_open")  # fmt: skip
+                        "edge_keepalive,share_keepalive,idle_open,redis_c1,reach_redis_c1,"
+                        "redis_c50,reach_redis_c50,pgbench_c16")  # fmt: skip
     parser.add_argument("--idle", type=int, default=9000, help="connections for idle_open")
     args = parser.parse_args()
     raise_nofile()
@@ -113,12 +115,17 @@ def main() -> int:
         with (
             origins(work) as origin,
             PortwayStack(
-                origin, work, tls=args.tls == "on", paths=frozenset({"public", "edge", "share"})
+                origin, work, tls=args.tls == "on",
+                paths=frozenset({"public", "reach", "edge", "share"}),
             ) as stack,
-        ):
-            public, edge, share = stack.public(), stack.edge(), stack.share()
+        ):  # fmt: skip
+            public, reach = stack.public(), stack.reach()
+            edge, share = stack.edge(), stack.share()
             assert public.iperf_tcp and public.http and edge.http and share.http
-            pids = {"hub": (stack.hub_pid,), "agents": stack.exposing_pids}
+            assert public.redis and public.postgres and reach.redis
+            pids = {"hub": (stack.hub_pid,), "agents": stack.exposing_pids,
+                    "reaching": (stack.agents["reach-redis"].proc.pid,)}  # fmt: skip
+            requests = 20_000
             seconds = args.seconds
             idle = Settings(idle_connections=args.idle, idle_seconds=seconds)
             loads: dict[str, Callable[[], dict[str, float]]] = {
@@ -128,6 +135,12 @@ def main() -> int:
                 "share_keepalive": partial(wrk, share.http, seconds, 50),
                 # Opening thousands of idle connections (the memory scenario's load).
                 "idle_open": partial(idle_memory, public, idle),
+                # Real database clients: round-trip bound (-c 1) and many clients (-c 50).
+                "redis_c1": partial(redis_benchmark, public.redis, "get", 1, requests),
+                "reach_redis_c1": partial(redis_benchmark, reach.redis, "get", 1, requests),
+                "redis_c50": partial(redis_benchmark, public.redis, "get", 50, 5 * requests),
+                "reach_redis_c50": partial(redis_benchmark, reach.redis, "get", 50, 5 * requests),
+                "pgbench_c16": partial(pgbench, public.postgres, 16, seconds, PGBENCH_USER),
             }
             for tag, load in loads.items():
                 if args.only and tag not in args.only.split(","):

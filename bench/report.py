@@ -174,9 +174,15 @@ def write_json(out_dir: Path, stamp: str, payload: dict[str, Any]) -> Path:
 
 
 def summary(results: Results, paths: list[str]) -> str:
-    """The README's compact table: one row per figure, one column per path; Portway cells
-    carry their ratio to their best peer (`PEERS`), whose name the path's header gives."""
+    """The README's compact tables, one row per figure: first the peers and floors (one column
+    each), then Portway's paths, whose cells carry their ratio to their best peer (`PEERS`)."""
     shown = [p for p in paths if any(p in results.get(s, {}) for s, *_ in ROWS)]
+    baselines = [p for p in shown if p in BASELINES]
+    portway = [p for p in shown if p not in BASELINES]
+    return "\n\n".join(_summary(results, group) for group in (baselines, portway) if group)
+
+
+def _summary(results: Results, shown: list[str]) -> str:
     lines = [
         "| | " + " | ".join(shown) + " |",
         "|---|" + "---:|" * len(shown),

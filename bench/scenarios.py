@@ -343,10 +343,12 @@ CURVES: dict[str, tuple[str, str, dict[str, str], Curve]] = {
     ),
 }  # fmt: skip
 IDLE_CURVE = "hub_rss_by_idle"
+IDLE_ROLES = ("hub", "agent", "front", "back")
 CURVES_META: dict[str, dict[str, object]] = {
     **{name: {"title": title, "x": x, "metrics": list(units), "units": units}
        for name, (title, x, units, _fn) in CURVES.items()},
     IDLE_CURVE: {"title": "RSS by idle proxied connections", "x": "idle connections",
-                 "metrics": ["hub_rss_mib", "agent_rss_mib"],
-                 "units": {"hub_rss_mib": "MiB", "agent_rss_mib": "MiB"}},
+                 # The relay pairs' front stands in the hub's place, their back in the agent's.
+                 "metrics": [f"{role}_rss_mib" for role in IDLE_ROLES],
+                 "units": {f"{role}_rss_mib": "MiB" for role in IDLE_ROLES}},
 }  # fmt: skip

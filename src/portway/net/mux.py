@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 READ_BUFFER = 256 * 1024
 WRITE_LIMIT = 256 * 1024  # the session transport's high-water mark
 FLUSH_BYTES = 1024 * 1024  # framed per flush before yielding to other callbacks
-JOIN_UP_TO = 64 * 1024  # over TLS, frames up to this size go out as one buffer (one record)
 
 
 class StreamSink(Protocol):
@@ -235,7 +234,7 @@ class MuxConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         transport.set_write_buffer_limits(high=WRITE_LIMIT)
-        # A TLS transport makes one record per buffer written: join small frames into one.
+        # A TLS transport makes records of each buffer written apart: join a flush's frames.
         self._join = transport.get_extra_info("sslcontext") is not None
         self.schedule_flush()
         if self.on_made is not None:
@@ -318,7 +317,7 @@ class MuxConnection(asyncio.BufferedProtocol):
                 break
             size = sum(map(len, frames))
             written += size
-            if self._join and size <= JOIN_UP_TO:
+            if self._join:  # each buffer would be a TLS record: a 12-byte header one too
                 transport.write(b"".join(frames))
             else:
                 transport.writelines(frames)
