@@ -1,4 +1,5 @@
-"""The ways a client reaches the origins: direct, socat, ssh -L, and Portway's three paths.
+"""The ways a client reaches the origins: direct, socat, the two relay-pair floors, and Portway's
+paths (the other peers, ssh, stunnel and nginx, are in `bench.peers`).
 
 Every path is a context manager that starts what it needs and yields `Endpoints`: where the
 client connects for the iperf3 server (TCP, and UDP where the path carries UDP) and for the HTTP
@@ -8,9 +9,6 @@ origin. Everything started is stopped when the block ends, even on errors.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -141,77 +139,6 @@ def socat(origins: Origins, work: Path, buffer: int | None = None) -> Iterator[E
     finally:
         for proc in procs:
             proc.stop()
-
-
-def _sshd_binary() -> str:
-    found = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(found).exists():
-        raise RuntimeError("sshd is not installed (apt-get install openssh-server)")
-    return str(Path(found).resolve())  # sshd refuses to start from a relative path
-
-
-@dataclass(frozen=True)
-class SshServer:
-    port: int
-    user_key: Path
-
-
-@contextlib.contextmanager
-def throwaway_sshd(work: Path) -> Iterator[SshServer]:
-    """A throwaway sshd on a free loopback port, with its own host key and authorized key."""
-    home = work / "ssh"
-    home.mkdir(mode=0o700, exist_ok=True)
-    host_key, user_key = home / "host_ed25519", home / "user_ed25519"
-    for key in (host_key, user_key):
-        if not key.exists():
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
-            )
-    authorized = home / "authorized_keys"
-    authorized.write_text(Path(f"{user_key}.pub").read_text())
-    authorized.chmod(0o600)
-    port = free_port()
-    config = home / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-        f"AuthorizedKeysFile {authorized}\nPidFile {home / 'sshd.pid'}\n"
-        "PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "UsePAM no\nStrictModes no\nAllowTcpForwarding yes\nPrintMotd no\n"
-        "MaxStartups 100\nMaxSessions 100\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory (Debian)
-    daemon = Proc([_sshd_binary(), "-D", "-e", "-f", str(config)], home / "sshd.log")
-    try:
-        _wait_listening(daemon, port, "sshd")
-        yield SshServer(port, user_key)
-    finally:
-        daemon.stop()
-
-
-@contextlib.contextmanager
-def ssh(origins: Origins, work: Path, reverse: bool = False) -> Iterator[Endpoints]:
-    """`ssh -N -L` (or, `reverse`, `ssh -N -R`: sshd listens and the ssh client dials the
-    origin, as `portway expose` does behind a hub port) through a throwaway sshd."""
-    flag, tag = ("-R", "ssh -R") if reverse else ("-L", "ssh -L")
-    with throwaway_sshd(work) as server:
-        listen = {name: free_port() for name in origins.tcp_services()}
-        forwards = [arg for name, target in origins.tcp_services().items()
-                    for arg in (flag, f"127.0.0.1:{listen[name]}:127.0.0.1:{target}")]  # fmt: skip
-        user = os.environ.get("USER") or "root"
-        client = Proc(
-            ["ssh", "-N", "-i", str(server.user_key), "-p", str(server.port),
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
-             *forwards, f"{user}@127.0.0.1"],
-            work / f"{tag.replace(' ', '')}.log",
-        )  # fmt: skip
-        try:
-            for listening in listen.values():
-                _wait_listening(client, listening, tag)
-            yield Endpoints(pids={"ssh": (client.pid,)}, http_origin_port=origins.http_port
-                            ).serving(listen)  # fmt: skip
-        finally:
-            client.stop()
 
 
 @contextlib.contextmanager

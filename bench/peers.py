@@ -1,9 +1,11 @@
-"""Baseline peers written in C: stunnel for Portway's TLS paths, nginx for the edge.
+"""Baseline peers written in C: OpenSSH and stunnel for Portway's TLS paths, nginx for the edge.
 
 Each peer is a path like those of `bench.paths`: a context manager `factory(origins, work)`
 that starts its processes on free loopback ports, yields `Endpoints`, and stops everything when
 the block ends. `bench.run` registers them next to socat and ssh:
 
+* `ssh`: ``ssh -N -L`` (or ``-R``) through a throwaway sshd with its own keys; ``-L`` is the
+  baseline for ``reach/tls``, ``-R`` for ``public/tls``;
 * `stunnel`: a stunnel4 client and server with TLS 1.3 between them, one service per TCP
   service of the origins; the baseline for every Portway ``*/tls`` path (what a tunnel with
   TLS in C costs on this machine);
@@ -31,6 +33,7 @@ import grp
 import os
 import pwd
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -248,3 +251,74 @@ def nginx_tls(origins: Origins, work: Path) -> Iterator[Endpoints]:
     the rows where the edge serves HTTPS: `http` is a `TlsEndpoint` (an ``https://`` URL)."""
     with _nginx(origins, work, tls=True) as endpoints:
         yield endpoints
+
+
+def _sshd_binary() -> str:
+    found = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(found).exists():
+        raise RuntimeError("sshd is not installed (apt-get install openssh-server)")
+    return str(Path(found).resolve())  # sshd refuses to start from a relative path
+
+
+@dataclass(frozen=True)
+class SshServer:
+    port: int
+    user_key: Path
+
+
+@contextlib.contextmanager
+def throwaway_sshd(work: Path) -> Iterator[SshServer]:
+    """A throwaway sshd on a free loopback port, with its own host key and authorized key."""
+    home = work / "ssh"
+    home.mkdir(mode=0o700, exist_ok=True)
+    host_key, user_key = home / "host_ed25519", home / "user_ed25519"
+    for key in (host_key, user_key):
+        if not key.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
+            )
+    authorized = home / "authorized_keys"
+    authorized.write_text(Path(f"{user_key}.pub").read_text())
+    authorized.chmod(0o600)
+    port = free_port()
+    config = home / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"AuthorizedKeysFile {authorized}\nPidFile {home / 'sshd.pid'}\n"
+        "PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nAllowTcpForwarding yes\nPrintMotd no\n"
+        "MaxStartups 100\nMaxSessions 100\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory (Debian)
+    daemon = Proc([_sshd_binary(), "-D", "-e", "-f", str(config)], home / "sshd.log")
+    try:
+        _wait_listening(daemon, port, "sshd")
+        yield SshServer(port, user_key)
+    finally:
+        daemon.stop()
+
+
+@contextlib.contextmanager
+def ssh(origins: Origins, work: Path, reverse: bool = False) -> Iterator[Endpoints]:
+    """`ssh -N -L` (or, `reverse`, `ssh -N -R`: sshd listens and the ssh client dials the
+    origin, as `portway expose` does behind a hub port) through a throwaway sshd."""
+    flag, tag = ("-R", "ssh -R") if reverse else ("-L", "ssh -L")
+    with throwaway_sshd(work) as server:
+        listen = {name: free_port() for name in origins.tcp_services()}
+        forwards = [arg for name, target in origins.tcp_services().items()
+                    for arg in (flag, f"127.0.0.1:{listen[name]}:127.0.0.1:{target}")]  # fmt: skip
+        user = os.environ.get("USER") or "root"
+        client = Proc(
+            ["ssh", "-N", "-i", str(server.user_key), "-p", str(server.port),
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
+             *forwards, f"{user}@127.0.0.1"],
+            work / f"{tag.replace(' ', '')}.log",
+        )  # fmt: skip
+        try:
+            for listening in listen.values():
+                _wait_listening(client, listening, tag)
+            yield Endpoints(pids={"ssh": (client.pid,)}, http_origin_port=origins.http_port
+                            ).serving(listen)  # fmt: skip
+        finally:
+            client.stop()

@@ -1,7 +1,8 @@
 """`python -m bench`: start the origins, run every scenario on every path, print and save.
 
-Order: baselines (direct, socat, socat -b 262144, ssh, and the bare Python relay pair plain
-and with TLS), then one Portway stack per agent-TLS mode (memory first, on fresh processes;
+Order: baselines (direct, socat, socat -b 262144, ssh -L and -R, stunnel, nginx, and the two
+floors, the bare relay pair and the v2 multiplexer pair, plain and with TLS), then one Portway
+stack per agent-TLS mode (memory first, on fresh processes;
 then the throughput scenarios on the public, reach, edge and share paths; the hub restart
 last). A failure in one cell is recorded and the run goes on, so one broken path never hides
 the others.
@@ -52,8 +53,8 @@ BASELINE_PATHS: dict[str, BaselineFactory] = {
     "direct": paths.direct,
     "socat": paths.socat,
     "socat-256k": partial(paths.socat, buffer=262144),
-    "ssh": paths.ssh,
-    "ssh-R": partial(paths.ssh, reverse=True),
+    "ssh": peers.ssh,
+    "ssh-R": partial(peers.ssh, reverse=True),
     "stunnel": peers.stunnel,
     "nginx": peers.nginx,
     "relay/plain": partial(paths.relay, tls=False),
@@ -96,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--quick", action="store_true", help="shorter runs (about 4 min)")
     size.add_argument(
         "--smoke", action="store_true",
-        help="about 1 s per scenario on direct, relay/tls and public/tls (for make test)",
+        help="about 1 s per scenario on direct, the peers, the floors and public/tls "
+        "(for make test)",
     )  # fmt: skip
     parser.add_argument("--paths", help=f"comma-separated subset of: {','.join(all_paths)}")
     parser.add_argument("--only", "--scenarios", dest="scenarios", help="comma-separated "
@@ -338,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(settings, scenarios, selected)
     try:
         log(f"work directory {work}; settings {asdict(settings)}")
-        with origins(work) as origin:
+        databases = any(s.startswith(("redis", "pgbench")) for s in scenarios)
+        with origins(work, databases=databases) as origin:
             runner.baselines(origin, work)
             runner.portway(origin, work)
     finally:
