@@ -27,7 +27,8 @@ from pathlib import Path
 
 import uvloop
 
-from portway.net.mux import MuxConnection, MuxStream, SocketStream
+from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux_socket import SocketStream
 from portway.net.tls import client_context, ensure_hub_certificates
 from portway.net.tls import server_context as hub_server_context
 from portway.wire.codes import Reason
