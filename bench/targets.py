@@ -25,11 +25,6 @@ class Target:
     group: str = "v1"
 
 
-def _v1(what: str, scenario: str, metric: str, path: str, baseline: str | None, limit: float,
-        at_least: bool) -> Target:  # fmt: skip
-    return Target(what, scenario, metric, path, baseline, limit, at_least, group="v1")
-
-
 def _v2(what: str, scenario: str, metric: str, path: str, baseline: str | None, limit: float,
         at_least: bool = True, baseline_scenario: str | None = None) -> Target:  # fmt: skip
     return Target(what, scenario, metric, path, baseline, limit, at_least, baseline_scenario, "v2")
@@ -38,37 +33,37 @@ def _v2(what: str, scenario: str, metric: str, path: str, baseline: str | None, 
 GROUPS = {"v1": "issue 9 (data plane v1)", "v2": "data plane v2 (streams over sessions)"}
 
 TARGETS: list[Target] = [
-    _v1("TCP bulk, public, TLS off >= 1.0x socat", "tcp_bulk", "gbit_s", "public/plain",
+    Target("TCP bulk, public, TLS off >= 1.0x socat", "tcp_bulk", "gbit_s", "public/plain",
         "socat", 1.0, True),
-    _v1("TCP bulk, public, TLS on >= 1.2x ssh", "tcp_bulk", "gbit_s", "public/tls",
+    Target("TCP bulk, public, TLS on >= 1.2x ssh", "tcp_bulk", "gbit_s", "public/tls",
         "ssh", 1.2, True),
-    _v1("TCP bulk, reach, TLS off >= 0.7x socat", "tcp_bulk", "gbit_s", "reach/plain",
+    Target("TCP bulk, reach, TLS off >= 0.7x socat", "tcp_bulk", "gbit_s", "reach/plain",
         "socat", 0.7, True),
-    _v1("TCP bulk, reach, TLS on >= 0.8x ssh", "tcp_bulk", "gbit_s", "reach/tls",
+    Target("TCP bulk, reach, TLS on >= 0.8x ssh", "tcp_bulk", "gbit_s", "reach/tls",
         "ssh", 0.8, True),
-    _v1("new conn/s, public, TLS off >= 1.0x socat", "new_connections", "rps",
+    Target("new conn/s, public, TLS off >= 1.0x socat", "new_connections", "rps",
         "public/plain", "socat", 1.0, True),
-    _v1("new conn/s, public, TLS on >= 0.5x socat", "new_connections", "rps",
+    Target("new conn/s, public, TLS on >= 0.5x socat", "new_connections", "rps",
         "public/tls", "socat", 0.5, True),
-    _v1("keep-alive req/s, edge, TLS on >= 0.5x socat", "http_keepalive", "rps",
+    Target("keep-alive req/s, edge, TLS on >= 0.5x socat", "http_keepalive", "rps",
         "edge/tls", "socat", 0.5, True),
-    _v1("keep-alive req/s, edge, TLS off >= 0.5x socat", "http_keepalive", "rps",
+    Target("keep-alive req/s, edge, TLS off >= 0.5x socat", "http_keepalive", "rps",
         "edge/plain", "socat", 0.5, True),
-    _v1("keep-alive p99, edge, TLS on <= 2x socat", "http_keepalive", "p99_ms",
+    Target("keep-alive p99, edge, TLS on <= 2x socat", "http_keepalive", "p99_ms",
         "edge/tls", "socat", 2.0, False),
-    _v1("keep-alive p99, edge, TLS off <= 2x socat", "http_keepalive", "p99_ms",
+    Target("keep-alive p99, edge, TLS off <= 2x socat", "http_keepalive", "p99_ms",
         "edge/plain", "socat", 2.0, False),
-    _v1("hub memory per idle conn, public, TLS on <= 16 KiB", "idle_memory",
+    Target("hub memory per idle conn, public, TLS on <= 16 KiB", "idle_memory",
         "hub_kib_per_conn", "public/tls", None, 16.0, False),
-    _v1("agent memory per idle conn, public, TLS on <= 16 KiB", "idle_memory",
+    Target("agent memory per idle conn, public, TLS on <= 16 KiB", "idle_memory",
         "agent_kib_per_conn", "public/tls", None, 16.0, False),
-    _v1("hub memory per idle conn, public, TLS off <= 16 KiB", "idle_memory",
+    Target("hub memory per idle conn, public, TLS off <= 16 KiB", "idle_memory",
         "hub_kib_per_conn", "public/plain", None, 16.0, False),
-    _v1("agent memory per idle conn, public, TLS off <= 16 KiB", "idle_memory",
+    Target("agent memory per idle conn, public, TLS off <= 16 KiB", "idle_memory",
         "agent_kib_per_conn", "public/plain", None, 16.0, False),
-    _v1("serving again after hub restart, TLS on <= 3 s", "hub_restart", "serving_s",
+    Target("serving again after hub restart, TLS on <= 3 s", "hub_restart", "serving_s",
         "tls", None, 3.0, False),
-    _v1("serving again after hub restart, TLS off <= 3 s", "hub_restart", "serving_s",
+    Target("serving again after hub restart, TLS off <= 3 s", "hub_restart", "serving_s",
         "plain", None, 3.0, False),
     # Data plane v2 (issue "Data plane v2"): every figure with agent TLS on.
     _v2("redis GET -c 1, reach >= 0.6x ssh -L", "redis_get_c1", "rps", "reach/tls", "ssh", 0.6),

@@ -260,3 +260,10 @@ def hash_server(reply: bytes) -> Handler:
         await writer.drain()
 
     return handler
+
+
+def check_reply(reply: bytes, server_data: bytes, client_data: bytes) -> None:
+    """The hash server's reply: its own data, then the SHA-256 of what reached it."""
+    assert len(reply) == len(server_data) + 64
+    assert hashlib.sha256(reply[:-64]).digest() == hashlib.sha256(server_data).digest()
+    assert reply[-64:].decode() == hashlib.sha256(client_data).hexdigest()

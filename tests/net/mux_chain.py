@@ -13,7 +13,7 @@ from portway.net.mux_socket import SocketStream
 from portway.wire.codes import Reason
 from portway.wire.mux import MuxSession
 
-from .harness import DEADLINE, Harness, Tls
+from .harness import Harness, Tls, wait_until
 
 
 @dataclass
@@ -97,8 +97,7 @@ async def close_chain(chain: MuxChain) -> None:
     for connection in (*chain.front, *chain.back):
         if connection.transport is not None:
             connection.transport.abort()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
     everything: list[SocketStream | MuxConnection] = [*chain.sockets, *chain.front, *chain.back]
-    while any(item.transport is not None for item in everything) and loop.time() < deadline:
-        await asyncio.sleep(0.001)
+    await wait_until(
+        lambda: all(item.transport is None for item in everything), "every transport is closed"
+    )

@@ -14,16 +14,19 @@ from portway.net.mux import WRITE_LIMIT
 from portway.wire.mux import MAX_WINDOW
 from portway.wire.mux_frames import HEADER, MUX_VERSION, GoAwayCode, decode_go_away
 
-from .harness import Harness, Tls, exchange, hash_server, payload, rst_close, wait_until
+from .harness import (
+    Harness,
+    Tls,
+    check_reply,
+    exchange,
+    hash_server,
+    payload,
+    rst_close,
+    wait_until,
+)
 from .mux_chain import MuxChain, close_chain, mux_chain
 
 MB = 1024 * 1024
-
-
-def check_reply(reply: bytes, server_data: bytes, client_data: bytes) -> None:
-    assert len(reply) == len(server_data) + 64
-    assert hashlib.sha256(reply[:-64]).digest() == hashlib.sha256(server_data).digest()
-    assert reply[-64:].decode() == hashlib.sha256(client_data).hexdigest()
 
 
 async def chain_for(harness: Harness, target: int, tls: Tls | None, **kw: object) -> MuxChain:

@@ -11,17 +11,19 @@ from portway.net.splice import Splice
 from portway.wire.codes import Reason
 from portway.wire.stream import EOF_CHUNK, encode_chunks, encode_reset
 
-from .harness import Harness, Tls, exchange, hash_server, payload, rst_close, wait_until
+from .harness import (
+    Harness,
+    Tls,
+    check_reply,
+    exchange,
+    hash_server,
+    payload,
+    rst_close,
+    wait_until,
+)
 
 MB = 1024 * 1024
 MAX_READ = 256 * 1024  # what asyncio and uvloop read from a socket at once
-
-
-def check_reply(reply: bytes, server_data: bytes, client_data: bytes) -> None:
-    """The hash server's reply: its own data, then the SHA-256 of what reached it."""
-    assert len(reply) == len(server_data) + 64
-    assert hashlib.sha256(reply[:-64]).digest() == hashlib.sha256(server_data).digest()
-    assert reply[-64:].decode() == hashlib.sha256(client_data).hexdigest()
 
 
 async def test_raw_to_raw_carries_10mb_each_way_with_half_close(harness: Harness) -> None:
