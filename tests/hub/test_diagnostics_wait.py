@@ -66,7 +66,6 @@ class Plane:
         self.session = AgentSession(
             agent_id=AGENT, workspace_id=ROUTE.workspace_id, agent_name="laptop",
             control=cast(FramedConnection, _Control()), features=frozenset({FEATURE_SERVE}),
-            pool_size=1,
         )  # fmt: skip
         self.assigned: list[float] = []  # loop time of each assignment
         self._answers = answers

@@ -1,9 +1,8 @@
 """Serving an `assign` on a data channel for a tunnel this agent exposes: dial the target and
 splice it to the channel (or serve UDP), after checking the agent serves that tunnel.
 
-`AgentRuntime` calls `served()` for every `assign {mode: dial|diagnose}` and
-`dial()` for a dial; a dialled TCP connection that ends cleanly hands the channel to `reuse`
-(the runtime waits on it for the next assignment, `docs/protocol.md` §6).
+`AgentRuntime` calls `served()` for every `assign {mode: dial|diagnose}` (each on a stream the
+hub opened) and `dial()` for a dial.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.udp import serve_udp
@@ -75,16 +74,12 @@ async def served(
     return spec
 
 
-async def dial(
-    dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign,
-    reuse: Callable[[asyncio.Transport, bytes], bool],
-) -> bool:  # fmt: skip
+async def dial(dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign) -> bool:
     """Dial `spec`'s target and splice it to `channel`; whether the channel was handed over
     (else the caller closes it)."""
     if assign.protocol is Protocol.UDP:
         return await serve_udp(dialer, spec, channel, assign)
-    splice = Splice(a_framed=True, b_framed=False)
-    splice.reuse(splice.a, reuse)
+    splice = Splice()
     try:
         await dialer.connect(
             spec.host, spec.port, splice.connector(splice.b), ssl_context=target_tls(assign)

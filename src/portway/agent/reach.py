@@ -37,7 +37,7 @@ class ReachListener:
         self._servers: list[asyncio.Server] = []
 
     def _client(self) -> Leg:
-        splice = Splice(a_framed=False, b_framed=True, on_close=self._closed)
+        splice = Splice(on_close=self._closed)
         self._opener(self.bind, uuid.uuid4().hex, splice)
         return splice.a
 

@@ -1,4 +1,4 @@
-"""An agent process's connection to the hub: one control session, a pool of data channels.
+"""An agent process's connection to the hub: one session over a few links (`agent.links`).
 
 `portway up`, `portway expose` and `portway reach` build an `AgentRuntime` and `await run()`;
 it reconnects with jittered backoff until `stop()` or a refusal no retry can fix (`Refused`).
@@ -19,6 +19,7 @@ from typing import Any
 from portway import __version__
 from portway.agent.assigned import ServedTunnels, dial, served
 from portway.agent.dialer import Dialer
+from portway.agent.links import CONNECT_TIMEOUT, LINK_ERRORS, HubLinks
 from portway.agent.probing import diagnose
 from portway.agent.reach import LOCALHOST, ReachListener
 from portway.agent.targets import TargetWatch
@@ -27,16 +28,13 @@ from portway.domain.backoff import Backoff
 from portway.domain.policy import TargetPolicy
 from portway.net import tls
 from portway.net.control import run_control
-from portway.net.framed import ConnectionClosed, FramedConnection, connect
+from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.splice import Splice
 from portway.net.udp import UdpSession
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
-from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import (
     FEATURE_BINDS,
-    FEATURE_REUSE,
-    FEATURE_REUSE_REACH,
     FEATURE_SERVE,
     Assign,
     AssignError,
@@ -44,11 +42,9 @@ from portway.wire.messages import (
     AssignOk,
     BindSpec,
     BindStatus,
-    ChannelHello,
     ControlHello,
     DesiredState,
     Message,
-    OpenChannels,
     Protocol,
     ReachOpen,
     ReachReject,
@@ -67,7 +63,6 @@ FATAL = {
     SessionCode.BAD_VERSION,
 }
 PROBE_INTERVAL = 15.0
-CONNECT_TIMEOUT = 10.0
 REACH_WAIT = 30.0  # how long a local client may wait for the hub before it is closed
 
 
@@ -90,6 +85,11 @@ class AgentSettings:
     serve: bool = True  # dial targets of this agent's tunnels
     hold_binds: bool = True  # hold reach binds created through the API
     policy: TargetPolicy = field(default_factory=TargetPolicy)
+    sessions: int = 2  # connections to the hub (1 to 8); streams go to the least loaded
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.sessions <= 8:
+            raise ValueError("sessions must be between 1 and 8")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
@@ -116,7 +116,7 @@ class AgentRuntime:
         self.connected = asyncio.Event()
         self._ssl = settings.ssl_context()
         self._control: FramedConnection | None = None
-        self._welcome: Welcome | None = None
+        self._links: HubLinks | None = None
         self._revision = 0
         self._pending: dict[str, tuple[str, Splice | UdpSession]] = {}
         self._channel_tasks: set[asyncio.Task[None]] = set()
@@ -159,7 +159,7 @@ class AgentRuntime:
                 await self._session()
             except AgentRefused:
                 raise
-            except (OSError, ssl.SSLError, ConnectionClosed, ProtocolError, TimeoutError) as exc:
+            except LINK_ERRORS as exc:
                 if not self._stop.is_set():
                     self.on_state("disconnected", {"error": str(exc) or type(exc).__name__})
             if self._stop.is_set():
@@ -174,6 +174,8 @@ class AgentRuntime:
         self._stop.set()
         if self._control is not None:
             self._control.close()
+        if self._links is not None:
+            self._links.close()
         for listener in [*self.binds.values(), *self.local_binds.values()]:
             await listener.close()
         for _conn, (_bind, splice) in list(self._pending.items()):
@@ -194,9 +196,9 @@ class AgentRuntime:
         task.add_done_callback(bucket.discard)
 
     def _hello(self) -> ControlHello:
-        features: list[str] = [FEATURE_REUSE_REACH]
+        features: list[str] = []
         if self.settings.serve:
-            features.extend((FEATURE_SERVE, FEATURE_REUSE))
+            features.append(FEATURE_SERVE)
         if self.settings.hold_binds:
             features.append(FEATURE_BINDS)
         return ControlHello(
@@ -204,31 +206,35 @@ class AgentRuntime:
             hostname=socket.gethostname(), pid=os.getpid(), features=tuple(features),
         )  # fmt: skip
 
-    async def _connect(self, hello: Message) -> FramedConnection:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            return await connect(
-                self.settings.host, self.settings.port, hello=hello, ssl_context=self._ssl,
-                server_hostname=self.settings.host if self._ssl else None,
-                max_payload=MAX_CONTROL_PAYLOAD,
-            )  # fmt: skip
-
     async def _session(self) -> None:
-        conn = await self._connect(self._hello())
+        links = self._links = HubLinks(
+            self.settings.host, self.settings.port, self._ssl, self._on_stream
+        )
+        link, conn = await links.open(self._hello())
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                first = await conn.recv()
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    first = await conn.recv()
+            except ConnectionClosed:
+                if link.refused is not None:  # a version 1 hub: its frozen refusal
+                    raise AgentRefused(
+                        SessionCode.BAD_VERSION,
+                        "the hub speaks protocol version 1; this agent speaks 2: "
+                        f"upgrade the hub or use an agent of its release ({link.refused.message})",
+                    ) from None
+                raise
             if isinstance(first, Refused):
                 if first.reason in FATAL:
                     raise AgentRefused(first.reason, first.message)
                 raise ConnectionClosed(f"hub refused the session: {first.message}")
             if not isinstance(first, Welcome):
                 raise ProtocolError(f"expected welcome, got {type(first).__name__}")
-            self._control, self._welcome = conn, first
+            self._control = conn
+            link.start_heartbeat(first.heartbeat_interval, first.heartbeat_timeout)
+            self._spawn(links.keep(first, self.settings.sessions), into=self._channel_tasks)
             self._backoff.reset()
             self.connected.set()
             self.on_state("connected", {"session": first.session, "agent": first.agent})
-            for _ in range(first.pool_size):
-                self._open_channel()
             for conn_id, (bind, splice) in list(self._pending.items()):
                 if splice.open:
                     conn.send(ReachOpen(bind, conn_id))
@@ -246,6 +252,7 @@ class AgentRuntime:
             self.connected.clear()
             self._control = None
             conn.close()
+            links.close()
             for task in list(self._channel_tasks):
                 task.cancel()
 
@@ -255,9 +262,6 @@ class AgentRuntime:
             self.tunnels.update(message.tunnels if self.settings.serve else ())
             self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
             self._spawn(self._apply(message))
-        elif isinstance(message, OpenChannels):
-            for _ in range(min(message.count, 64)):
-                self._open_channel()
         elif isinstance(message, ReachReject):
             pending = self._pending.pop(message.conn, None)
             if pending is not None:
@@ -325,36 +329,20 @@ class AgentRuntime:
             results.append(BindStatus(spec.id, True, port))
         return results
 
-    # -- data channels -----------------------------------------------------------------------
+    # -- streams the hub opens ---------------------------------------------------------------
 
-    def _open_channel(self) -> None:
-        if self._welcome is not None and self._control is not None:
-            self._spawn(self._channel(self._welcome), into=self._channel_tasks)
+    def _on_stream(self, channel: FramedConnection) -> None:
+        """The hub opened a stream (on any link): serve the assignment it carries."""
+        self._spawn(self._serve(channel), into=self._channel_tasks)
 
-    async def _channel(self, welcome: Welcome) -> None:
-        """Open one data channel, wait in the pool for an assignment, then serve it."""
-        try:
-            channel = await self._connect(
-                ChannelHello(session=welcome.session, secret=welcome.channel_secret)
-            )
-        except (OSError, ssl.SSLError, TimeoutError):
-            return
-        await self._serve(channel, fresh=True)
-
-    async def _serve(self, channel: FramedConnection, *, fresh: bool) -> None:
-        """Wait in the hub's pool for an assignment on `channel`, then serve it.
-
-        A fresh channel that leaves the pool is replaced at once, keeping the pool at its size;
-        a reused one is not (it was not counted in the pool the agent keeps): the hub asks for
-        more when its pool runs dry.
-        """
+    async def _serve(self, channel: FramedConnection) -> None:
+        """Read the assignment a stream opens with, then serve it (dial, diagnose, or join a
+        waiting local client); the stream is closed unless a splice took it over."""
         handed_over = False
         try:
             message = await channel.recv()
             if not isinstance(message, Assign):
                 return
-            if fresh:
-                self._open_channel()
             if message.mode is AssignMode.DIAL:
                 handed_over = await self._dial(channel, message)
             elif message.mode is AssignMode.DIAGNOSE:
@@ -367,22 +355,13 @@ class AgentRuntime:
             if not handed_over:
                 channel.close()
 
-    def _reuse(self, transport: asyncio.Transport, rest: bytes) -> bool:
-        """A dialled or reaching connection ended cleanly: its channel waits for the next
-        assignment (the hub parks it again once it has sent its EOF and read ours)."""
-        if self._stop.is_set() or self._control is None:
-            return False
-        channel = FramedConnection.adopt(transport, rest)
-        self._spawn(self._serve(channel, fresh=False), into=self._channel_tasks)
-        return True
-
     async def _diagnose(self, channel: FramedConnection, assign: Assign) -> None:
         if await served(self.tunnels, channel, assign) is not None:
             channel.send(await diagnose(self.dialer, assign))
 
     async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
         spec = await served(self.tunnels, channel, assign)
-        return spec is not None and await dial(self.dialer, spec, channel, assign, self._reuse)
+        return spec is not None and await dial(self.dialer, spec, channel, assign)
 
     def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:
         pending = self._pending.pop(assign.conn, None)
@@ -395,12 +374,11 @@ class AgentRuntime:
         if isinstance(relay, UdpSession):
             relay.attach(transport, rest)
         else:
-            relay.reuse(relay.b, self._reuse)
             relay.attach(relay.b, transport, rest)
         return True
 
     def _open_reach(self, bind: str, conn_id: str, splice: Splice | UdpSession) -> None:
-        """A local client connected to a reach listener: ask the hub for a channel."""
+        """A local client connected to a reach listener: ask the hub for a stream."""
         self._pending[conn_id] = (bind, splice)
         if self._control is not None:
             with contextlib.suppress(ConnectionClosed):

@@ -71,6 +71,12 @@ def ensure_agent(
     return profile
 
 
+sessions_option = click.option(
+    "--sessions", type=click.IntRange(1, 8), default=2, show_default=True,
+    envvar="PORTWAY_SESSIONS", help="Connections to keep to the hub; streams share them.",
+)  # fmt: skip
+
+
 def settings_from(
     profile: Profile,
     *,
@@ -78,6 +84,7 @@ def settings_from(
     hold_binds: bool,
     allow: tuple[str, ...] = (),
     deny: tuple[str, ...] = (),
+    sessions: int = 2,
 ) -> AgentSettings:
     assert profile.agent_endpoint and profile.agent_token
     endpoint = parse_host_port(profile.agent_endpoint)
@@ -89,6 +96,7 @@ def settings_from(
         host=endpoint.host, port=endpoint.port, token=profile.agent_token,
         tls=profile.agent_tls != "off", ca_certificate=profile.ca_certificate,
         ca_fingerprint=profile.ca_fingerprint, serve=serve, hold_binds=hold_binds, policy=policy,
+        sessions=sessions,
     )  # fmt: skip
 
 

@@ -7,7 +7,13 @@ from typing import Any
 import click
 
 from portway.agent.runtime import AgentRuntime
-from portway.cli.agent_setup import ensure_agent, reporter, run_foreground, settings_from
+from portway.cli.agent_setup import (
+    ensure_agent,
+    reporter,
+    run_foreground,
+    sessions_option,
+    settings_from,
+)
 from portway.cli.common import ApiOptions, api_options, details, emit_json
 from portway.client import PortwayClient
 from portway.domain.addresses import AddressError, parse_host_port
@@ -61,10 +67,12 @@ def _hp(target: dict[str, Any]) -> str:
 @click.option("--temporary", is_flag=True, help="Delete the tunnel when this command stops.")
 @click.option("--allow", multiple=True, metavar="CIDR[:PORTS]", help="Agent target policy: allow.")
 @click.option("--deny", multiple=True, metavar="CIDR[:PORTS]", help="Agent target policy: deny.")
+@sessions_option
 @api_options
 def expose(
     target: str, name: str | None, protocol: str, public: bool, hub_port: int | None,
     expires: str | None, temporary: bool, allow: tuple[str, ...], deny: tuple[str, ...],
+    sessions: int,
     api: ApiOptions,
 ) -> None:  # fmt: skip
     """Expose HOST:PORT (e.g. localhost:5432) through the hub until Ctrl-C."""
@@ -97,7 +105,9 @@ def expose(
                 ("reach it", f"portway reach {tunnel['name']}"),
             ]
         )
-    settings = settings_from(profile, serve=True, hold_binds=False, allow=allow, deny=deny)
+    settings = settings_from(
+        profile, serve=True, hold_binds=False, allow=allow, deny=deny, sessions=sessions
+    )
 
     def cleanup() -> None:
         try:

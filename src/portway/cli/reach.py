@@ -14,7 +14,13 @@ import click
 
 from portway.agent.reach import LOCALHOST, first_free_port
 from portway.agent.runtime import AgentRuntime
-from portway.cli.agent_setup import ensure_agent, reporter, run_foreground, settings_from
+from portway.cli.agent_setup import (
+    ensure_agent,
+    reporter,
+    run_foreground,
+    sessions_option,
+    settings_from,
+)
 from portway.cli.common import ApiOptions, api_options, emit_json
 from portway.cli.reaching import ReachState, forget, local_host, process_start, record
 from portway.domain.tunnels import connection_string, service_kind
@@ -36,9 +42,14 @@ from portway.errors import ConfigError
     metavar="ADDR",
     help="Local address to listen on (default 127.0.0.1 and ::1).",
 )
+@sessions_option
 @api_options
 def reach(
-    tunnel: str, local_port: int | None, bind_addresses: tuple[str, ...], api: ApiOptions
+    tunnel: str,
+    local_port: int | None,
+    bind_addresses: tuple[str, ...],
+    sessions: int,
+    api: ApiOptions,
 ) -> None:
     """Listen on localhost and carry every connection to TUNNEL (name or id) until Ctrl-C."""
     with api.client() as client:
@@ -54,7 +65,7 @@ def reach(
         click.echo(f"Port {wanted} is in use; using {port} instead.", err=True)
     kind = service_kind(found["protocol"], found["target"]["port"], found.get("detectedProtocol"))
     host = local_host(addresses)
-    settings = settings_from(profile, serve=False, hold_binds=False)
+    settings = settings_from(profile, serve=False, hold_binds=False, sessions=sessions)
     runtime = AgentRuntime(settings, on_state=reporter(api.as_json))
     written: list[Path] = []
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from portway.agent.runtime import AgentRuntime
-from portway.cli.agent_setup import ensure_agent, reporter, run_foreground, settings_from
+from portway.cli.agent_setup import (
+    ensure_agent,
+    reporter,
+    run_foreground,
+    sessions_option,
+    settings_from,
+)
 from portway.cli.common import ApiOptions, api_options
 
 
@@ -18,17 +24,21 @@ from portway.cli.common import ApiOptions, api_options
 @click.option(
     "--deny", multiple=True, metavar="CIDR[:PORTS]", help="Never dial targets matching these rules."
 )
+@sessions_option
 @api_options
 def up(
     name: str | None,
     label: str | None,
     allow: tuple[str, ...],
     deny: tuple[str, ...],
+    sessions: int,
     api: ApiOptions,
 ) -> None:
     """Enrol this machine (first run) and serve its tunnels and connections until Ctrl-C."""
     with api.client() as client:
         profile = ensure_agent(api, client, name=name, label=label)
-    settings = settings_from(profile, serve=True, hold_binds=True, allow=allow, deny=deny)
+    settings = settings_from(
+        profile, serve=True, hold_binds=True, allow=allow, deny=deny, sessions=sessions
+    )
     click.echo(f"Agent {profile.agent_id} serving; press Ctrl-C to stop.", err=True)
     run_foreground(AgentRuntime(settings, on_state=reporter(api.as_json)))

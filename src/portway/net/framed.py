@@ -18,6 +18,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import cast
 
+from portway.net.mux_transport import StreamTransport
 from portway.net.tls import remember_session
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_HELLO_PAYLOAD, PREFACE
@@ -108,7 +109,8 @@ class FramedConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()
-        return False
+        # A stream stays open: its next protocol (after `detach`) hears of the FIN too.
+        return isinstance(self.transport, StreamTransport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True

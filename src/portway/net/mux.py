@@ -22,6 +22,7 @@ Nothing awaits per chunk:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -29,6 +30,7 @@ from typing import Protocol, cast
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import Bytes
+from portway.wire.messages import MessageReader, Refused
 from portway.wire.mux import (
     HIGH_WATER,
     DataReceived,
@@ -38,7 +40,7 @@ from portway.wire.mux import (
     StreamOpened,
     StreamReset,
 )
-from portway.wire.mux_frames import GoAwayCode
+from portway.wire.mux_frames import MUX_VERSION, GoAwayCode
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ class MuxConnection(asyncio.BufferedProtocol):
         *,
         on_made: Callable[[MuxConnection], None] | None = None,
         name: str = "session",
+        preface: bytes = b"",
     ) -> None:
         self.session = session
         self.on_open = on_open
@@ -193,6 +196,11 @@ class MuxConnection(asyncio.BufferedProtocol):
         self._flush_handle: asyncio.Handle | None = None
         self._write_paused = False
         self._closing = False
+        self._preface = preface  # the dialling side writes it before any frame
+        self._first_read = True
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self.refused: Refused | None = None
+        """A version 1 hub's frozen ``refused`` frame, read instead of version 2 frames."""
 
     # -- the owner's side ------------------------------------------------------------------------
 
@@ -221,6 +229,34 @@ class MuxConnection(asyncio.BufferedProtocol):
         self._flush()
         self.transport.close()
 
+    def feed(self, data: bytes) -> None:
+        """Parse ``data`` as if the transport had read it (the bytes that followed the preface
+        in the read that carried it); called by the agent port right after ``connection_made``."""
+        while data:
+            buffer = self.get_buffer(len(data))
+            n = min(len(buffer), len(data))
+            buffer[:n] = data[:n]
+            data = data[n:]
+            self.buffer_updated(n)
+
+    def start_heartbeat(self, interval: float, timeout: float) -> None:
+        """PING every ``interval`` seconds; close the session after ``timeout`` of silence.
+
+        Called by the owner once the session is admitted: a session that is up for TCP but
+        stuck (a dead peer behind a NAT) is found, and each answer feeds the RTT estimate."""
+
+        def beat() -> None:
+            if self.transport is None:
+                return
+            if self.loop.time() - self.last_heard > timeout:
+                log.warning("%s: no answer to pings for %.0f s: closing", self.name, timeout)
+                self.close(GoAwayCode.NORMAL, "no answer to pings")
+                return
+            self.ping()
+            self._heartbeat = self.loop.call_later(interval, beat)
+
+        self._heartbeat = self.loop.call_later(interval, beat)
+
     def lend_buffer(self) -> None:
         self._lent = True
 
@@ -236,6 +272,8 @@ class MuxConnection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(high=WRITE_LIMIT)
         # A TLS transport makes records of each buffer written apart: join a flush's frames.
         self._join = transport.get_extra_info("sslcontext") is not None
+        if self._preface:
+            transport.write(self._preface)
         self.schedule_flush()
         if self.on_made is not None:
             self.on_made(self)
@@ -248,6 +286,11 @@ class MuxConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         now = self.last_heard = self.loop.time()
+        if self._first_read:
+            self._first_read = False
+            if self.session.client and nbytes and self._buffer[0] != MUX_VERSION:
+                self._legacy_refusal(bytes(self._buffer[:nbytes]))
+                return
         try:
             events = self.session.receive_data(self._buffer[:nbytes], now)
         except ProtocolError as exc:
@@ -292,6 +335,9 @@ class MuxConnection(asyncio.BufferedProtocol):
         return False  # the peer closed its side: the session is over
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -327,6 +373,20 @@ class MuxConnection(asyncio.BufferedProtocol):
                     stream._resume()
         if written >= FLUSH_BYTES and not self._write_paused:
             self.schedule_flush()  # more is ready: let other callbacks run first
+
+    def _legacy_refusal(self, data: bytes) -> None:
+        """The hub answered in version 1 framing: its frozen ``refused`` frame, or garbage."""
+        reader = MessageReader()
+        reader.feed(data)
+        with contextlib.suppress(ProtocolError):
+            message = reader.next_message()
+            if isinstance(message, Refused):
+                self.refused = message
+        if self.refused is None:
+            log.warning("%s: the peer does not speak protocol version 2", self.name)
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         """The peer broke the protocol: GO_AWAY (already queued by the session), then close."""

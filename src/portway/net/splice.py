@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from portway.net.mux_transport import StreamReset, StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import Bytes
@@ -98,7 +99,8 @@ class Leg(asyncio.Protocol):
         return self.splice._eof_received(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.splice._lost(self)
+        # A stream's reset carries its reason: the other leg is reset with the same one.
+        self.splice._lost(self, exc.reason if isinstance(exc, StreamReset) else Reason.RESET)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -123,8 +125,8 @@ class Splice:
     def __init__(
         self,
         *,
-        a_framed: bool,
-        b_framed: bool,
+        a_framed: bool = False,
+        b_framed: bool = False,
         limit: int = DEFAULT_LIMIT,
         on_close: Callable[[Splice], None] | None = None,
     ) -> None:
@@ -358,13 +360,15 @@ class Splice:
             assert self.result is not None
             transport.write(encode_reset(self.result))
             transport.close()
+        elif isinstance(transport, StreamTransport):
+            transport.reset(self.result or Reason.RESET)  # the peer reads why from the RST
         else:
             hard_close(transport)
 
-    def _lost(self, leg: Leg) -> None:
+    def _lost(self, leg: Leg, reason: Reason) -> None:
         leg.lost = True
         if self.open:
-            self._fail(Reason.RESET, leg)
+            self._fail(reason, leg)
         else:
             self._maybe_done()
 

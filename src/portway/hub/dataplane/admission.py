@@ -5,7 +5,8 @@ by a share token, data channels by their session's secret.
 `Admission.admit()`, which either refuses the connection (and closes it) or returns the new
 `AgentSession`; the data plane then registers it, sends `welcome` and runs the session. When the
 control connection ends the data plane calls `disconnected()` (the `agent.disconnected` event).
-A `channel_hello` goes to `admit_channel()`. After every snapshot reload `lapsed()` says which
+A `channel_hello` (a further connection joining a live session) is checked by
+`check_join()`. After every snapshot reload `lapsed()` says which
 agent sessions lost their token (agent deleted, token rotated) and must end.
 """
 
@@ -26,8 +27,6 @@ from portway.wire.codes import SessionCode
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import ChannelHello, ControlHello, Refused
 
-POOL_SIZE = 4  # idle data channels each session keeps ready (sent in `welcome`)
-
 
 def refuse(conn: FramedConnection, code: SessionCode, message: str) -> None:
     """Answer a hello with `refused` and close the connection."""
@@ -36,17 +35,14 @@ def refuse(conn: FramedConnection, code: SessionCode, message: str) -> None:
     conn.close()
 
 
-def admit_channel(
-    conn: FramedConnection, hello: ChannelHello, session: AgentSession | None
-) -> None:
-    """Park a data channel in the pool of `session` (the one its hello names, None when that
-    session is not live) if the hello carries the session's channel secret; refuse it if not."""
+def check_join(hello: ChannelHello, session: AgentSession | None) -> tuple[SessionCode, str] | None:
+    """Why a connection may not join `session` (the one its hello names, None when that session
+    is not live), or None when the hello carries the session's secret."""
     if session is None:
-        refuse(conn, SessionCode.UNKNOWN_SESSION, "no live session with that id")
-    elif hello.secret is None or not hmac.compare_digest(hello.secret, session.secret):
-        refuse(conn, SessionCode.BAD_SECRET, "channel secret does not match")
-    else:
-        session.add_channel(conn)
+        return SessionCode.UNKNOWN_SESSION, "no live session with that id"
+    if hello.secret is None or not hmac.compare_digest(hello.secret, session.secret):
+        return SessionCode.BAD_SECRET, "session secret does not match"
+    return None
 
 
 def lapsed(session: AgentSession, token_hashes: dict[uuid.UUID, str]) -> SessionCode | None:
@@ -104,7 +100,7 @@ class Admission:
         conn.reader.frames.max_payload = MAX_CONTROL_PAYLOAD
         session = AgentSession(
             agent_id=agent_id, workspace_id=workspace_id, agent_name=name, control=conn,
-            features=frozenset(hello.features), pool_size=POOL_SIZE,
+            features=frozenset(hello.features),
         )  # fmt: skip
         session.token_hash = token_hash
         if guest is not None:

@@ -138,7 +138,7 @@ class Diagnostics:
         told = [s for s in serving if self._desired.sent(s, route.spec())]
         if not told:
             return _NotYet(NOT_SERVED_YET)
-        return route, max(told, key=lambda s: s.idle_channels)
+        return route, min(told, key=lambda s: s.load)
 
     async def run(self, tunnel_id: uuid.UUID) -> Report:
         """Diagnose a tunnel now; never raises for what the path does, only reports it.

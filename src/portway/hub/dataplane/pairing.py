@@ -1,4 +1,4 @@
-"""Pairing a visitor (public port or reach connection) with a channel dialled by the agent.
+"""Pairing a visitor (public port or reach connection) with a stream dialled by the agent.
 
 `DataPlane` owns one `Pairing`; public ports call `visitor()`, the control-session handler
 calls `reach()`. The only awaits are per connection (waiting for the agents' answers), never
@@ -23,8 +23,6 @@ from portway.net.framed import ConnectionClosed
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
 from portway.wire.messages import (
-    FEATURE_REUSE,
-    FEATURE_REUSE_REACH,
     Assign,
     AssignError,
     AssignMode,
@@ -71,15 +69,12 @@ class Pairing:
         # Told about every reach splice (guest sessions' connections are ended on revocation).
         self.on_reach_splice: Callable[[AgentSession, Splice], None] | None = None
 
-    def _new_splice(self, tunnel_id: uuid.UUID, *, a_framed: bool) -> Splice:
-        return Splice(
-            a_framed=a_framed, b_framed=True,
-            on_close=lambda s: self._traffic.closed(tunnel_id, s),
-        )  # fmt: skip
+    def _new_splice(self, tunnel_id: uuid.UUID) -> Splice:
+        return Splice(on_close=lambda s: self._traffic.closed(tunnel_id, s))
 
     def visitor(self, tunnel_id: uuid.UUID) -> Splice:
         """A splice for a visitor on a public port; its far side is dialled in the background."""
-        splice = self._new_splice(tunnel_id, a_framed=False)
+        splice = self._new_splice(tunnel_id)
         self._spawn(self.dial(tunnel_id, splice, uuid.uuid4().hex))
         return splice
 
@@ -89,16 +84,14 @@ class Pairing:
         conn_id: str,
         *,
         tls: bool = False,
-        reuse_in: Splice | None = None,
     ) -> tuple[asyncio.Transport, bytes, routes.Route]:
-        """A data channel the tunnel's agent has dialled to the target, detached and in stream
-        framing, with any bytes already read after `assign_ok`; raises `Unavailable`.
+        """A stream the tunnel's agent has dialled to the target, as a transport detached from
+        its `assign` framing, with the target's bytes already read after `assign_ok`; raises
+        `Unavailable`.
 
         The caller (a splice here, or the HTTP edge) must take over the transport at once,
         with no await in between, by setting its own protocol. `tls` (the HTTP edge, for an
-        https tunnel) asks the exposing agent to speak TLS to the target itself. With
-        `reuse_in` (a splice whose leg `b` the channel will become), a channel of an agent that
-        supports it goes back to the idle pool when that splice ends cleanly.
+        https tunnel) asks the exposing agent to speak TLS to the target itself.
         """
         route = self._snapshot().routes.get(tunnel_id)
         if route is None:
@@ -108,7 +101,7 @@ class Pairing:
         serving = self._serving(route.agent_id)
         if not serving:
             raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE))
-        session = max(serving, key=lambda s: s.idle_channels)
+        session = min(serving, key=lambda s: s.load)
         message = Assign(
             conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
             protocol=route.wire_protocol, host=route.host, port=route.port,
@@ -127,15 +120,13 @@ class Pairing:
             self._on_target(session, route.id, False, answer.message)
             raise Unavailable(answer.reason, answer.message or _why(route, answer.reason))
         self._on_target(session, route.id, True, "")
-        if reuse_in is not None and FEATURE_REUSE in session.features:
-            reuse_in.reuse(reuse_in.b, session.readopt)
         transport, rest = channel.detach()
         return transport, rest, route
 
     async def dial(self, tunnel_id: uuid.UUID, splice: Splice, conn_id: str) -> bool:
         """Pair leg `b` of `splice` with a channel the tunnel's agent dialled to the target."""
         try:
-            transport, rest, route = await self.open_channel(tunnel_id, conn_id, reuse_in=splice)
+            transport, rest, route = await self.open_channel(tunnel_id, conn_id)
         except Unavailable as exc:
             splice.reset(exc.reason)
             return False
@@ -148,7 +139,7 @@ class Pairing:
 
     async def reach(self, session: AgentSession, request: ReachOpen) -> None:
         """Serve one `reach_open`: assign a channel of the reaching agent and one dialled by
-        the exposing agent, concurrently, and splice them framed to framed."""
+        the exposing agent, concurrently, and splice the two streams."""
         route = self._reach_route(session, request.bind)
         if isinstance(route, tuple):
             with contextlib.suppress(ConnectionClosed):
@@ -157,9 +148,7 @@ class Pairing:
         if route.wire_protocol is Protocol.UDP and self.udp_reach is not None:
             await self.udp_reach(session, request, route)
             return
-        splice = self._new_splice(route.id, a_framed=True)
-        if FEATURE_REUSE_REACH in session.features:
-            splice.reuse(splice.a, session.readopt)
+        splice = self._new_splice(route.id)
         if self.on_reach_splice is not None:
             self.on_reach_splice(session, splice)
         reaching = Assign(

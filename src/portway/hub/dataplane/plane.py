@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -22,12 +21,13 @@ from typing import Any
 from portway.domain.clock import Clock
 from portway.hub.config import HubConfig
 from portway.hub.dataplane import counters, refresh, routes
-from portway.hub.dataplane.admission import Admission, admit_channel, lapsed, refuse
+from portway.hub.dataplane.admission import Admission, check_join, lapsed, refuse
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.diagnostics import Diagnostics
 from portway.hub.dataplane.endpoint import AgentEndpoint, agent_endpoint
 from portway.hub.dataplane.guests import CHECK_SECONDS, Guests
 from portway.hub.dataplane.hub_ports import HubPorts
+from portway.hub.dataplane.links import AgentLinks
 from portway.hub.dataplane.pairing import Pairing, Unavailable
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
@@ -36,8 +36,10 @@ from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, reach_udp
 from portway.hub.presence import AgentPresence
 from portway.hub.ticker import Ticker
+from portway.net import agent_port
 from portway.net.control import run_control
-from portway.net.framed import ConnectionClosed, FramedConnection, FramedServer, serve
+from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.mux import MuxConnection
 from portway.store import Database
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
@@ -56,7 +58,6 @@ log = logging.getLogger("portway.hub.dataplane")
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TIMEOUT = 15.0  # a hung agent is dropped within this
 HELLO_TIMEOUT = 10.0
-TRIM_SECONDS = 5.0  # how often idle channels beyond the pools' keep are closed (sessions.py)
 
 
 class DataPlane:
@@ -70,7 +71,11 @@ class DataPlane:
         self.snapshot = routes.Snapshot(routes={}, binds={}, agent_workspaces={})
         self.traffic = Traffic()
         self.endpoint: AgentEndpoint | None = None
-        self._server: FramedServer | None = None
+        self._server: asyncio.Server | None = None
+        self._links = AgentLinks(
+            self._accept, self._spawn, hello_timeout=HELLO_TIMEOUT,
+            heartbeat=(HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT),
+        )  # fmt: skip
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[Ticker] = []
         # Called when the store's event log moved (`Hub` adds the webhook worker's `wake`).
@@ -108,8 +113,11 @@ class DataPlane:
         context, endpoint = agent_endpoint(self.config)
         await self._refresh()
         listen = self.config.agent_listen
-        self._server = await serve(self._accept, listen.host, listen.port, ssl_context=context)
-        self.endpoint = endpoint.on_port(self._server.port)
+        self._server = await agent_port.listen(
+            self._links.accept, listen.host, listen.port, ssl_context=context,
+            preface_timeout=HELLO_TIMEOUT,
+        )  # fmt: skip
+        self.endpoint = endpoint.on_port(self._server.sockets[0].getsockname()[1])
         events = refresh.EventWatch(self.db, self._refresh, self._events_moved)
         self._loops = [
             Ticker(events.check, refresh.EVENT_POLL_SECONDS, name="portway-events", log=log,
@@ -119,8 +127,6 @@ class DataPlane:
                    failure="writing traffic counters failed; they will be retried"),
             Ticker(self.guests.sweep, CHECK_SECONDS, name="portway-guests", log=log,
                    failure="checking guest sessions failed; retrying"),
-            Ticker(self._trim_pools, TRIM_SECONDS, name="portway-pools", log=log,
-                   failure="trimming idle channel pools failed; retrying"),
         ]  # fmt: skip
         for ticker in self._loops:
             ticker.start()
@@ -142,7 +148,9 @@ class DataPlane:
             self.traffic.reset(tunnel_id, Reason.CLOSED)
         await self._hub_ports.close()
         if self._server is not None:
-            await self._server.aclose()
+            self._server.close()
+            self._links.close_all()
+            await self._server.wait_closed()
             self._server = None
         for task in list(self._tasks):
             task.cancel()
@@ -151,11 +159,6 @@ class DataPlane:
                 await task
         with contextlib.suppress(Exception):
             await counters.flush(self.db, self.traffic)
-
-    async def _trim_pools(self) -> None:
-        now = time.monotonic()
-        for session in self._sessions.all():
-            session.trim_idle(now)
 
     def _events_moved(self) -> None:
         for listener in self.event_listeners:
@@ -171,35 +174,52 @@ class DataPlane:
 
     # -- agent endpoint ----------------------------------------------------------------------
 
-    async def _accept(self, conn: FramedConnection) -> None:
-        """Every connection to the agent port (run by `serve`): its first frame says whether it
-        opens a control session or is a data channel for one."""
+    async def _accept(self, link: MuxConnection, conn: FramedConnection) -> None:
+        """The control stream of every agent connection (run by `AgentLinks`): its first frame
+        says whether it opens an agent session or joins one as a further link."""
         try:
             async with asyncio.timeout(HELLO_TIMEOUT):
                 hello = await conn.recv()
         except (TimeoutError, ProtocolError, ConnectionClosed) as exc:
-            refuse(conn, SessionCode.BAD_HELLO, f"no valid hello: {exc}")
+            self._refuse(link, conn, SessionCode.BAD_HELLO, f"no valid hello: {exc}")
             return
         if isinstance(hello, ControlHello):
-            await self._control(conn, hello)
+            await self._control(link, conn, hello)
         elif isinstance(hello, ChannelHello):
-            admit_channel(conn, hello, self._sessions.get(hello.session))
+            session = self._sessions.get(hello.session)
+            refusal = check_join(hello, session)
+            if refusal is None and session is not None and self._links.join(link, session):
+                conn.send(self._welcome(session))
+            else:
+                self._refuse(link, conn, *(refusal or (SessionCode.LIMIT, "too many sessions")))
         else:
-            refuse(conn, SessionCode.BAD_HELLO, "the first frame must be a hello")
+            self._refuse(link, conn, SessionCode.BAD_HELLO, "the first frame must be a hello")
 
-    async def _control(self, conn: FramedConnection, hello: ControlHello) -> None:
-        """Run one control session from its admission to its end (`_end_session`)."""
+    def _refuse(
+        self, link: MuxConnection, conn: FramedConnection, code: SessionCode, message: str
+    ) -> None:
+        refuse(conn, code, message)
+        link.close()  # after the refusal: GO_AWAY, then the connection closes
+
+    @staticmethod
+    def _welcome(session: AgentSession) -> Welcome:
+        return Welcome(
+            session=session.id, agent=str(session.agent_id),
+            heartbeat_interval=HEARTBEAT_INTERVAL, heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            channel_secret=session.secret, pool_size=0,
+        )  # fmt: skip
+
+    async def _control(
+        self, link: MuxConnection, conn: FramedConnection, hello: ControlHello
+    ) -> None:
+        """Run one agent session from its admission to its end (`_end_session`)."""
         session = await self._admission.admit(conn, hello)
         if session is None:
+            link.close()
             return  # refused
+        self._links.join(link, session)
         self._sessions.add(session)
-        conn.send(
-            Welcome(
-                session=session.id, agent=str(session.agent_id),
-                heartbeat_interval=HEARTBEAT_INTERVAL, heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                channel_secret=session.secret, pool_size=session.pool_size,
-            )
-        )  # fmt: skip
+        conn.send(self._welcome(session))
         log.info("agent connected", extra={"agent": session.agent_name, "session": session.id})
         self._desired.push(session)
         self._spawn(self._statuses.sync())

@@ -26,10 +26,8 @@ from typing import TYPE_CHECKING, cast
 from portway.hub.edge import headers as hdr
 from portway.hub.edge import http1
 from portway.hub.edge.policy import Deny, Forward
-from portway.net.splice import JOIN_UP_TO, hard_close
+from portway.net.splice import hard_close
 from portway.wire.codes import Reason
-from portway.wire.errors import ProtocolError
-from portway.wire.stream import EOF_CHUNK, encode_chunks
 
 if TYPE_CHECKING:
     from portway.hub.edge.proxy import EdgeConnection
@@ -50,7 +48,6 @@ class Exchange(asyncio.Protocol):
         self.reused = lane.uses > 0  # the channel carried an earlier request
         self.started = time.monotonic()
         self.upstream = lane.h
-        self.decoder = lane.decoder
         self.transport: asyncio.Transport | None = None
         self.informed = False  # a 1xx went to the client
         self.bytes_a_to_b = 0  # request body bytes towards the target
@@ -73,11 +70,7 @@ class Exchange(asyncio.Protocol):
 
     def _write(self, data: bytes | None) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
-            parts = encode_chunks(data)
-            if len(data) <= JOIN_UP_TO:
-                self.transport.write(b"".join(parts))  # one TLS record (see splice.py)
-            else:
-                self.transport.writelines(parts)
+            self.transport.write(data)
 
     def send_body(self, data: bytes) -> None:
         self.bytes_a_to_b += len(data)
@@ -94,32 +87,24 @@ class Exchange(asyncio.Protocol):
     def client_eof(self) -> None:
         """Raw mode: the client finished sending."""
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(EOF_CHUNK)
+            self.transport.write_eof()
 
     # -- response direction (asyncio callbacks of the channel) -------------------------------------
+
+    @property
+    def eof_in(self) -> bool:
+        """The target finished sending (its stream's FIN)."""
+        return self.lane.eof_in
 
     def data_received(self, data: bytes) -> None:
         if self.finished:
             return
-        try:
-            slices = self.decoder.feed(data)
-        except ProtocolError:
-            self.fail()
+        if self.raw:
+            self.bytes_b_to_a += len(data)
+            self.client.write(data)
             return
-        for piece in slices:
-            if self.raw:
-                self.bytes_b_to_a += len(piece)
-                self.client.write(piece)
-            else:
-                self.upstream.receive_data(piece)
-        if self.decoder.eof and not self.raw:
-            self.upstream.receive_data(b"")
-        if not self.raw:
-            self._pump()
-        if self.decoder.reset is not None:
-            self.fail()
-        elif self.decoder.eof and self.raw:
-            self.client.raw_eof()
+        self.upstream.receive_data(data)
+        self._pump()
 
     def _pump(self) -> None:
         """Relay the response events parsed so far; what they make for the client goes out in
@@ -186,14 +171,22 @@ class Exchange(asyncio.Protocol):
         self.client.switch_to_raw(self)
 
     def eof_received(self) -> bool:
-        if not self.finished and not (self.raw and self.decoder.eof):
+        self.lane.eof_in = True
+        if self.finished:
+            return False
+        if self.raw:
+            self.client.raw_eof()
+            return True  # the client may still be sending
+        self.upstream.receive_data(b"")  # ends a response delimited by the close
+        self._pump()
+        if not self.finished:
             self.fail()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.finished:
             return
-        if self.raw and self.decoder.eof:  # a switched connection the target ended cleanly
+        if self.raw and self.eof_in:  # a switched connection the target ended cleanly
             self.finished = True
             self._abort()
             self.client.exchange_closed(self)

@@ -168,7 +168,7 @@ class EdgeConnection(asyncio.Protocol):
                 self.edge.live.discard(exchange.decision.share.id, exchange)
             self.exchange = None
         if self.raw is exchange:
-            if exchange.decoder.eof and self.transport is not None:
+            if exchange.eof_in and self.transport is not None:
                 self.transport.close()  # flushes what is left, then FIN
             else:
                 self.abort()

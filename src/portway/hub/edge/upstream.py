@@ -1,9 +1,9 @@
-"""The upstream lane of one client connection: a data channel kept across requests.
+"""The upstream lane of one client connection: a stream to the target kept across requests.
 
 `EdgeConnection._forward` (proxy.py) reuses its `Lane` for the next request that routes to the
-same tunnel (and TLS mode) instead of asking `Pairing.open_channel` for a new channel, the way
-nginx `keepalive` upstreams do: the channel (stream framing), the http1 `ClientConnection`
-and the stream decoder live here, and each request's `Exchange` (exchange.py) borrows them with
+same tunnel (and TLS mode) instead of asking `Pairing.open_channel` for a new stream, the way
+nginx `keepalive` upstreams do: the stream (a transport of plain bytes, FIN and RST) and the
+http1 `ClientConnection` live here, and each request's `Exchange` (exchange.py) borrows them with
 `take()` and gives them back with `release()`. A lane is kept only when both the request and
 the response ended cleanly (`DONE` both ways, no `Connection: close` from the target, no
 `101`, no cut or failure, nothing left over); otherwise it ends with its exchange.
@@ -31,8 +31,6 @@ from portway.hub.edge import http1
 from portway.hub.edge.cut import LiveShares
 from portway.hub.edge.policy import Deny, Forward
 from portway.wire.codes import Reason
-from portway.wire.errors import ProtocolError
-from portway.wire.stream import EOF_CHUNK, StreamDecoder
 
 if TYPE_CHECKING:
     from portway.hub.edge.exchange import Exchange
@@ -78,7 +76,7 @@ class Lane(asyncio.Protocol):
         self.transport = transport
         self.rest = rest
         self.h = http1.ClientConnection()
-        self.decoder = StreamDecoder()
+        self.eof_in = False  # the target finished sending (the stream's FIN)
         self.exchange: Exchange | None = None
         self.idle_share: uuid.UUID | None = None  # registered with LiveShares while idle
         self.uses = 0
@@ -155,7 +153,7 @@ class Lane(asyncio.Protocol):
         return (
             not self.closed and not self.transport.is_closing()
             and self.h.our_state is http1.DONE and self.h.their_state is http1.DONE
-            and not self.decoder.eof and self.decoder.reset is None
+            and not self.eof_in
             and not self.h.pending and not self.h.trailing_data[1]
         )  # fmt: skip
 
@@ -170,28 +168,20 @@ class Lane(asyncio.Protocol):
         if abort:
             self.transport.abort()
         elif not self.transport.is_closing():
-            self.transport.write(EOF_CHUNK)
-            self.transport.close()
+            self.transport.close()  # FIN; the agent ends its target connection
         self.traffic.closed(self.tunnel_id, self)
         self.on_closed(self)
 
     # -- asyncio callbacks while idle (an exchange is the protocol while it runs) -----------------
 
     def data_received(self, data: bytes) -> None:
-        """Nothing is due from the target while idle: its EOF (it closed an idle keep-alive
-        connection) ends the lane cleanly, anything else aborts it."""
-        try:
-            slices = self.decoder.feed(data)
-        except ProtocolError:
-            self.close(abort=True)
-            return
-        if not slices and not self.decoder.eof and self.decoder.reset is None:
-            return  # part of a chunk header
-        clean = self.decoder.eof and self.decoder.reset is None and not any(slices)
-        self.close(abort=not clean)
+        """Nothing is due from the target while idle: bytes abort the lane."""
+        self.close(abort=True)
 
     def eof_received(self) -> bool:
-        self.close(abort=True)
+        """The target closed its idle keep-alive connection: the lane ends cleanly."""
+        self.eof_in = True
+        self.close()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -1,0 +1,114 @@
+"""An agent's connections to the hub (links): version 2 sessions, stream 1 of each its control
+stream.
+
+`AgentRuntime` opens the first link with `open(control_hello)` and reads the `welcome` on its
+control stream; `keep()` then holds the further links the settings ask for (`--sessions`,
+default 2) joined to that session, redialling a lost one at once. Every stream the hub opens on
+any link (an assignment) goes to `on_stream` as a framed channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+
+from portway.net import agent_port
+from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux_transport import StreamTransport
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_CONTROL_PAYLOAD
+from portway.wire.messages import ChannelHello, Message, Refused, Welcome, encode
+from portway.wire.mux import MuxSession
+from portway.wire.mux_frames import GoAwayCode
+
+log = logging.getLogger("portway.agent.links")
+
+CONNECT_TIMEOUT = 10.0
+RETRY_SECONDS = 0.5  # between attempts to reopen a lost link
+LINK_ERRORS = (OSError, ssl.SSLError, ConnectionClosed, ProtocolError, TimeoutError)
+
+
+class HubLinks:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        on_stream: Callable[[FramedConnection], None],
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+        self._on_stream = on_stream
+        self.links: list[MuxConnection] = []
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    async def open(self, hello: Message) -> tuple[MuxConnection, FramedConnection]:
+        """Dial a link and send `hello` on its control stream (on the SYN: no round trip);
+        the caller reads the answer from the returned control channel."""
+
+        def on_open(stream: MuxStream, first: memoryview) -> int:
+            channel = FramedConnection()
+            StreamTransport(stream, channel)
+            self._on_stream(channel)
+            return 0
+
+        def make() -> MuxConnection:
+            return MuxConnection(
+                MuxSession(client=True), on_open, lambda exc: self._lost(link),
+                preface=agent_port.V2_PREFACE, name="hub session",
+            )  # fmt: skip
+
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            link = await agent_port.dial(
+                make, self._host, self._port, ssl_context=self._ssl,
+                server_hostname=self._host if self._ssl else None,
+            )  # fmt: skip
+        self.links.append(link)
+        control = FramedConnection(max_payload=MAX_CONTROL_PAYLOAD)
+        StreamTransport(link.open_stream(encode(hello)), control)
+        return link, control
+
+    async def keep(self, welcome: Welcome, count: int) -> None:
+        """Hold `count` links (the first one included) joined to the session `welcome` opened,
+        reopening a lost one at once and then every `RETRY_SECONDS`; returns when the hub no
+        longer knows the session. Runs as a task of the session; cancelled when it ends."""
+        hello = ChannelHello(session=welcome.session, secret=welcome.channel_secret)
+        beat = (welcome.heartbeat_interval, welcome.heartbeat_timeout)
+        while not self._closed:
+            if len(self.links) >= count:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                link, control = await self.open(hello)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    answer = await control.recv()
+            except LINK_ERRORS as exc:
+                log.info("cannot open a further session to the hub", extra={"error": str(exc)})
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if isinstance(answer, Welcome):
+                link.start_heartbeat(*beat)
+                continue
+            link.close()
+            if isinstance(answer, Refused):
+                log.info("the hub refused a further session", extra={"reason": answer.message})
+                return
+            await asyncio.sleep(RETRY_SECONDS)
+
+    def close(self) -> None:
+        """Say GO_AWAY on every link and close it (the agent is leaving or the session ended)."""
+        self._closed = True
+        for link in list(self.links):
+            link.close(GoAwayCode.NORMAL, "the agent is leaving")
+        self._changed.set()
+
+    def _lost(self, link: MuxConnection) -> None:
+        if link in self.links:
+            self.links.remove(link)
+        self._changed.set()
