@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.udp import serve_udp
 from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
 from portway.wire.messages import Assign, AssignError, AssignOk, Protocol, TunnelSpec
@@ -75,27 +76,30 @@ async def served(
 
 
 async def dial(dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign) -> bool:
-    """Dial `spec`'s target and splice it to `channel`; whether the channel was handed over
-    (else the caller closes it)."""
+    """Dial `spec`'s target and join it to `channel`'s stream; whether the stream was handed
+    over (else the caller closes it). A plain TCP target is joined to the stream directly
+    (`SocketStream`); a TLS one (an https target the edge asked for) through a splice, since a
+    TLS transport cannot half-close."""
     if assign.protocol is Protocol.UDP:
         return await serve_udp(dialer, spec, channel, assign)
-    splice = Splice()
+    tls = target_tls(assign)
+    relay: SocketStream | Splice = SocketStream() if tls is None else Splice()
+    # The target is leg `a` of a splice: `hand_over` gives the stream leg `b`.
+    factory = (lambda: relay) if isinstance(relay, SocketStream) else relay.connector(relay.a)
     try:
-        await dialer.connect(
-            spec.host, spec.port, splice.connector(splice.b), ssl_context=target_tls(assign)
-        )
+        await dialer.connect(spec.host, spec.port, factory, ssl_context=tls)
     except DialError as exc:
         log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
         channel.send(AssignError(assign.conn, exc.reason, exc.message))
-        splice.reset(exc.reason)
+        relay.reset(exc.reason)
         return False
     try:
         channel.send(AssignOk(assign.conn))
     except ConnectionClosed:
-        splice.reset(Reason.RESET)
+        relay.reset(Reason.RESET)
         return False
     transport, rest = channel.detach()
-    splice.attach(splice.a, transport, rest)
+    hand_over(relay, transport, rest)
     return True
 
 

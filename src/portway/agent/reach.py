@@ -1,7 +1,7 @@
-"""Local listeners of a reaching agent: each accepted client waits for a data channel.
+"""Local listeners of a reaching agent: each accepted client waits for its stream.
 
-A client's bytes sent before its channel is ready are held by the splice (bounded, with
-backpressure), never dropped, so client-first protocols (PostgreSQL, HTTP, TLS) work.
+A client's bytes sent before its stream is ready are held (bounded, with backpressure), never
+dropped, so client-first protocols (PostgreSQL, HTTP, TLS) work.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 
-from portway.net.splice import Leg, Splice
+from portway.net.mux_socket import SocketStream
 
 log = logging.getLogger("portway.agent.reach")
 
 LOCALHOST = ("127.0.0.1", "::1")
 
-# Called with the bind id, a fresh connection id and its splice (leg `a` = local client).
-Opener = Callable[[str, str, Splice], None]
+# Called with the bind id, a fresh connection id and the local client's socket relay.
+Opener = Callable[[str, str, SocketStream], None]
 
 
 class ReachListener:
@@ -36,12 +36,12 @@ class ReachListener:
         self._opener = opener
         self._servers: list[asyncio.Server] = []
 
-    def _client(self) -> Leg:
-        splice = Splice(on_close=self._closed)
-        self._opener(self.bind, uuid.uuid4().hex, splice)
-        return splice.a
+    def _client(self) -> SocketStream:
+        client = SocketStream(on_close=self._closed)
+        self._opener(self.bind, uuid.uuid4().hex, client)
+        return client
 
-    def _closed(self, splice: Splice) -> None:
+    def _closed(self, splice: SocketStream) -> None:
         if splice.result is not None:
             log.info(
                 "connection ended abnormally",

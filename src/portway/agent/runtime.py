@@ -29,7 +29,7 @@ from portway.domain.policy import TargetPolicy
 from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.splice import Splice
+from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.udp import UdpSession
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
@@ -118,7 +118,7 @@ class AgentRuntime:
         self._control: FramedConnection | None = None
         self._links: HubLinks | None = None
         self._revision = 0
-        self._pending: dict[str, tuple[str, Splice | UdpSession]] = {}
+        self._pending: dict[str, tuple[str, SocketStream | UdpSession]] = {}
         self._channel_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -374,10 +374,10 @@ class AgentRuntime:
         if isinstance(relay, UdpSession):
             relay.attach(transport, rest)
         else:
-            relay.attach(relay.b, transport, rest)
+            hand_over(relay, transport, rest)
         return True
 
-    def _open_reach(self, bind: str, conn_id: str, splice: Splice | UdpSession) -> None:
+    def _open_reach(self, bind: str, conn_id: str, splice: SocketStream | UdpSession) -> None:
         """A local client connected to a reach listener: ask the hub for a stream."""
         self._pending[conn_id] = (bind, splice)
         if self._control is not None:

@@ -99,6 +99,13 @@ class MuxStream:
         if self._source_paused:
             sink.pause_source()
 
+    def release(self, held: list[bytes]) -> None:
+        """The sink lets go (see :meth:`StreamTransport.release
+        <portway.net.mux_transport.StreamTransport.release>`): ``held`` (bytes it took but did
+        not pass on) and what arrives from now on wait for the next :meth:`attach`."""
+        self.sink = None
+        self._held = held + self._held
+
     def write(self, data: Bytes) -> None:
         """Queue ``data`` (kept by reference until framed: pass immutable bytes or a copy)."""
         connection = self.connection

@@ -123,6 +123,23 @@ class StreamTransport(asyncio.Transport):
     def abort(self) -> None:
         self.reset(Reason.RESET)
 
+    def release(self) -> MuxStream:
+        """Stop being the stream's sink and return the stream, for a sink that takes it over
+        directly (:class:`~portway.net.mux_socket.SocketStream`, the fast path for a socket).
+
+        Called in the step that detached this transport from its framed reader, before the new
+        sink attaches: bytes held while reading was paused are given back to the stream, to be
+        delivered (and credited) first, and a FIN or RST that arrived is replayed by ``attach``.
+        No ``connection_lost`` follows: the protocol already handed the stream over."""
+        stream = self.stream
+        if self._owed:
+            owed, self._owed = self._owed, 0
+            stream.consumed(owed)
+        stream.release(self._held)
+        self._held = []
+        self._done = self._closing = True
+        return stream
+
     def reset(self, reason: Reason = Reason.RESET) -> None:
         """Abort the stream both ways with ``reason`` (the peer reads it from the RST)."""
         if self._done:

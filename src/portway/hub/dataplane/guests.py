@@ -27,7 +27,7 @@ from portway.hub.access_log import AccessLog
 from portway.hub.dataplane.pairing import BIND_PREFIX
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed
-from portway.net.splice import Splice
+from portway.net.mux_bridge import StreamBridge
 from portway.store import Database
 from portway.store.models import Share
 from portway.store.shares import Access
@@ -46,7 +46,7 @@ class Guest:
     rate_limit: int | None
     remote_addr: str = ""
     session: AgentSession | None = None
-    splices: set[Splice] = field(default_factory=set)
+    splices: set[StreamBridge] = field(default_factory=set)
 
 
 class Guests:
@@ -83,8 +83,8 @@ class Guests:
             for splice in list(guest.splices):
                 splice.reset(Reason.CLOSED)
 
-    def track(self, session: AgentSession, splice: Splice) -> None:
-        """Called by `Pairing.reach` for every splice it makes for a guest session."""
+    def track(self, session: AgentSession, splice: StreamBridge) -> None:
+        """Called by `Pairing.reach` for every bridge it makes for a guest session."""
         guest = self.by_session.get(session.id)
         if guest is not None:
             guest.splices = {s for s in guest.splices if s.open}

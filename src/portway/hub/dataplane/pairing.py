@@ -13,14 +13,16 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
-from portway.net.splice import Splice
+from portway.net.mux_bridge import StreamBridge
+from portway.net.mux_socket import SocketStream, hand_over
+from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.messages import (
     Assign,
@@ -67,16 +69,14 @@ class Pairing:
         ) = None
         """Serves reach for UDP tunnels (`hub.dataplane.udp.reach_udp`); set by `DataPlane`."""
         # Told about every reach splice (guest sessions' connections are ended on revocation).
-        self.on_reach_splice: Callable[[AgentSession, Splice], None] | None = None
+        self.on_reach_splice: Callable[[AgentSession, StreamBridge], None] | None = None
 
-    def _new_splice(self, tunnel_id: uuid.UUID) -> Splice:
-        return Splice(on_close=lambda s: self._traffic.closed(tunnel_id, s))
-
-    def visitor(self, tunnel_id: uuid.UUID) -> Splice:
-        """A splice for a visitor on a public port; its far side is dialled in the background."""
-        splice = self._new_splice(tunnel_id)
-        self._spawn(self.dial(tunnel_id, splice, uuid.uuid4().hex))
-        return splice
+    def visitor(self, tunnel_id: uuid.UUID) -> SocketStream:
+        """The protocol of a visitor on a public port; its stream is dialled in the background
+        (what the visitor sends meanwhile is held)."""
+        visitor = SocketStream(on_close=lambda s: self._traffic.closed(tunnel_id, s))
+        self._spawn(self.dial(tunnel_id, visitor, uuid.uuid4().hex))
+        return visitor
 
     async def open_channel(
         self,
@@ -123,23 +123,26 @@ class Pairing:
         transport, rest = channel.detach()
         return transport, rest, route
 
-    async def dial(self, tunnel_id: uuid.UUID, splice: Splice, conn_id: str) -> bool:
-        """Pair leg `b` of `splice` with a channel the tunnel's agent dialled to the target."""
+    async def dial(
+        self, tunnel_id: uuid.UUID, relay: SocketStream | StreamBridge, conn_id: str
+    ) -> bool:
+        """Join `relay` (a visitor's socket, or end `b` of a reach bridge) to a stream the
+        tunnel's agent dialled to the target."""
         try:
             transport, rest, route = await self.open_channel(tunnel_id, conn_id)
         except Unavailable as exc:
-            splice.reset(exc.reason)
+            relay.reset(exc.reason)
             return False
-        if not splice.open:
+        if not relay.open:
             transport.abort()  # the visitor left while we dialled
             return False
-        splice.attach(splice.b, transport, rest)
-        self._traffic.opened(route.id, splice, self._clock.now())
+        hand_over(relay, transport, rest)
+        self._traffic.opened(route.id, relay, self._clock.now())
         return True
 
     async def reach(self, session: AgentSession, request: ReachOpen) -> None:
         """Serve one `reach_open`: assign a channel of the reaching agent and one dialled by
-        the exposing agent, concurrently, and splice the two streams."""
+        the exposing agent, concurrently, and bridge the two streams."""
         route = self._reach_route(session, request.bind)
         if isinstance(route, tuple):
             with contextlib.suppress(ConnectionClosed):
@@ -148,7 +151,8 @@ class Pairing:
         if route.wire_protocol is Protocol.UDP and self.udp_reach is not None:
             await self.udp_reach(session, request, route)
             return
-        splice = self._new_splice(route.id)
+        tunnel_id = route.id
+        splice = StreamBridge(on_close=lambda b: self._traffic.closed(tunnel_id, b))
         if self.on_reach_splice is not None:
             self.on_reach_splice(session, splice)
         reaching = Assign(
@@ -167,7 +171,7 @@ class Pairing:
                 splice.reset(answer.reason if isinstance(answer, AssignError) else Reason.GONE)
                 return
             transport, rest = channel.detach()
-            splice.attach(splice.a, transport, rest)
+            splice.join(splice.a, cast(StreamTransport, transport).release(), rest)
 
         reach_task = asyncio.create_task(attach_reaching())
         if not await self.dial(route.id, splice, request.conn):

@@ -94,9 +94,7 @@ class DataPlane:
         self.guests = Guests(db, clock)  # `portway join` sessions authenticated by a share
         self.pairing.on_reach_splice = self.guests.track
         self._admission = Admission(db, clock, self.guests)
-        self._hub_ports = HubPorts(
-            config.edge_listen.host, lambda tid: self.pairing.visitor(tid).a, self.udp
-        )
+        self._hub_ports = HubPorts(config.edge_listen.host, self.pairing.visitor, self.udp)
         self._statuses = Statuses(
             db=db, clock=clock, snapshot=lambda: self.snapshot, serving=self._sessions.serving,
             port_error=self._hub_ports.error_of,

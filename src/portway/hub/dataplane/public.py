@@ -1,4 +1,4 @@
-"""Public TCP listeners on hub ports: every accepted visitor becomes one half of a splice."""
+"""Public TCP listeners on hub ports: every accepted visitor is joined to a stream."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from portway.net.splice import Leg
+from portway.net.mux_socket import SocketStream
 
 log = logging.getLogger("portway.hub.public")
 
-# Makes the visitor's leg of a new splice for a tunnel; the data plane pairs the other leg.
-VisitorFactory = Callable[[uuid.UUID], Leg]
+# Makes the protocol of a new visitor of a tunnel; the data plane dials its stream.
+VisitorFactory = Callable[[uuid.UUID], SocketStream]
 
 
 class PublicPort:
@@ -25,7 +25,7 @@ class PublicPort:
         self._visitor_factory = visitor
         self._server: asyncio.Server | None = None
 
-    def _visitor(self) -> Leg:
+    def _visitor(self) -> SocketStream:
         return self._visitor_factory(self.tunnel_id)
 
     async def open(self) -> None:

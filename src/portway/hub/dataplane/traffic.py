@@ -61,7 +61,7 @@ class _Tracked:
 
     def unreported(self) -> tuple[int, int, int, int, int]:
         """Bytes in, bytes out, datagrams in, out and dropped since the previous call."""
-        # Leg a faces the visitor (bytes towards the target), leg b the exposing agent.
+        # "a" faces the visitor (bytes towards the target), "b" the exposing agent.
         now_in, now_out = self.splice.bytes_a_to_b, self.splice.bytes_b_to_a
         relay = self.splice
         datagrams = (
