@@ -1,5 +1,6 @@
-"""Real loopback building blocks for splice tests: targets, relays and clients, all tracked so
-that a test ends with every transport closed (a leak would fail it with a ResourceWarning)."""
+"""Real loopback building blocks for splice tests: targets, relays, version 2 sessions and
+clients, all tracked so that a test ends with every transport closed (a leak would fail it with a
+ResourceWarning)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from portway.net.splice import Splice
+from portway.net.mux import MuxConnection, MuxStream, OpenHandler
+from portway.net.mux_transport import StreamTransport
+from portway.net.splice import Leg, Splice
 from portway.wire.codes import Reason
+from portway.wire.mux import MuxSession
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 T = TypeVar("T")
@@ -81,9 +85,16 @@ def rst_close(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+def refuse(stream: MuxStream, first: memoryview) -> int:
+    """The ``on_open`` of a session end that never accepts streams."""
+    stream.reset(Reason.DENIED)
+    return 0
+
+
 class Harness:
     def __init__(self) -> None:
         self.servers: list[asyncio.Server] = []
+        self.sessions: list[MuxConnection] = []
         self.splices: list[Splice] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self.writers: list[asyncio.StreamWriter] = []
@@ -112,32 +123,24 @@ class Harness:
         port: int = server.sockets[0].getsockname()[1]
         return port
 
-    async def relay(
-        self,
-        *,
-        accept_framed: bool,
-        dial_framed: bool,
-        dial_port: int,
-        server_ssl: ssl.SSLContext | None = None,
-        client_ssl: ssl.SSLContext | None = None,
-        gate: asyncio.Event | None = None,
-        limit: int = 256 * 1024,
-    ) -> Relay:
-        """Listen; splice each accepted connection (leg ``a``) to a new dial (leg ``b``).
+    def splice(self, relay: Relay, limit: int) -> Splice:
+        splice = Splice(limit=limit)
+        self.splices.append(splice)
+        relay.splices.append(splice)
+        return splice
 
-        With ``gate``, the dial waits for the event: the accepted side is "pending" meanwhile.
-        """
+    async def relay(
+        self, *, dial_port: int, client_ssl: ssl.SSLContext | None = None, limit: int = 256 * 1024
+    ) -> Relay:
+        """Listen; splice each accepted connection (leg ``a``) to a new dial (leg ``b``), over
+        TLS with ``client_ssl``."""
         loop = asyncio.get_running_loop()
         relay = Relay(port=0, splices=[])
 
-        def factory() -> asyncio.Protocol:
-            splice = Splice(a_framed=accept_framed, b_framed=dial_framed, limit=limit)
-            self.splices.append(splice)
-            relay.splices.append(splice)
+        def factory() -> Leg:
+            splice = self.splice(relay, limit)
 
             async def dial() -> None:
-                if gate is not None:
-                    await gate.wait()
                 try:
                     await loop.create_connection(
                         splice.connector(splice.b),
@@ -152,10 +155,36 @@ class Harness:
             self.spawn(dial())
             return splice.a
 
-        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ssl)
+        server = await loop.create_server(factory, "127.0.0.1", 0)
         self.servers.append(server)
         relay.port = server.sockets[0].getsockname()[1]
         return relay
+
+    async def session(self, on_open: OpenHandler, *, tls: Tls | None = None) -> MuxConnection:
+        """A version 2 session on loopback (over TLS with ``tls``); returns its dialling end.
+        Every stream that end opens reaches ``on_open`` at the accepting end."""
+        loop = asyncio.get_running_loop()
+        accepted: list[MuxConnection] = []
+
+        def accept() -> MuxConnection:
+            accepted.append(MuxConnection(MuxSession(client=False), on_open, name="accepting"))
+            self.sessions.append(accepted[-1])
+            return accepted[-1]
+
+        server = await loop.create_server(accept, "127.0.0.1", 0, ssl=tls.server if tls else None)
+        self.servers.append(server)
+        _, dialling = await loop.create_connection(
+            lambda: MuxConnection(MuxSession(client=True), refuse, name="dialling"),
+            "127.0.0.1",
+            server.sockets[0].getsockname()[1],
+            ssl=tls.client if tls else None,
+            server_hostname="localhost" if tls else None,
+        )
+        self.sessions.append(dialling)
+        await wait_until(
+            lambda: bool(accepted) and accepted[0].transport is not None, "the session is up"
+        )
+        return dialling
 
     async def chain(
         self,
@@ -165,36 +194,56 @@ class Harness:
         gate: asyncio.Event | None = None,
         limit: int = 256 * 1024,
     ) -> Chain:
-        """client → entry (raw↔framed) → hub (framed↔framed) → exposer (framed↔raw) → target.
+        """client → entry → hub → exposer → target, a splice at every hop (socket ↔ stream,
+        stream ↔ stream, stream ↔ socket), shaped like the reach path.
 
-        The reach path: reaching agent, hub, exposing agent. With ``tls`` both framed hops run
-        over TLS with the hub's generated CA.
+        The entry splices each client to a new stream of its session to the hub (opened once
+        ``gate`` is set, if given: the client is "pending" meanwhile), the hub splices that
+        stream to a new stream of its session to the exposer, and the exposer splices that one
+        to a dial of the target. With ``tls`` both sessions run over TLS with the hub's CA.
         """
-        server_ssl = tls.server if tls else None
-        client_ssl = tls.client if tls else None
-        exposer = await self.relay(
-            accept_framed=True,
-            dial_framed=False,
-            dial_port=target_port,
-            server_ssl=server_ssl,
-            limit=limit,
-        )
-        hub = await self.relay(
-            accept_framed=True,
-            dial_framed=True,
-            dial_port=exposer.port,
-            server_ssl=server_ssl,
-            client_ssl=client_ssl,
-            limit=limit,
-        )
-        entry = await self.relay(
-            accept_framed=False,
-            dial_framed=True,
-            dial_port=hub.port,
-            client_ssl=client_ssl,
-            gate=gate,
-            limit=limit,
-        )
+        loop = asyncio.get_running_loop()
+        entry, hub, exposer = Relay(0, []), Relay(0, []), Relay(0, [])
+
+        def exposer_open(stream: MuxStream, first: memoryview) -> int:
+            splice = self.splice(exposer, limit)
+            StreamTransport(stream, splice.a)
+
+            async def dial() -> None:
+                try:
+                    await loop.create_connection(
+                        splice.connector(splice.b), "127.0.0.1", target_port
+                    )
+                except ConnectionRefusedError:
+                    splice.reset(Reason.TARGET_REFUSED)
+
+            self.spawn(dial())
+            return 0
+
+        to_exposer = await self.session(exposer_open, tls=tls)
+
+        def hub_open(stream: MuxStream, first: memoryview) -> int:
+            splice = self.splice(hub, limit)
+            StreamTransport(stream, splice.a)
+            StreamTransport(to_exposer.open_stream(), splice.b)
+            return 0
+
+        to_hub = await self.session(hub_open, tls=tls)
+
+        def client() -> Leg:
+            splice = self.splice(entry, limit)
+
+            async def open_stream() -> None:
+                if gate is not None:
+                    await gate.wait()
+                StreamTransport(to_hub.open_stream(), splice.b)
+
+            self.spawn(open_stream())
+            return splice.a
+
+        server = await loop.create_server(client, "127.0.0.1", 0)
+        self.servers.append(server)
+        entry.port = server.sockets[0].getsockname()[1]
         return Chain(entry, hub, exposer)
 
     async def connect(
@@ -221,6 +270,12 @@ class Harness:
         for writer in self.writers:
             with contextlib.suppress(OSError):
                 await asyncio.wait_for(writer.wait_closed(), DEADLINE)
+        for connection in self.sessions:
+            if connection.transport is not None:
+                connection.transport.abort()
+        await wait_until(
+            lambda: all(c.transport is None for c in self.sessions), "every session is closed"
+        )
         for server in self.servers:
             await server.wait_closed()
 

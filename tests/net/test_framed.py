@@ -1,215 +1,206 @@
+"""FramedConnection on both ends of a real link, a version 2 stream or a plain TCP connection:
+messages both ways, the bounds on what a peer can make it hold, and the hand-over of an assigned
+link (with the bytes read past its answer) to a splice."""
+
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 
-from portway.net.framed import ConnectionClosed, FramedConnection, connect, serve
+from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.mux import MuxStream
+from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError, UnsupportedVersion
-from portway.wire.frames import MAX_CONTROL_PAYLOAD, MAX_HELLO_PAYLOAD, PREFACE, encode_preface
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_CONTROL_PAYLOAD, MAX_HELLO_PAYLOAD
 from portway.wire.messages import (
     Assign,
     AssignError,
     AssignMode,
     AssignOk,
-    ChannelHello,
     ControlHello,
     DesiredState,
     Goodbye,
-    MessageReader,
     Ping,
     Pong,
     Protocol,
-    Refused,
     TunnelSpec,
     Welcome,
     encode,
 )
-from portway.wire.stream import encode_chunks
 
-from .harness import Harness, Tls, exchange, hash_server, payload, wait_until
+from .harness import DEADLINE, Harness, exchange, hash_server, payload, wait_until
 
 HELLO = ControlHello(token="pw_agent_token", software="portway/test", hostname="box", pid=7)
-WELCOME = Welcome("s1", "ag1", 5.0, 15.0, "chan-secret", 2)
+WELCOME = Welcome("s1", "ag1", 5.0, 15.0, "chan-secret", 0)
 
 
-async def closed(conn: FramedConnection) -> None:
-    conn.close()
-    await conn.wait_closed()
+@dataclass
+class Link:
+    """The two framed ends of one link."""
+
+    agent: FramedConnection
+    hub: FramedConnection
+
+    @property
+    def agent_transport(self) -> asyncio.Transport:
+        assert self.agent.transport is not None
+        return self.agent.transport
 
 
-@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
-async def test_control_session_hello_welcome_ping_goodbye(tls_pair: Tls, secure: bool) -> None:
-    seen: list[object] = []
-
-    async def control(conn: FramedConnection) -> None:
-        hello = await conn.recv()
-        seen.append(hello)
-        assert conn.version == 1
-        conn.reader.frames.max_payload = MAX_CONTROL_PAYLOAD  # authenticated from here on
-        conn.send(WELCOME, DesiredState(1, (TunnelSpec("t1", "db", Protocol.TCP, "db", 5432),)))
-        while True:
-            message = await conn.recv()
-            seen.append(message)
-            if isinstance(message, Ping):
-                conn.send(Pong(message.id))
-            elif isinstance(message, Goodbye):
-                conn.close()
-                return
-
-    server = await serve(control, "127.0.0.1", 0, ssl_context=tls_pair.server if secure else None)
-    async with server:
-        agent = await connect(
-            "127.0.0.1",
-            server.port,
-            hello=HELLO,
-            ssl_context=tls_pair.client if secure else None,
-            server_hostname="localhost",
-            max_payload=MAX_CONTROL_PAYLOAD,
-        )
-        assert await agent.recv() == WELCOME
-        assert isinstance(await agent.recv(), DesiredState)
-        agent.send(Ping(41))
-        assert await agent.recv() == Pong(41)
-        agent.send(Goodbye(SessionCode.CLIENT_EXIT, "bye"))
-        await agent.drain()
-        with pytest.raises(ConnectionClosed):
-            await agent.recv()
-        await closed(agent)
-    assert seen == [HELLO, Ping(41), Goodbye(SessionCode.CLIENT_EXIT, "bye")]
+MakeLink = Callable[[], Awaitable[Link]]
 
 
-async def test_unknown_token_is_refused_with_a_reason() -> None:
-    async def control(conn: FramedConnection) -> None:
-        hello = await conn.recv()
-        assert isinstance(hello, ControlHello)
-        conn.send(Refused(SessionCode.UNKNOWN_TOKEN, "no agent has this token"))
-        conn.close()
+@pytest.fixture(params=["stream", "tcp"])
+async def link(request: pytest.FixtureRequest, harness: Harness) -> AsyncIterator[MakeLink]:
+    """Makes links of one kind; each end not detached by the test is aborted at teardown."""
+    loop = asyncio.get_running_loop()
+    made: list[FramedConnection] = []
+    hub_ends: list[FramedConnection] = []
 
-    async with await serve(control, "127.0.0.1", 0) as server:
-        agent = await connect("127.0.0.1", server.port, hello=HELLO)
-        assert await agent.recv() == Refused(SessionCode.UNKNOWN_TOKEN, "no agent has this token")
-        with pytest.raises(ConnectionClosed):
-            await agent.recv()
-        await closed(agent)
+    def hub_end() -> FramedConnection:
+        hub_ends.append(FramedConnection())
+        made.append(hub_ends[-1])
+        return hub_ends[-1]
 
+    def on_open(stream: MuxStream, first: memoryview) -> int:
+        StreamTransport(stream, hub_end())
+        return 0
 
-async def raw_exchange(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        try:
-            return await reader.read()
-        except ConnectionResetError:
-            return b"<reset>"
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+    if request.param == "stream":
+        session = await harness.session(on_open)
+    else:
+        server = await loop.create_server(hub_end, "127.0.0.1", 0)
+        harness.servers.append(server)
+        port = server.sockets[0].getsockname()[1]
 
+    async def make() -> Link:
+        agent = FramedConnection()
+        made.append(agent)
+        count = len(hub_ends)
+        if request.param == "stream":
+            StreamTransport(session.open_stream(), agent)
+        else:
+            await loop.create_connection(lambda: agent, "127.0.0.1", port)
+        await wait_until(lambda: len(hub_ends) > count, "the hub has its end")
+        return Link(agent, hub_ends[count])
 
-async def test_bad_version_gets_a_refusal_the_old_agent_can_read() -> None:
-    async def control(conn: FramedConnection) -> None:
-        try:
-            await conn.recv()
-        except UnsupportedVersion as exc:
-            conn.send(Refused(SessionCode.BAD_VERSION, str(exc)))
-            conn.close()
-
-    async with await serve(control, "127.0.0.1", 0) as server:
-        reply = await raw_exchange(server.port, encode_preface(9) + encode(HELLO))
-    reader = MessageReader()
-    reader.feed(reply)
-    refused = reader.next_message()
-    assert isinstance(refused, Refused)
-    assert refused.reason is SessionCode.BAD_VERSION
-    assert "version 9" in refused.message
+    yield make
+    for conn in made:
+        conn.abort()  # a no-op for a detached end: its splice closes it
+    for conn in made:
+        await asyncio.wait_for(conn.wait_closed(), DEADLINE)
 
 
-async def test_not_portway_is_dropped_without_a_reply() -> None:
-    errors: list[str] = []
-
-    async def control(conn: FramedConnection) -> None:
-        try:
-            await conn.recv()
-        except ProtocolError as exc:
-            errors.append(exc.code)
-            raise  # the server drops the peer
-
-    async with await serve(control, "127.0.0.1", 0) as server:
-        reply = await raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert errors == ["bad_magic"]
-    assert reply in (b"", b"<reset>")
-
-
-async def test_oversized_hello_is_refused_before_its_payload_arrives() -> None:
-    errors: list[str] = []
-
-    async def control(conn: FramedConnection) -> None:
-        try:
-            await conn.recv()
-        except ProtocolError as exc:
-            errors.append(exc.code)
-            conn.abort()
-
-    async with await serve(control, "127.0.0.1", 0) as server:
-        # Only the header is ever sent: the hub must decide from it alone.
-        header = (MAX_HELLO_PAYLOAD + 1).to_bytes(4, "big") + b"\x01"
-        await raw_exchange(server.port, PREFACE + header)
-    assert errors == ["frame_too_large"]
+async def test_messages_cross_both_ways_until_one_side_closes(link: MakeLink) -> None:
+    ends = await link()
+    ends.agent.send(HELLO)
+    assert await ends.hub.recv() == HELLO
+    ends.hub.reader.frames.max_payload = MAX_CONTROL_PAYLOAD  # authenticated from here on
+    tunnels = (TunnelSpec("t1", "db", Protocol.TCP, "db", 5432),)
+    ends.hub.send(WELCOME, DesiredState(1, tunnels))  # one write, two messages
+    assert await ends.agent.recv() == WELCOME
+    assert await ends.agent.recv() == DesiredState(1, tunnels)
+    ends.agent.send(Ping(41))
+    assert await ends.hub.recv() == Ping(41)
+    ends.hub.send(Pong(41))
+    assert await ends.agent.recv() == Pong(41)
+    ends.agent.send(Goodbye(SessionCode.CLIENT_EXIT, "bye"))
+    await ends.agent.drain()
+    assert await ends.hub.recv() == Goodbye(SessionCode.CLIENT_EXIT, "bye")
+    ends.hub.close()
+    with pytest.raises(ConnectionClosed):
+        await ends.agent.recv()
+    with pytest.raises(ConnectionClosed):
+        ends.hub.send(Ping(1))  # closing: nothing more goes out
+    ends.agent.close()
+    await ends.agent.wait_closed()
+    await ends.hub.wait_closed()
 
 
-async def test_unread_connection_stops_reading_at_a_bound() -> None:
-    ready: asyncio.Future[FramedConnection] = asyncio.get_running_loop().create_future()
-    release = asyncio.Event()
+async def test_only_one_task_may_wait_for_a_message(link: MakeLink) -> None:
+    ends = await link()
+    first = asyncio.get_running_loop().create_task(ends.hub.recv())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="already waiting"):
+        await ends.hub.recv()
+    ends.agent.send(Ping(3))
+    assert await first == Ping(3)
+
+
+async def test_an_oversized_hello_is_refused_before_its_payload_arrives(link: MakeLink) -> None:
+    ends = await link()
+    # Only the header is ever sent: the reader must decide from it alone.
+    ends.agent_transport.write((MAX_HELLO_PAYLOAD + 1).to_bytes(4, "big") + b"\x01")
+    with pytest.raises(ProtocolError) as info:
+        await ends.hub.recv()
+    assert info.value.code == "frame_too_large"
+
+
+async def test_an_unread_link_stops_reading_at_a_bound(link: MakeLink) -> None:
+    ends = await link()
     flood = [Ping(i) for i in range(20_000)]  # about 300 KB of frames
-
-    async def control(conn: FramedConnection) -> None:
-        ready.set_result(conn)
-        await release.wait()
-        for message in [HELLO, *flood]:
-            assert await conn.recv() == message
-        conn.close()
-
-    async with await serve(control, "127.0.0.1", 0) as server:
-        agent = await connect("127.0.0.1", server.port, hello=HELLO)
-        agent.send(*flood)
-        conn = await ready
-        await wait_until(
-            lambda: conn.transport is not None and not conn.transport.is_reading(),
-            "the hub stops reading the flood",
-        )
-        assert conn.reader.frames.buffered <= MAX_HELLO_PAYLOAD + 256 * 1024
-        release.set()
-        with pytest.raises(ConnectionClosed):
-            await agent.recv()
-        await closed(agent)
+    ends.agent.send(HELLO, *flood)
+    hub = ends.hub
+    await wait_until(
+        lambda: hub.transport is not None and not hub.transport.is_reading(),
+        "the hub stops reading the flood",
+    )
+    assert hub.reader.frames.buffered <= MAX_HELLO_PAYLOAD + 256 * 1024
+    for message in [HELLO, *flood]:
+        assert await hub.recv() == message
 
 
-# --- data channels: the handshake, then a splice ------------------------------------------
+class Sink(asyncio.Protocol):
+    """What a detached transport is handed to: records what it hears."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+async def test_detach_hands_over_the_bytes_read_past_the_answer(link: MakeLink) -> None:
+    ends = await link()
+    ends.hub.send(Assign("c1", AssignMode.DIAL, "t1", Protocol.TCP, "127.0.0.1", 9))
+    assert isinstance(await ends.agent.recv(), Assign)
+    answer = encode(AssignOk("c1"))
+    # One write: the answer and the stream's first bytes, all read before the answer is pulled.
+    ends.agent_transport.write(answer + b"hi!")
+    await wait_until(lambda: ends.hub.reader.frames.buffered == len(answer) + 3, "all arrived")
+    assert await ends.hub.recv() == AssignOk("c1")
+    transport, rest = ends.hub.detach()
+    assert rest == b"hi!"
+    with pytest.raises(RuntimeError, match="detached"):
+        ends.hub.send(Ping(1))  # frames must never leak into the stream
+    with pytest.raises(RuntimeError, match="nothing to detach"):
+        ends.hub.detach()
+    ends.hub.close()  # no longer the hub end's to close
+    assert not transport.is_closing()
+    await ends.hub.wait_closed()  # returns at once: the transport is the caller's now
+    sink = Sink()
+    transport.set_protocol(sink)
+    ends.agent_transport.write(b" more")
+    await wait_until(lambda: bytes(sink.data) == b" more", "the next bytes reach the sink")
+    transport.close()
 
 
 class Hub:
-    """A minimal hub for one exposing agent: channels join a pool; a visitor on the public
-    port takes a channel, assigns it, and is spliced to it once the agent confirms."""
+    """A minimal hub for one exposing agent: a visitor on the public port gets a link, which is
+    assigned and spliced to the visitor once the agent confirms."""
 
-    def __init__(self, harness: Harness, target_port: int) -> None:
+    def __init__(self, harness: Harness, link: MakeLink, target_port: int) -> None:
         self.harness = harness
+        self.link = link
         self.target_port = target_port
-        self.pool: asyncio.Queue[FramedConnection] = asyncio.Queue()
-        self.rests: list[bytes] = []
-        self.detached: list[FramedConnection] = []
-
-    async def channel(self, conn: FramedConnection) -> None:
-        hello = await conn.recv()
-        assert isinstance(hello, ChannelHello)
-        assert hello.secret == WELCOME.channel_secret
-        self.pool.put_nowait(conn)
+        self.agent_splices: list[asyncio.Task[Splice | None]] = []
 
     async def listen(self) -> int:
         """The tunnel's public port."""
@@ -219,19 +210,19 @@ class Hub:
         return port
 
     def visitor(self) -> asyncio.Protocol:
-        splice = Splice(a_framed=False, b_framed=True)
+        splice = Splice()
         self.harness.splices.append(splice)
         self.harness.spawn(self.assign(splice))
         return splice.a
 
     async def assign(self, splice: Splice) -> None:
-        conn = await self.pool.get()
+        ends = await self.link()
+        self.agent_splices.append(self.harness.spawn(expose(self.harness, ends.agent)))
+        conn = ends.hub
         conn.send(Assign("c1", AssignMode.DIAL, "t1", Protocol.TCP, "127.0.0.1", self.target_port))
         reply = await conn.recv()
         if isinstance(reply, AssignOk):
             transport, rest = conn.detach()
-            self.rests.append(rest)
-            self.detached.append(conn)
             splice.attach(splice.b, transport, rest)
         else:
             assert isinstance(reply, AssignError)
@@ -239,21 +230,18 @@ class Hub:
             splice.reset(reply.reason)
 
 
-async def expose(harness: Harness, port: int, secret: str) -> Splice | None:
-    """The exposing agent's side of one pooled channel: wait for assign, dial, confirm, splice."""
-    loop = asyncio.get_running_loop()
-    channel = await connect("127.0.0.1", port, hello=ChannelHello("s1", secret=secret))
+async def expose(harness: Harness, channel: FramedConnection) -> Splice | None:
+    """The exposing agent's side of one link: wait for assign, dial, confirm, splice."""
     assign = await channel.recv()
     assert isinstance(assign, Assign)
-    splice = Splice(a_framed=True, b_framed=False)
+    splice = Splice()
     harness.splices.append(splice)
+    loop = asyncio.get_running_loop()
     try:
         await loop.create_connection(splice.connector(splice.b), assign.host, assign.port)
     except ConnectionRefusedError as exc:
         channel.send(AssignError(assign.conn, Reason.TARGET_REFUSED, str(exc)))
         splice.reset(Reason.TARGET_REFUSED)
-        await channel.drain()
-        await closed(channel)
         return None
     channel.send(AssignOk(assign.conn))  # precedes anything the target already sent
     transport, rest = channel.detach()
@@ -262,62 +250,33 @@ async def expose(harness: Harness, port: int, secret: str) -> Splice | None:
 
 
 async def test_expose_flow_with_early_visitor_bytes_and_server_first_target(
-    harness: Harness,
+    harness: Harness, link: MakeLink
 ) -> None:
     up, greeting = payload(3 * 1024 * 1024, 11), b"220 ready\r\n"
     target = await harness.target(hash_server(greeting))  # speaks first, like SMTP or MySQL
-    hub_side = Hub(harness, target)
-    async with await serve(hub_side.channel, "127.0.0.1", 0) as server:
-        public = await hub_side.listen()
-        # The visitor connects and sends everything (and its EOF) before any channel exists.
-        reader, writer = await harness.connect(public)
-        reply = harness.spawn(exchange(reader, writer, up))
-        await wait_until(lambda: bool(harness.splices), "the visitor is accepted")
-        agent_splice = await expose(harness, server.port, WELCOME.channel_secret)
-        assert agent_splice is not None
-        assert await reply == greeting + hashlib.sha256(up).hexdigest().encode()
-        assert await agent_splice.wait_closed() is None
-        assert agent_splice.bytes_a_to_b == len(up)
-        assert await harness.splices[0].wait_closed() is None
+    hub = Hub(harness, link, target)
+    # The visitor connects and sends everything (and its EOF) while its link is being assigned.
+    reader, writer = await harness.connect(await hub.listen())
+    assert await exchange(reader, writer, up) == greeting + hashlib.sha256(up).hexdigest().encode()
+    (exposing,) = hub.agent_splices
+    agent_splice = await exposing
+    assert agent_splice is not None
+    assert await agent_splice.wait_closed() is None
+    assert (agent_splice.bytes_a_to_b, agent_splice.bytes_b_to_a) == (len(up), len(greeting) + 64)
+    assert await harness.splices[0].wait_closed() is None
 
 
-async def test_assign_error_resets_the_visitor_with_the_reason(harness: Harness) -> None:
+async def test_assign_error_resets_the_visitor_with_the_reason(
+    harness: Harness, link: MakeLink
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    hub_side = Hub(harness, closed_port)
-    async with await serve(hub_side.channel, "127.0.0.1", 0) as server:
-        reader, writer = await harness.connect(await hub_side.listen())
-        writer.write(b"hello?")
-        assert await expose(harness, server.port, WELCOME.channel_secret) is None
-        with pytest.raises(ConnectionResetError):
-            await reader.read()
-        assert await harness.splices[0].wait_closed() is Reason.TARGET_REFUSED
-
-
-async def test_bytes_after_assign_ok_in_the_same_read_reach_the_splice(
-    harness: Harness,
-) -> None:
-    """The hub reads ``assign_ok`` and the first stream chunk in one read: the chunk must come
-    out of ``detach`` and be relayed first."""
-    hub_side = Hub(harness, 9)
-    async with await serve(hub_side.channel, "127.0.0.1", 0) as server:
-        reader, writer = await harness.connect(await hub_side.listen())
-        agent_reader, agent_writer = await harness.connect(server.port)
-        agent_writer.write(PREFACE + encode(ChannelHello("s1", secret=WELCOME.channel_secret)))
-        assign = MessageReader()
-        while (message := assign.next_message()) is None:
-            assign.feed(await agent_reader.read(1 << 16))
-        assert isinstance(message, Assign)
-        # One write: the confirmation, a greeting, and EOF of the agent→hub direction.
-        agent_writer.write(encode(AssignOk("c1")) + b"".join(encode_chunks(b"hi!")) + b"\0" * 4)
-        assert await reader.read() == b"hi!"
-        assert hub_side.rests == [b"\x00\x00\x00\x03hi!\x00\x00\x00\x00"]
-        channel = hub_side.detached[0]
-        with pytest.raises(RuntimeError, match="detached"):
-            channel.send(Ping(1))  # frames must never leak into the stream
-        await channel.wait_closed()  # returns: the splice owns the transport now
-        writer.write_eof()
-        assert await agent_reader.read() == b"\x00\x00\x00\x00"  # the visitor's EOF, in-band
-        agent_writer.close()
-        assert await harness.splices[0].wait_closed() is None
+    hub = Hub(harness, link, closed_port)
+    reader, writer = await harness.connect(await hub.listen())
+    writer.write(b"hello?")
+    with pytest.raises(ConnectionResetError):
+        await reader.read()
+    assert await harness.splices[0].wait_closed() is Reason.TARGET_REFUSED
+    (exposing,) = hub.agent_splices
+    assert await exposing is None

@@ -1,15 +1,20 @@
+"""Splices on real loopback sockets and version 2 streams: a relay between sockets, a relay to a
+TLS target, and a chain shaped like the reach path (client → entry → hub → exposer → target)
+with a splice at every hop, so both sockets and streams are legs."""
+
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import socket
-from collections.abc import Callable, Iterable
 
 import pytest
 
+from portway.net.mux import MuxStream
+from portway.net.mux_transport import StreamReset, StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
-from portway.wire.stream import EOF_CHUNK, encode_chunks, encode_reset
+from portway.wire.mux import HIGH_WATER
 
 from .harness import (
     Harness,
@@ -29,12 +34,33 @@ MAX_READ = 256 * 1024  # what asyncio and uvloop read from a socket at once
 async def test_raw_to_raw_carries_10mb_each_way_with_half_close(harness: Harness) -> None:
     up, down = payload(11 * MB, 1), payload(10 * MB, 2)
     target = await harness.target(hash_server(down))
-    relay = await harness.relay(accept_framed=False, dial_framed=False, dial_port=target)
+    relay = await harness.relay(dial_port=target)
     reader, writer = await harness.connect(relay.port)
     check_reply(await exchange(reader, writer, up), down, up)
     (splice,) = relay.splices
     assert await splice.wait_closed() is None
     assert (splice.bytes_a_to_b, splice.bytes_b_to_a) == (len(up), len(down) + 64)
+
+
+async def test_a_tls_leg_is_closed_once_both_directions_are_done(
+    harness: Harness, tls_pair: Tls
+) -> None:
+    """TLS cannot half-close: the client's EOF is not passed on to the TLS target, which answers
+    a request of known length and closes; the client then gets the answer and its EOF."""
+    request, answer = payload(300_000, 7), payload(2 * MB, 8)
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.readexactly(len(request)) == request
+        writer.write(answer)
+        await writer.drain()  # the harness closes the connection (close_notify) after
+
+    target = await harness.target(answer_then_close, ssl_context=tls_pair.server)
+    relay = await harness.relay(dial_port=target, client_ssl=tls_pair.client)
+    reader, writer = await harness.connect(relay.port)
+    assert await exchange(reader, writer, request) == answer
+    (splice,) = relay.splices
+    assert await splice.wait_closed() is None
+    assert (splice.bytes_a_to_b, splice.bytes_b_to_a) == (len(request), len(answer))
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
@@ -48,7 +74,7 @@ async def test_reach_path_carries_10mb_each_way(
     check_reply(await exchange(reader, writer, up), down, up)
     for splice in chain.splices():
         assert await splice.wait_closed() is None  # a clean finish everywhere, no reset
-        # Counters are payload bytes: framing is never counted.
+        # Counters are the client's and the target's bytes at every hop.
         assert (splice.bytes_a_to_b, splice.bytes_b_to_a) == (len(up), len(down) + 64)
 
 
@@ -112,8 +138,10 @@ async def test_a_reader_that_stops_reading_bounds_every_relay_buffer(
     for splice in splices:
         for leg in (splice.a, splice.b):
             assert leg.transport is not None
-            # At most the high-water mark plus what one read (or one TLS batch) added.
-            assert leg.transport.get_write_buffer_size() <= limit + 2 * MAX_READ, leg
+            # At most the high-water mark (a socket's `limit`, a stream's send queue bound) plus
+            # what one read (or one TLS batch) added.
+            high = HIGH_WATER if isinstance(leg.transport, StreamTransport) else limit
+            assert leg.transport.get_write_buffer_size() <= high + 2 * MAX_READ, leg
             assert leg.pending_size == 0
     stop.set()
     release.set()
@@ -142,11 +170,11 @@ async def test_early_bytes_are_held_and_flushed_in_order(harness: Harness, size:
     (entry,) = chain.entry.splices
     if size < limit:
         await wait_until(lambda: entry.a.eof_in, "the whole request and its EOF are held")
-        assert entry.b.pending_size == size + 4  # one chunk header: held already framed
+        assert entry.b.pending_size == size  # held as it came
         assert not entry.a.reading_paused
     else:
         await wait_until(lambda: entry.a.reading_paused, "the visitor is paused at the bound")
-        assert limit <= entry.b.pending_size <= limit + 256 * 1024 + 4
+        assert limit <= entry.b.pending_size <= limit + MAX_READ
     assert entry.b.transport is None
     gate.set()
     await sending
@@ -209,54 +237,6 @@ async def test_refused_dial_resets_with_its_reason_all_the_way(harness: Harness)
     assert [await s.wait_closed() for s in chain.splices()] == [Reason.TARGET_REFUSED] * 3
 
 
-async def test_broken_framing_resets_with_protocol_error(harness: Harness) -> None:
-    got = bytearray()
-    seen: asyncio.Future[type[BaseException] | None] = asyncio.get_running_loop().create_future()
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(1 << 16):
-                got.extend(chunk)
-            seen.set_result(None)
-        except ConnectionResetError as exc:
-            seen.set_result(type(exc))
-
-    target = await harness.target(record)
-    relay = await harness.relay(accept_framed=True, dial_framed=False, dial_port=target)
-    reader, writer = await harness.connect(relay.port)
-    writer.write(b"\x00\x00\x00\x02ok")
-    await wait_until(lambda: got == b"ok", "the valid chunk reached the target")
-    writer.write(b"\xff\xff\xff\x00")  # a length no writer may send
-    # The offender is told why in-band, then closed; the target sees a reset, not an EOF.
-    assert await reader.read() == encode_reset(Reason.PROTOCOL_ERROR)
-    assert await seen is ConnectionResetError
-    assert await relay.splices[0].wait_closed() is Reason.PROTOCOL_ERROR
-
-
-async def test_channel_closed_without_eof_marker_is_a_reset(harness: Harness) -> None:
-    seen: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got = bytearray()
-        try:
-            while chunk := await reader.read(1 << 16):
-                got += chunk
-            seen.set_result(b"clean EOF: " + bytes(got))
-        except ConnectionResetError:
-            seen.set_result(bytes(got))
-
-    target = await harness.target(record)
-    relay = await harness.relay(accept_framed=True, dial_framed=False, dial_port=target)
-    reader, writer = await harness.connect(relay.port)
-    await wait_until(lambda: bool(relay.splices and relay.splices[0].b.transport), "dialed")
-    writer.write(b"\x00\x00\x00\x04half")
-    writer.write_eof()  # a TCP FIN, not the in-band EOF: the agent went away mid-stream
-    # A truncated stream must not look complete to the target.
-    assert await seen == b"half"
-    assert await reader.read() == b""
-    assert await relay.splices[0].wait_closed() is Reason.RESET
-
-
 async def test_external_reset_closes_both_sides(harness: Harness) -> None:
     target = await harness.target(hash_server(b""))
     chain = await harness.chain(target)
@@ -266,7 +246,7 @@ async def test_external_reset_closes_both_sides(harness: Harness) -> None:
     hub.reset(Reason.PAUSED)  # e.g. the tunnel was paused: live connections close
     with pytest.raises(ConnectionResetError):
         await reader.read()
-    assert await entry.wait_closed() is Reason.PAUSED  # the reason crossed the framed hop
+    assert await entry.wait_closed() is Reason.PAUSED  # the reason crossed on each stream's RST
     assert await exposer.wait_closed() is Reason.PAUSED
     assert await hub.wait_closed() is Reason.PAUSED
 
@@ -288,7 +268,23 @@ async def test_many_concurrent_connections_keep_their_own_bytes(
     assert results == [None] * 120
 
 
-async def test_late_leg_of_a_reset_splice_is_closed_at_once(harness: Harness) -> None:
+async def test_session_lost_mid_stream_resets_both_hops(harness: Harness) -> None:
+    target = await harness.target(hash_server(b""))
+    chain = await harness.chain(target)
+    reader, _ = await harness.connect(chain.port)
+    await wait_until(chain.connected, "the chain is connected")
+    entry, hub, exposer = chain.splices()
+    stream = entry.b.transport
+    assert isinstance(stream, StreamTransport)
+    session = stream.stream.connection.transport
+    assert session is not None
+    session.abort()  # the entry's session to the hub breaks: its streams are gone
+    with pytest.raises(ConnectionResetError):
+        await reader.read()
+    assert [await s.wait_closed() for s in (entry, hub, exposer)] == [Reason.RESET] * 3
+
+
+async def test_late_socket_of_a_reset_splice_is_closed_at_once(harness: Harness) -> None:
     closed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -298,7 +294,7 @@ async def test_late_leg_of_a_reset_splice_is_closed_at_once(harness: Harness) ->
             closed.set_result(b"reset")
 
     target = await harness.target(sink)
-    splice = Splice(a_framed=False, b_framed=True)
+    splice = Splice()
     harness.splices.append(splice)
     splice.reset(Reason.GONE)
     assert await splice.wait_closed() is Reason.GONE  # nothing attached: nothing to wait for
@@ -306,77 +302,31 @@ async def test_late_leg_of_a_reset_splice_is_closed_at_once(harness: Harness) ->
     transport, _ = await loop.create_connection(splice.connector(splice.b), "127.0.0.1", target)
     assert transport.is_closing()
     assert await splice.wait_closed() is Reason.GONE
-    # The late data channel is told why, in-band, and nothing else reaches it.
-    assert await closed == encode_reset(Reason.GONE)
+    assert await closed == b"reset"  # a reset, never a clean EOF, and nothing else
 
 
-class Recording(asyncio.Transport):
-    """A transport that keeps each write call's buffers (a TLS transport makes each buffer a
-    record of its own)."""
+async def test_late_stream_of_a_reset_splice_is_reset_with_the_reason(harness: Harness) -> None:
+    heard: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[bytes]] = []
-        self.closing = False
+    class Far(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            heard.set_result(exc)
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.calls.append([bytes(data)])
+    opened: list[StreamTransport] = []
 
-    def writelines(self, parts: Iterable[bytes | bytearray | memoryview]) -> None:
-        self.calls.append([bytes(p) for p in parts])
+    def on_open(stream: MuxStream, first: memoryview) -> int:
+        opened.append(StreamTransport(stream, Far()))
+        return 0
 
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        pass
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-
-@pytest.mark.parametrize(("size", "buffers"), [(200, 1), (16 * 1024, 1), (16 * 1024 + 1, 2)])
-async def test_a_small_read_goes_onto_a_channel_as_one_buffer(size: int, buffers: int) -> None:
-    splice = Splice(a_framed=False, b_framed=True)
-    raw, channel = Recording(), Recording()
-    splice.attach(splice.b, channel)
-    splice.attach(splice.a, raw)
-    splice.a.data_received(b"x" * size)
-    assert [len(call) for call in channel.calls] == [buffers]
-    assert b"".join(channel.calls[0]) == size.to_bytes(4, "big") + b"x" * size
-    splice.reset()
-
-
-async def test_both_channels_of_a_relay_between_agents_go_back_to_their_pools() -> None:
-    """The hub between a reaching and an exposing agent: after both in-band EOFs each channel
-    is handed to its own pool, and what followed a channel's EOF (its next use) is kept for
-    that channel, never relayed to the other."""
-    splice = Splice(a_framed=True, b_framed=True)
-    kept: dict[str, bytes] = {}
-
-    def keeper(name: str) -> Callable[[asyncio.Transport, bytes], bool]:
-        def keep(_transport: asyncio.Transport, rest: bytes) -> bool:
-            kept[name] = rest
-            return True
-
-        return keep
-
-    splice.reuse(splice.a, keeper("a"))
-    splice.reuse(splice.b, keeper("b"))
-    reaching, exposing = Recording(), Recording()
-    splice.attach(splice.a, reaching)
-    splice.attach(splice.b, exposing)
-    request = b"".join(encode_chunks(b"ping")) + EOF_CHUNK
-    splice.a.data_received(request + b"next use")
-    assert b"".join(b"".join(call) for call in exposing.calls) == request
-    assert splice.open
-    splice.b.data_received(b"".join(encode_chunks(b"pong")) + EOF_CHUNK)
-    assert kept == {"a": b"next use", "b": b""}
-    assert (splice.open, splice.result) == (False, None)  # finished cleanly
-    assert not reaching.is_closing() and not exposing.is_closing()
+    session = await harness.session(on_open)
+    # A stream whose framed opening is done (the peer knows it) reaches a splice reset meanwhile.
+    transport = StreamTransport(session.open_stream(), asyncio.Protocol())
+    await wait_until(lambda: bool(opened), "the far end has the stream")
+    splice = Splice()
+    harness.splices.append(splice)
+    splice.reset(Reason.GONE)
+    splice.attach(splice.b, transport)
+    assert transport.is_closing()
+    assert await splice.wait_closed() is Reason.GONE
+    exc = await heard
+    assert isinstance(exc, StreamReset) and exc.reason is Reason.GONE

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import hashlib
 import ssl
@@ -10,10 +12,6 @@ import pytest
 from cryptography import x509
 
 from portway.net import tls
-from portway.net.framed import FramedConnection, connect, serve
-from portway.wire.messages import ControlHello, Ping
-
-HELLO = ControlHello(token="t")
 
 
 def mode(path: Path) -> int:
@@ -105,33 +103,54 @@ def test_client_context_refuses_a_ca_that_does_not_match_the_pin(
         tls.client_context(certs.ca_pem() + other.ca_pem(), certs.fingerprint, check_hostname=False)
 
 
-async def echo_pings(conn: FramedConnection) -> None:
-    while True:
-        message = await conn.recv()
-        if isinstance(message, Ping):
-            conn.send(message)
+async def round_trip(
+    server_ctx: ssl.SSLContext | None, client: ssl.SSLContext | None, server_hostname: str
+) -> ssl.SSLObject | None:
+    """One connection to an echo server: a round trip, then :func:`tls.remember_session` on the
+    transport, as an agent does once the hub's first bytes arrived. Returns its TLS object."""
+    handlers: list[asyncio.Future[None]] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        done = asyncio.get_running_loop().create_future()
+        handlers.append(done)
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+        finally:
+            writer.close()
+            done.set_result(None)
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_ctx)
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1",
+            server.sockets[0].getsockname()[1],
+            ssl=client,
+            server_hostname=server_hostname if client is not None else None,
+        )
+        try:
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+            tls.remember_session(writer.transport)
+            ssl_object: ssl.SSLObject | None = writer.get_extra_info("ssl_object")
+            return ssl_object
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+            for done in handlers:
+                await asyncio.wait_for(done, 20)
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def handshake(
     server_ctx: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str
 ) -> ssl.SSLObject:
-    async with await serve(echo_pings, "127.0.0.1", 0, ssl_context=server_ctx) as server:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            hello=HELLO,
-            ssl_context=client,
-            server_hostname=server_hostname,
-        )
-        try:
-            conn.send(Ping(1))
-            assert await conn.recv() == Ping(1)
-            assert conn.transport is not None
-            ssl_object: ssl.SSLObject = conn.transport.get_extra_info("ssl_object")
-            return ssl_object
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    ssl_object = await round_trip(server_ctx, client, server_hostname)
+    assert ssl_object is not None
+    return ssl_object
 
 
 async def test_pinned_context_reaches_the_hub_and_resumes_sessions(
@@ -143,7 +162,7 @@ async def test_pinned_context_reaches_the_hub_and_resumes_sessions(
     first = await handshake(server, client, "localhost")
     assert first.version() == "TLSv1.3"
     assert not first.session_reused
-    # A data channel opened later with the same context skips the full handshake.
+    # A session opened later with the same context skips the full handshake.
     second = await handshake(server, client, "localhost")
     assert second.session_reused
     # One saved ticket resumes many connections (stateless tickets).
@@ -173,12 +192,5 @@ async def test_a_hub_with_another_ca_is_rejected(
 
 
 async def test_plain_connections_have_nothing_to_remember() -> None:
-    async with await serve(echo_pings, "127.0.0.1", 0) as server:
-        conn = await connect("127.0.0.1", server.port, hello=HELLO)
-        conn.send(Ping(2))
-        assert await conn.recv() == Ping(2)
-        assert conn.transport is not None
-        tls.remember_session(conn.transport)  # a no-op without TLS
-        assert conn.transport.get_extra_info("ssl_object") is None
-        conn.close()
-        await conn.wait_closed()
+    assert await round_trip(None, None, "localhost") is None  # remember_session: a no-op
+    tls.remember_session(None)  # nor does a transport that is gone fail

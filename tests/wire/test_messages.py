@@ -29,7 +29,6 @@ from portway.wire.messages import (
     Message,
     MessageReader,
     MessageType,
-    OpenChannels,
     Ping,
     Pong,
     Protocol,
@@ -64,11 +63,11 @@ EXACT: list[tuple[Message, bytes]] = [
     (ChannelHello(session="s1", secret="c5"), frame(0x02, '{"session":"s1","secret":"c5"}')),
     (ChannelHello(session="s1", token="t0k"), frame(0x02, '{"session":"s1","token":"t0k"}')),
     (
-        Welcome("s1", "ag1", 5.0, 15.0, "c5", 4),
+        Welcome("s1", "ag1", 5.0, 15.0, "c5", 0),  # no pool in version 2: always 0
         frame(
             0x03,
             '{"session":"s1","agent":"ag1","heartbeat_interval":5.0,"heartbeat_timeout":15.0,'
-            '"channel_secret":"c5","pool_size":4}',
+            '"channel_secret":"c5","pool_size":0}',
         ),
     ),
     (
@@ -114,7 +113,6 @@ EXACT: list[tuple[Message, bytes]] = [
     ),
     (Ping(7), b'\x00\x00\x00\x08\x13{"id":7}'),
     (Pong(7), b'\x00\x00\x00\x08\x14{"id":7}'),
-    (OpenChannels(2), frame(0x15, '{"count":2}')),
     (ReachOpen("b1", "c9"), frame(0x16, '{"bind":"b1","conn":"c9"}')),
     (
         ReachReject("c9", Reason.PAUSED, "tunnel paused"),
@@ -163,6 +161,12 @@ def test_every_message_type_has_an_exact_encoding_test() -> None:
 def test_exact_encoding(message: Message, wire: bytes) -> None:
     assert encode(message) == wire
     assert decode(wire[4], wire[5:]) == message
+
+
+def test_the_type_of_version_1s_open_channels_stays_reserved() -> None:
+    assert 0x15 not in set(MessageType)
+    with pytest.raises(ProtocolError, match="unknown frame type 0x15"):
+        decode(0x15, b'{"count":2}')
 
 
 def test_non_ascii_text_is_utf8_not_escaped() -> None:
@@ -281,7 +285,6 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Counters, st.lists(st.builds(Counter, text, count, count, count, count)).map(tuple)),
     st.builds(Ping, count),
     st.builds(Pong, count),
-    st.builds(OpenChannels, count),
     st.builds(ReachOpen, text, text),
     st.builds(ReachReject, text, reason, text),
     st.builds(Goodbye, st.sampled_from(SessionCode), text),

@@ -1,27 +1,25 @@
-"""Message-level connection for control sessions and data-channel handshakes.
+"""Message level of a stream's framed phase: the control stream, and each assignment's opening.
 
-:class:`FramedConnection` is the asyncio protocol of an agent-port connection while it speaks
-frames: ``await recv()`` returns the next :mod:`portway.wire.messages` message, ``send()`` writes
-some. Control traffic is low rate, so one await per message is fine; the per-byte hot path never
-comes here. A data channel, once assigned, leaves this class with :meth:`FramedConnection.detach`
-and is handed to a :class:`~portway.net.splice.Splice` together with any bytes already read.
+:class:`FramedConnection` is the asyncio protocol of a version 2 stream, over its
+:class:`~portway.net.mux_transport.StreamTransport`, while the stream carries
+:mod:`portway.wire.messages` frames: ``await recv()`` returns the next message, ``send()`` writes
+some. Stream 1 of a session (hello, then welcome or refused, desired state, pings) is framed for
+its whole life; a stream the hub opens for an ``assign`` is framed until the answer
+(``assign_ok``, ``assign_error`` or ``diagnosis``). An assigned stream then leaves this class
+with :meth:`FramedConnection.detach` and goes to its relay with any bytes already read. Control
+traffic is low rate, so one await per message is fine; the per-byte hot path never comes here.
 
-:func:`connect` is the agent side (dial, preface, hello); :func:`serve` is the hub side (accept,
-expect a preface, run a handler per connection).
+The session's preface is read before any stream exists (:mod:`portway.net.agent_port`). Any
+transport works; only a stream stays open after the peer's FIN, for the relay that follows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
-from collections.abc import Awaitable, Callable
 from typing import cast
 
 from portway.net.mux_transport import StreamTransport
-from portway.net.tls import remember_session
-from portway.wire.errors import ProtocolError
-from portway.wire.frames import MAX_HELLO_PAYLOAD, PREFACE
+from portway.wire.frames import MAX_HELLO_PAYLOAD
 from portway.wire.messages import Message, MessageReader, encode
 
 
@@ -30,73 +28,30 @@ class ConnectionClosed(ConnectionError):
 
 
 class FramedConnection(asyncio.Protocol):
-    """Protocol of one agent-port connection in its framed phase. See the module docstring.
+    """Protocol of one stream in its framed phase. See the module docstring.
 
-    ``expect_preface`` on the hub side (the first bytes must be the preface; :attr:`version`
-    then holds the agent's version), ``send_preface`` on the agent side. ``max_payload`` starts at
-    the pre-authentication limit; the hub raises :attr:`reader`'s limit after a valid hello.
+    ``max_payload`` starts at the pre-authentication limit; the hub raises :attr:`reader`'s limit
+    after a valid hello.
     """
 
-    def __init__(
-        self,
-        *,
-        expect_preface: bool = False,
-        send_preface: bool = False,
-        max_payload: int = MAX_HELLO_PAYLOAD,
-        on_connect: Callable[[FramedConnection], None] | None = None,
-    ) -> None:
-        self.reader = MessageReader(max_payload=max_payload, expect_preface=expect_preface)
+    def __init__(self, *, max_payload: int = MAX_HELLO_PAYLOAD) -> None:
+        self.reader = MessageReader(max_payload=max_payload)
         self.transport: asyncio.Transport | None = None
-        self.on_lost: Callable[[FramedConnection], None] | None = None
-        """Called once when the connection closes while still framed (not after detach): the
-        hub's pool sets it to forget an idle channel that died."""
-        self._send_preface = send_preface
-        self._on_connect = on_connect
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._data_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._lost_exc: Exception | None = None
         self._paused = False
-        self._seen_data = False
         self._detached = False
-
-    @classmethod
-    def adopt(cls, transport: asyncio.Transport, rest: bytes) -> FramedConnection:
-        """Frame a channel again after its splice ended cleanly (a reused data channel).
-
-        Called by a :meth:`Splice.reuse <portway.net.splice.Splice.reuse>` callback with the
-        transport and the bytes read after the peer's EOF; the connection is framed from here
-        on, exactly as after its hello.
-        """
-        conn = cls()
-        conn._seen_data = True  # the TLS session was remembered on its first use
-        transport.set_protocol(conn)
-        conn.connection_made(transport)
-        if rest:
-            conn.data_received(rest)
-        return conn
-
-    @property
-    def version(self) -> int | None:
-        """The peer's protocol version (hub side, once the preface has been read)."""
-        return self.reader.frames.version
 
     # -- asyncio callbacks ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, so cast rather than check.
-        self.transport = transport = cast(asyncio.Transport, transport)
-        if self._send_preface:
-            transport.write(PREFACE)
-        if self._on_connect is not None:
-            self._on_connect(self)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self._seen_data:
-            self._seen_data = True
-            # TLS 1.3 session tickets arrive just before the peer's first bytes.
-            remember_session(self.transport)
         self.reader.feed(data)
         # Bound what an unread connection can make us hold: stop reading once a frame's worth is
         # buffered; recv() resumes when it needs more.
@@ -120,8 +75,6 @@ class FramedConnection(asyncio.Protocol):
             self._drain_waiter.set_result(None)
         if not self._closed.done():
             self._closed.set_result(None)
-        if self.on_lost is not None and not self._detached:
-            self.on_lost(self)
 
     def pause_writing(self) -> None:
         self._drain_waiter = asyncio.get_running_loop().create_future()
@@ -182,8 +135,9 @@ class FramedConnection(asyncio.Protocol):
     def detach(self) -> tuple[asyncio.Transport, bytes]:
         """Stop framing: return the transport and the bytes read after the last message pulled.
 
-        Called right after :meth:`recv` returned ``Assign`` (agent) or ``AssignOk`` (hub); pass
-        both to :meth:`Splice.attach <portway.net.splice.Splice.attach>` before any ``await``.
+        Called right after :meth:`recv` returned ``Assign`` (agent) or ``AssignOk`` (hub); hand
+        both to the stream's relay (:func:`~portway.net.mux_socket.hand_over`, or
+        :meth:`Splice.attach <portway.net.splice.Splice.attach>`) before any ``await``.
         """
         if self.transport is None or self._detached:
             raise RuntimeError("nothing to detach")
@@ -205,106 +159,6 @@ class FramedConnection(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         """Wait for ``connection_lost``; returns at once after :meth:`detach`, since the
-        transport then belongs to a splice (await the splice instead)."""
+        transport then belongs to its relay (await the relay instead)."""
         if self.transport is not None and not self._detached:
             await asyncio.shield(self._closed)
-
-
-async def connect(
-    host: str,
-    port: int,
-    *,
-    hello: Message,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-    max_payload: int = MAX_HELLO_PAYLOAD,
-) -> FramedConnection:
-    """Agent side: open a connection to the hub's agent port and send preface and hello.
-
-    Returns at once, without waiting for the reply: the caller awaits ``recv()`` for ``welcome``
-    or ``refused`` (control) or parks the channel in its pool (data). Raises ``OSError`` when the
-    hub cannot be reached and ``ssl.SSLError`` when its certificate does not match the pin.
-    """
-    loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(
-        lambda: FramedConnection(send_preface=True, max_payload=max_payload),
-        host,
-        port,
-        ssl=ssl_context,
-        server_hostname=server_hostname if ssl_context is not None else None,
-    )
-    conn.send(hello)
-    return conn
-
-
-class FramedServer:
-    """Hub side listener: every accepted connection becomes a :class:`FramedConnection`
-    (preface expected) handed to ``handler`` in a task of its own. Created by :func:`serve`."""
-
-    def __init__(self, handler: Callable[[FramedConnection], Awaitable[None]]) -> None:
-        self._handler = handler
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.server: asyncio.Server | None = None
-
-    def _factory(self) -> FramedConnection:
-        return FramedConnection(expect_preface=True, on_connect=self._start)
-
-    def _start(self, conn: FramedConnection) -> None:
-        # Started from connection_made, so a failed TLS handshake leaves no task behind.
-        task = asyncio.get_running_loop().create_task(self._run(conn))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, conn: FramedConnection) -> None:
-        try:
-            await self._handler(conn)
-        except (ProtocolError, ConnectionError):
-            conn.abort()  # the handler did not deal with it: drop the peer
-        except BaseException:
-            conn.abort()
-            raise
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def __aenter__(self) -> FramedServer:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop accepting, cancel running handlers and wait for them (not for detached
-        transports, which belong to their splices)."""
-        assert self.server is not None
-        self.server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.server.wait_closed()
-
-
-async def serve(
-    handler: Callable[[FramedConnection], Awaitable[None]],
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-) -> FramedServer:
-    """Listen on ``host:port`` and run ``handler(conn)`` for each agent connection.
-
-    The handler reads the hello with ``await conn.recv()`` and either keeps the connection (a
-    control session loop, or a data channel parked in a pool) or closes it. When it returns the
-    connection is left as it is; :class:`ProtocolError` or ``ConnectionError`` escaping it aborts
-    the connection.
-    """
-    framed = FramedServer(handler)
-    framed.server = await asyncio.get_running_loop().create_server(
-        framed._factory, host, port, ssl=ssl_context
-    )
-    return framed

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from portway.net.tls import remember_session
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import Bytes
@@ -293,11 +294,8 @@ class MuxConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         now = self.last_heard = self.loop.time()
-        if self._first_read:
-            self._first_read = False
-            if self.session.client and nbytes and self._buffer[0] != MUX_VERSION:
-                self._legacy_refusal(bytes(self._buffer[:nbytes]))
-                return
+        if self._first_read and not self._first_bytes(nbytes):
+            return
         try:
             events = self.session.receive_data(self._buffer[:nbytes], now)
         except ProtocolError as exc:
@@ -322,6 +320,17 @@ class MuxConnection(asyncio.BufferedProtocol):
             # PingAcked: the session keeps the smoothed RTT; SendWindowOpened and
             # StreamAccepted: the next flush frames what they allow.
         self.schedule_flush()
+
+    def _first_bytes(self, nbytes: int) -> bool:
+        """The session's first read: False when it is a version 1 hub's refusal instead."""
+        self._first_read = False
+        if not self.session.client:
+            return True
+        remember_session(self.transport)  # TLS 1.3 tickets came with them: the next dial resumes
+        if nbytes and self._buffer[0] != MUX_VERSION:
+            self._legacy_refusal(bytes(self._buffer[:nbytes]))
+            return False
+        return True
 
     def _opened(self, event: StreamOpened, now: float) -> None:
         stream = self.streams[event.stream_id] = MuxStream(self, event.stream_id)

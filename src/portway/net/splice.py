@@ -1,22 +1,25 @@
 """Relay bytes between two transports with backpressure, half-close and reset propagation.
 
 A :class:`Splice` joins two legs, ``a`` and ``b``; each leg is the :class:`asyncio.Protocol` of one
-transport and is either *raw* (plain bytes, e.g. a visitor's or target's TCP socket) or *framed*
-(a data channel speaking :mod:`portway.wire.stream`). All three pairings work:
+transport of plain bytes: a socket (TCP or TLS) or a stream of a version 2 session
+(:class:`~portway.net.mux_transport.StreamTransport`). Where a plain socket meets a stream, or a
+stream another stream, the faster direct joins of :mod:`portway.net.mux_socket` and
+:mod:`portway.net.mux_bridge` are used instead; a splice carries what they cannot, such as an
+exposing agent's TLS connection to an https target and its stream. Each read goes to the other
+transport as it is, one ``write`` per read:
 
-* raw ↔ raw: bytes pass as is; half-close uses ``write_eof``;
-* raw ↔ framed: payload is wrapped in chunk headers one way and unwrapped (as memoryview slices,
-  no copy) the other way; EOF and reset travel as in-band markers;
-* framed ↔ framed (the hub between a reaching and an exposing agent): every read is forwarded
-  unchanged, one ``write`` per read and no re-encoding. Headers are still parsed, which costs a
-  struct unpack per chunk and buys exact payload counters, EOF/reset awareness and rejection of a
-  peer that breaks the framing.
+* half-close: a leg's EOF becomes ``write_eof`` on the other (a stream's FIN). A TLS socket cannot
+  half-close; it is closed once both directions are done;
+* reset: the other leg is aborted too. A stream carries the reason both ways: a leg whose stream
+  was reset (``StreamReset``) resets the other leg's stream with the same reason, and
+  :meth:`Splice.reset` sends its own; a socket gets a TCP RST.
 
 Nothing awaits: each read is handed to the other transport inside ``data_received``. Memory is
-bounded: when the other transport's write buffer passes ``limit`` (``pause_writing``), this leg
-stops reading until it drains. A leg may attach later than the other (the visitor is connected
-but the data channel is not ready yet): what the early leg sends meanwhile is held, in order, and
-reading it pauses once ``limit`` bytes are held; everything is flushed when the late leg attaches.
+bounded: when the other transport's write buffer passes ``limit`` (a stream's send queue, its
+session's ``HIGH_WATER``) and it calls ``pause_writing``, this leg stops reading until it
+drains. A leg may attach later than the other (the target is connected before its stream is
+handed over): what the early leg sends meanwhile is held, in order, and reading it pauses once
+``limit`` bytes are held; everything is flushed when the late leg attaches.
 
 Counters are plain ints (:attr:`Leg.bytes_in`), updated per read and read by whoever reports them.
 """
@@ -27,20 +30,14 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import cast
 
 from portway.net.mux_transport import StreamReset, StreamTransport
 from portway.wire.codes import Reason
-from portway.wire.errors import ProtocolError
 from portway.wire.frames import Bytes
-from portway.wire.stream import EOF_CHUNK, StreamDecoder, encode_chunks, encode_reset
 
 DEFAULT_LIMIT = 256 * 1024
-# A chunk header and a payload up to this size go out as one buffer: over TLS each buffer
-# written is a record of its own, and a small read (an HTTP request, an answer) would
-# otherwise cost two records, two encryptions and two calls into the TLS object.
-JOIN_UP_TO = 16 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -61,15 +58,13 @@ class Leg(asyncio.Protocol):
     """One transport of a :class:`Splice`. Created by the splice; used as the protocol for
     ``create_connection``/``create_server`` or adopted with :meth:`Splice.attach`."""
 
-    def __init__(self, splice: Splice, name: str, *, framed: bool) -> None:
+    def __init__(self, splice: Splice, name: str) -> None:
         self.splice = splice
         self.name = name
-        self.framed = framed
         self.transport: asyncio.Transport | None = None
         self.peer: Leg = self  # set by Splice right after construction
-        self.decoder = StreamDecoder() if framed else None
         self.bytes_in = 0
-        """Payload bytes read from this transport (framing excluded)."""
+        """Bytes read from this transport."""
         self.eof_in = False  # the far end of this leg finished sending
         self.eof_out = False  # this leg's far end was told we finished sending
         self.pending: list[Bytes] = []  # held for this leg until it attaches
@@ -77,14 +72,9 @@ class Leg(asyncio.Protocol):
         self.write_paused = False
         self.reading_paused = False
         self.lost = False
-        self.clean_boundary = True  # our last write ended between chunks (framed legs)
-        self.reset_forwarded = False  # a RESET marker already reached this leg in-band
-        # Takes this leg's data channel after a clean finish (`Splice.reuse`).
-        self.keep: Callable[[asyncio.Transport, bytes], bool] | None = None
 
     def __repr__(self) -> str:
-        kind = "framed" if self.framed else "raw"
-        return f"<Leg {self.name} {kind} in={self.bytes_in} transport={self.transport!r}>"
+        return f"<Leg {self.name} in={self.bytes_in} transport={self.transport!r}>"
 
     # -- asyncio callbacks ----------------------------------------------------------------------
 
@@ -114,46 +104,29 @@ class Leg(asyncio.Protocol):
 class Splice:
     """Relay between leg ``a`` and leg ``b``; see the module docstring.
 
-    Created by whoever pairs two connections (the hub for a visitor and a data channel, an agent
-    for a channel and its target). Each leg gets its transport either as the protocol of a new
-    connection (:meth:`connector`, or ``lambda: splice.a`` as a server factory) or by
-    :meth:`attach` for a transport that already carried a handshake. Then await
-    :meth:`wait_closed`, or pass ``on_close``; :attr:`result` is ``None`` after a clean finish
-    (both directions reached EOF) or the :class:`Reason` of the reset.
+    Created by whoever pairs two transports (an exposing agent for its TLS target and the
+    stream). Each leg gets its transport either as the protocol of a new connection
+    (:meth:`connector`, or ``lambda: splice.a`` as a server factory) or by :meth:`attach` for a
+    transport that already carried a handshake. Then await :meth:`wait_closed`, or pass
+    ``on_close``; :attr:`result` is ``None`` after a clean finish (both directions reached EOF)
+    or the :class:`Reason` of the reset.
     """
 
     def __init__(
         self,
         *,
-        a_framed: bool = False,
-        b_framed: bool = False,
         limit: int = DEFAULT_LIMIT,
         on_close: Callable[[Splice], None] | None = None,
     ) -> None:
         self.limit = limit
-        self.a = Leg(self, "a", framed=a_framed)
-        self.b = Leg(self, "b", framed=b_framed)
+        self.a = Leg(self, "a")
+        self.b = Leg(self, "b")
         self.a.peer, self.b.peer = self.b, self.a
         self.open = True
         """False once the splice finished or failed; transports are then closing."""
         self.result: Reason | None = None
         self._on_close = on_close
         self._closed: asyncio.Future[Reason | None] = asyncio.get_running_loop().create_future()
-
-    def reuse(self, leg: Leg, keep: Callable[[asyncio.Transport, bytes], bool]) -> None:
-        """Offer ``leg``'s data channel for another assignment when this splice ends cleanly.
-
-        Call before ``leg`` attaches; ``leg`` must be framed. Both legs of a framed ↔ framed
-        splice (the hub between a reaching and an exposing agent) may be offered, each to its
-        own pool. After both directions reached EOF without a reset, ``keep(transport, rest)``
-        is called instead of closing the channel: ``rest`` holds bytes read after the far end's
-        EOF (the start of its next use), never relayed. It must adopt the transport at once
-        (``set_protocol``) and return True, or return False to have the channel closed.
-        """
-        if not leg.framed or leg.transport is not None:
-            raise ValueError("only a framed leg, before it attaches, is reusable")
-        leg.decoder = StreamDecoder(stop_at_eof=True)
-        leg.keep = keep
 
     @property
     def bytes_a_to_b(self) -> int:
@@ -167,8 +140,8 @@ class Splice:
         """A protocol factory for ``loop.create_connection`` that makes ``leg`` the protocol.
 
         The exposing agent dials its target with it, then writes ``assign_ok`` and attaches the
-        data channel: whatever the target sent in between is held and follows ``assign_ok``. If
-        the dial fails, the caller answers ``assign_error`` and calls :meth:`reset`.
+        stream: whatever the target sent in between is held and follows ``assign_ok``. If the
+        dial fails, the caller answers ``assign_error`` and calls :meth:`reset`.
         """
         return lambda: leg
 
@@ -185,10 +158,10 @@ class Splice:
     def reset(self, reason: Reason = Reason.CLOSED) -> None:
         """Abort the connection from outside (tunnel paused or deleted, dial failed, shutdown).
 
-        Framed legs get a RESET marker with ``reason``, raw legs a TCP RST; a leg that attaches
-        later is closed the same way at once.
+        A stream leg is reset with ``reason`` (its peer reads it from the RST), a socket leg gets a
+        TCP RST; a leg that attaches later is closed the same way at once.
         """
-        self._fail(reason, None)
+        self._fail(reason)
 
     async def wait_closed(self) -> Reason | None:
         """Wait until every attached transport is closed; return :attr:`result`."""
@@ -221,49 +194,19 @@ class Splice:
     def _received(self, leg: Leg, data: Bytes) -> None:
         if not self.open:
             return
-        peer = leg.peer
-        decoder = leg.decoder
-        if decoder is None:
-            leg.bytes_in += len(data)
-            self._send(peer, encode_chunks(data) if peer.framed else [data])
-            return
-        try:
-            slices = decoder.feed(data)
-        except ProtocolError:
-            self._fail(Reason.PROTOCOL_ERROR, leg)
-            return
-        for piece in slices:
-            leg.bytes_in += len(piece)
-        if peer.framed:  # pass through unchanged, markers included
-            if decoder.rest:  # a reusable leg's next use began after its EOF: not ours to relay
-                data = data[: len(data) - len(decoder.rest)] if not leg.eof_in else b""
-            if data:
-                self._send(peer, [data])
-            peer.clean_boundary = decoder.at_boundary
-            peer.reset_forwarded = decoder.reset is not None
-        elif slices:
-            self._send(peer, slices)
-        if decoder.eof and not leg.eof_in:
-            self._got_eof(leg)
-        if decoder.reset is not None:
-            self._fail(decoder.reset, leg)
+        leg.bytes_in += len(data)
+        self._send(leg.peer, data)
 
-    def _send(self, leg: Leg, parts: Sequence[Bytes]) -> None:
-        """Write ``parts`` to ``leg``'s transport, or hold them until it attaches."""
+    def _send(self, leg: Leg, data: Bytes) -> None:
+        """Write ``data`` to ``leg``'s transport, or hold it until it attaches."""
         transport = leg.transport
         if transport is not None:
-            if len(parts) == 1:
-                transport.write(parts[0])
-            elif len(parts) == 2 and len(parts[1]) <= JOIN_UP_TO:
-                transport.write(b"".join(parts))
-            elif parts:
-                transport.writelines(parts)
+            transport.write(data)
             return
-        for part in parts:
-            # Copy slices: the count stays exact and no large read buffer is kept alive.
-            held = bytes(part) if isinstance(part, memoryview) else part
-            leg.pending.append(held)
-            leg.pending_size += len(held)
+        # Copy a slice: the count stays exact and no large read buffer is kept alive.
+        held = bytes(data) if isinstance(data, memoryview) else data
+        leg.pending.append(held)
+        leg.pending_size += len(held)
         if leg.pending_size >= self.limit:
             self._update_reading(leg.peer)
 
@@ -293,12 +236,9 @@ class Splice:
         leg.eof_out = True
         transport = leg.transport
         assert transport is not None
-        if leg.framed:
-            if not leg.peer.framed:  # pass-through already forwarded the peer's EOF marker
-                transport.write(EOF_CHUNK)
-        elif transport.can_write_eof():
+        if transport.can_write_eof():
             transport.write_eof()
-        # A raw TLS leg cannot half-close; it is closed when both directions are done.
+        # A TLS socket cannot half-close; it is closed when both directions are done.
 
     def _maybe_finish(self) -> None:
         a, b = self.a, self.b
@@ -306,37 +246,16 @@ class Splice:
             self.open = False
             for leg in (a, b):
                 assert leg.transport is not None
-                if leg.keep is not None and self._hand_over(leg, leg.transport):
-                    continue
                 leg.transport.close()  # flushes what is buffered, then closes
             self._maybe_done()
 
-    def _hand_over(self, leg: Leg, transport: asyncio.Transport) -> bool:
-        """Give a cleanly finished channel to its reuse callback; True if it was taken."""
-        assert leg.keep is not None and leg.decoder is not None
-        if transport.is_closing():
-            return False
-        if leg.reading_paused:
-            leg.reading_paused = False
-            transport.resume_reading()
-        if not leg.keep(transport, leg.decoder.rest):
-            return False
-        leg.lost = True  # no longer ours: the splice is done once the other leg closes
-        return True
-
     def _eof_received(self, leg: Leg) -> bool:
-        if leg.framed:
-            # A channel ends only after both in-band EOFs; a transport EOF before that means the
-            # peer went away mid-stream.
-            if self.open:
-                self._fail(Reason.RESET, leg)
-            return False
         if self.open:
             self._got_eof(leg)
         # TLS transports cannot stay half-open (asyncio warns if we ask); plain TCP can.
         return leg.transport is not None and leg.transport.get_extra_info("sslcontext") is None
 
-    def _fail(self, reason: Reason, origin: Leg | None) -> None:
+    def _fail(self, reason: Reason) -> None:
         if not self.open:
             return
         self.open = False
@@ -345,22 +264,16 @@ class Splice:
             leg.pending.clear()
             leg.pending_size = 0
             if leg.transport is not None and not leg.lost:
-                self._kill(leg, origin_reset=leg is origin and reason is not Reason.PROTOCOL_ERROR)
+                self._kill(leg)
         self._maybe_done()
 
-    def _kill(self, leg: Leg, *, origin_reset: bool = False) -> None:
-        """Close ``leg`` for a failed splice, telling its far end why when the format allows."""
+    def _kill(self, leg: Leg) -> None:
+        """Close ``leg`` for a failed splice, telling its far end why when it is a stream."""
         transport = leg.transport
         assert transport is not None
         if transport.is_closing():
             return
-        if leg.framed and (origin_reset or leg.reset_forwarded):
-            transport.close()  # the far end sent or already received the RESET marker
-        elif leg.framed and leg.clean_boundary:
-            assert self.result is not None
-            transport.write(encode_reset(self.result))
-            transport.close()
-        elif isinstance(transport, StreamTransport):
+        if isinstance(transport, StreamTransport):
             transport.reset(self.result or Reason.RESET)  # the peer reads why from the RST
         else:
             hard_close(transport)
@@ -368,7 +281,7 @@ class Splice:
     def _lost(self, leg: Leg, reason: Reason) -> None:
         leg.lost = True
         if self.open:
-            self._fail(reason, leg)
+            self._fail(reason)
         else:
             self._maybe_done()
 

@@ -10,8 +10,8 @@ change; only a new CA does.
 TLS session resumption: asyncio has no parameter to pass a saved session to a new connection, so
 :class:`PinnedClientContext` supplies it itself in ``wrap_bio`` (which asyncio and uvloop both
 call for every client connection) from the TLS 1.3 ticket saved by :func:`remember_session`.
-Pooled data channels therefore resume instead of redoing the full handshake. Reuse one context
-per hub for this to work.
+Later connections to the same hub therefore resume instead of redoing the full handshake. Reuse
+one context per hub for this to work.
 """
 
 from __future__ import annotations
@@ -333,8 +333,8 @@ def client_context(ca_pem: bytes | str, pin: str, *, check_hostname: bool) -> Pi
 def remember_session(transport: Any) -> None:
     """Save the TLS session of ``transport`` for resumption, if it uses a pinned client context.
 
-    Called by :class:`~portway.net.framed.FramedConnection` on the first bytes from the hub, by
-    which time a TLS 1.3 server has sent its session tickets. A no-op for plain TCP.
+    Call it on the first bytes read from the hub, by which time a TLS 1.3 server has sent its
+    session tickets. A no-op for plain TCP (and for a stream, which has no TLS object of its own).
     """
     if transport is None:
         return

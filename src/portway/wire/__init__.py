@@ -1,9 +1,8 @@
 """Sans-IO codecs of the agent ↔ hub wire protocol (bytes in, events out; no asyncio here).
 
 * :mod:`~portway.wire.frames`: connection preface and ``[u32 len][u8 type][payload]`` frames;
-* :mod:`~portway.wire.messages`: control and handshake messages (JSON payloads) and their reader;
-* :mod:`~portway.wire.stream`: chunk framing of an assigned TCP channel (half-close, reset);
-* :mod:`~portway.wire.datagram`: datagram framing of an assigned UDP channel;
+* :mod:`~portway.wire.messages`: control and assignment messages (JSON payloads) and their reader;
+* :mod:`~portway.wire.datagram`: datagram framing of a stream assigned to UDP;
 * :mod:`~portway.wire.heartbeat`: ping scheduling and dead-peer detection;
 * :mod:`~portway.wire.codes`: reason codes shared by all of them;
 * :mod:`~portway.wire.mux` (version 2): many streams over one session, with its frame header

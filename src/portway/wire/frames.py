@@ -1,8 +1,11 @@
-"""Preface and frame layer shared by control sessions and data-channel handshakes.
+"""Preface and message frames.
 
 Every connection an agent opens to the hub's agent port starts with the 10-byte preface
-``MAGIC + u16 version``, then carries frames ``[u32 payload length][u8 type][payload]`` (big
-endian) until a data channel switches to stream framing (:mod:`portway.wire.stream`).
+``MAGIC + u16 version``; in version 2 the session's own frames follow (:mod:`portway.wire.mux`).
+Messages (:mod:`portway.wire.messages`) travel as frames ``[u32 payload length][u8 type][payload]``
+(big endian): on a session's control stream, and at the start of an assigned stream until its
+answer, after which the stream carries plain bytes (or datagrams, :mod:`portway.wire.datagram`).
+A version 1 peer gets the hub's frozen ``refused`` frame in this format right after its preface.
 
 The reader is pull-based, like h11's ``next_event``: :meth:`FrameReader.next_frame` parses exactly
 one frame per call and never looks past it, so a caller that has just pulled the frame after which

@@ -1,10 +1,11 @@
-"""Control-session and data-channel handshake messages.
+"""Control-stream and assignment messages.
 
 Each message is a frozen dataclass carried in one frame (:mod:`portway.wire.frames`) whose type
 byte is the class's ``TYPE`` and whose payload is compact JSON of its fields. JSON because these
 frames are rare (a handful per session, a few per proxied connection), must stay extensible
-(unknown keys are ignored) and readable in a packet capture; the per-byte hot path uses the binary
-stream framing instead. See ``docs/protocol.md`` for who sends which message when.
+(unknown keys are ignored) and readable in a packet capture; the per-byte hot path is a stream's
+plain bytes (:mod:`portway.wire.mux`) instead. See ``docs/protocol.md`` for who sends which
+message when.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class MessageType(enum.IntEnum):
     COUNTERS = 0x12
     PING = 0x13
     PONG = 0x14
-    OPEN_CHANNELS = 0x15
+    # 0x15 was OPEN_CHANNELS (version 1's pool top-up): reserved, never to be reused.
     REACH_OPEN = 0x16
     REACH_REJECT = 0x17
     GOODBYE = 0x1F
@@ -67,8 +68,6 @@ def _check_port(port: int, *, allow_zero: bool = False) -> None:
 # What an agent may list in `ControlHello.features`; the hub relies on none it did not list.
 FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
 FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
-FEATURE_REUSE = "reuse"  # the agent takes a cleanly finished data channel back into its pool
-FEATURE_REUSE_REACH = "reuse_reach"  # ... and so does its end of a finished reach connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,7 @@ class ControlHello:
 
 @dataclass(frozen=True, slots=True)
 class ChannelHello:
-    """Agent → hub, first frame of a data channel: join the idle pool of ``session``."""
+    """Agent → hub, first frame on stream 1 of a further session: join ``session``."""
 
     TYPE: ClassVar[MessageType] = MessageType.CHANNEL_HELLO
     session: str
@@ -99,20 +98,20 @@ class ChannelHello:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Hub → agent: the control session is accepted."""
+    """Hub → agent: the control session is accepted (or a further session joined it)."""
 
     TYPE: ClassVar[MessageType] = MessageType.WELCOME
     session: str
     agent: str  # the agent's id
     heartbeat_interval: float  # seconds between pings from each side
     heartbeat_timeout: float  # silence after which either side drops the session
-    channel_secret: str
-    pool_size: int  # idle data channels the agent should keep open
+    channel_secret: str  # what a `ChannelHello` joining this session carries
+    pool_size: int  # version 1's idle data channels; always 0 in version 2 (no pool)
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Hub → agent, instead of welcome (or before assign on a data channel); the hub then closes."""
+    """Hub → agent, instead of welcome (to a control or a channel hello); the hub then closes."""
 
     TYPE: ClassVar[MessageType] = MessageType.REFUSED
     reason: SessionCode
@@ -238,14 +237,6 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenChannels:
-    """Hub → agent: open ``count`` more data channels (pool top-up)."""
-
-    TYPE: ClassVar[MessageType] = MessageType.OPEN_CHANNELS
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class ReachOpen:
     """Agent → hub: a local client connected to bind ``bind``; assign me a channel for ``conn``."""
 
@@ -342,7 +333,6 @@ Message = (
     | Counters
     | Ping
     | Pong
-    | OpenChannels
     | ReachOpen
     | ReachReject
     | Goodbye
@@ -364,7 +354,6 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
         Counters,
         Ping,
         Pong,
-        OpenChannels,
         ReachOpen,
         ReachReject,
         Goodbye,
