@@ -11,7 +11,9 @@ connection (assignment, routing, counters) is added, so `make bench` runs it bes
 
 Run as ``python -m bench.mux_relay front SESSION_PORT LISTEN:TARGET [...] [--sessions N]
 [--tls DIR]`` and ``python -m bench.mux_relay back SESSION_PORT [--sessions N] [--tls DIR]``;
-the front prints ``ready`` once the back's sessions are in and its listeners are up.
+the front prints ``listening`` once its session port is up (the back may dial it: a bare
+connection to it without TLS would count as a session, so wait for this line instead of
+probing the port) and ``ready`` once the back's sessions are in and its listeners are up.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def refuse(stream: MuxStream, first: memoryview) -> int:
     return 0
 
 
+class Dropped(asyncio.Protocol):
+    """A client arriving while no session is up: closed at once (a protocol factory that
+    raises instead leaves the connection open and unanswered)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 async def front(
     session_port: int, maps: list[tuple[int, int]], sessions: int, tls: ssl.SSLContext | None
 ) -> None:
@@ -70,11 +80,14 @@ async def front(
         )  # fmt: skip
         return connection
 
-    def client(target: int) -> SocketStream:
+    def client(target: int) -> asyncio.Protocol:
+        if not live:
+            return Dropped()
         connection = min(live, key=lambda c: c.session.stream_count)
         return SocketStream(connection.open_stream(PORT.pack(target)))
 
     gate = await loop.create_server(session, "127.0.0.1", session_port, ssl=tls)
+    print("listening", flush=True)
     await arrived.wait()
     servers = [
         await loop.create_server(partial(client, target), "127.0.0.1", port, backlog=4096)

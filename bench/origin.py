@@ -7,7 +7,10 @@ reached the origin. It holds idle connections forever at a few hundred bytes eac
 60-80k requests/s on one core, so it is not the bottleneck of any path measured here (the direct
 path shows its ceiling).
 
-Run as ``python -m bench.origin PORT``; it prints ``ready`` once listening.
+With ``--echo`` it is instead a TCP echo server (every byte read is written back at once): the
+origin of the fairness scenario's round trips.
+
+Run as ``python -m bench.origin [--echo] PORT``; it prints ``ready`` once listening.
 """
 
 from __future__ import annotations
@@ -72,9 +75,24 @@ class Origin(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(port: int) -> None:
+class Echo(asyncio.Protocol):
+    """One client connection of the echo origin: writes back whatever it reads."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+
+async def serve(port: int, echo: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Origin, "127.0.0.1", port, backlog=4096, reuse_address=True)
+    protocol: type[asyncio.Protocol] = Echo if echo else Origin
+    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=4096, reuse_address=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -84,14 +102,16 @@ async def serve(port: int) -> None:
 
 
 def main() -> None:
-    port = int(sys.argv[1])
+    args = sys.argv[1:]
+    echo = "--echo" in args
+    port = int(next(arg for arg in args if arg != "--echo"))
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a Portway dependency on Linux
-        asyncio.run(serve(port))
+        asyncio.run(serve(port, echo))
     else:
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(port))
+            uvloop.run(serve(port, echo))
 
 
 if __name__ == "__main__":

@@ -28,18 +28,21 @@ from portway.testing.ports import free_port
 
 @dataclass(frozen=True)
 class Origins:
-    """The servers behind every path: iperf3 (TCP and UDP on one port), the HTTP origin, and a
-    throwaway redis-server and PostgreSQL cluster for the real database clients (0: not run)."""
+    """The servers behind every path: iperf3 (TCP and UDP on one port), the HTTP origin, a
+    throwaway redis-server and PostgreSQL cluster for the real database clients, and the TCP
+    echo origin of the fairness scenario (0: not run)."""
 
     iperf_port: int
     http_port: int
     redis_port: int = 0
     postgres_port: int = 0
+    echo_port: int = 0
 
     def tcp_services(self) -> dict[str, int]:
         """The TCP services every relay path forwards, by name (as `Endpoints` fields)."""
         found = {"iperf_tcp": self.iperf_port, "http": self.http_port,
-                 "redis": self.redis_port, "postgres": self.postgres_port}  # fmt: skip
+                 "redis": self.redis_port, "postgres": self.postgres_port,
+                 "echo": self.echo_port}  # fmt: skip
         return {name: port for name, port in found.items() if port}
 
 
@@ -52,21 +55,28 @@ class Endpoints:
     http: Endpoint | None = None
     redis: Endpoint | None = None
     postgres: Endpoint | None = None
+    echo: Endpoint | None = None  # the TCP echo origin (the fairness scenario's round trips)
     # Processes whose memory the idle-connection scenario watches (summed), by role (hub,
     # agent, ...).
     pids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     http_origin_port: int = 0
+    # The hub's agent port, where the ``agent`` processes keep their sessions (Portway's paths;
+    # 0 elsewhere): the session-count scenario counts their connections to it.
+    agent_port: int = 0
+    # The origins' ports by service (as `Origins.tcp_services`) where a scenario looks for an
+    # agent's connections to one of them (Portway's paths).
+    origin_ports: dict[str, int] = field(default_factory=dict)
 
     def serving(self, ports: Mapping[str, int]) -> Endpoints:
         """Point each named TCP service (a field: ``iperf_tcp``, ``http``, ``redis``,
-        ``postgres``) at its loopback port; returns self."""
+        ``postgres``, ``echo``) at its loopback port; returns self."""
         for name, port in ports.items():
             assert name in SERVICES, name
             setattr(self, name, Endpoint(port))
         return self
 
 
-SERVICES = ("iperf_tcp", "http", "redis", "postgres")
+SERVICES = ("iperf_tcp", "http", "redis", "postgres", "echo")
 
 
 def free_tcp_udp_port() -> int:
@@ -96,6 +106,17 @@ def _wait_listening(proc: Proc, port: int, what: str) -> None:
         if not proc.alive():
             raise RuntimeError(f"{what} exited: {proc.output()[-2000:]}")
         return port_open(port)
+
+    wait_for(ready, timeout=15, what=what)
+
+
+def _wait_output(proc: Proc, line: str, what: str) -> None:
+    def ready() -> bool:
+        if line in proc.output().splitlines():
+            return True
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited: {proc.output()[-2000:]}")
+        return False
 
     wait_for(ready, timeout=15, what=what)
 
@@ -178,8 +199,9 @@ def relay(origins: Origins, work: Path, tls: bool) -> Iterator[Endpoints]:
 def mux(origins: Origins, work: Path, tls: bool, sessions: int = 2) -> Iterator[Endpoints]:
     """The version 2 floor (`bench.mux_relay`): every connection a stream over `sessions`
     long-lived sessions between a front (the hub's place) and a back (the agent's), TLS 1.3
-    between them when `tls`. TCP only."""
-    tag = "tls" if tls else "plain"
+    between them when `tls`. TCP only. (The fairness scenario runs on a pair with one session,
+    so that its echo and its bulk share it.)"""
+    tag = ("tls" if tls else "plain") + ("" if sessions == 2 else f"-{sessions}s")
     options = ["--sessions", str(sessions), *(["--tls", str(work / "mux-certs")] if tls else [])]
     session_port = free_port()
     listen = {name: free_port() for name in origins.tcp_services()}
@@ -189,7 +211,9 @@ def mux(origins: Origins, work: Path, tls: bool, sessions: int = 2) -> Iterator[
         front = Proc([sys.executable, "-m", "bench.mux_relay", "front", str(session_port), *maps,
                       *options], work / f"mux-{tag}-front.log")  # fmt: skip
         procs.append(front)
-        _wait_listening(front, session_port, "the mux front")  # its certificates exist now
+        # Its certificates exist now. Not probed: a bare connection to the session port would
+        # count as one of its sessions without TLS.
+        _wait_output(front, "listening", "the mux front's session port")
         back = Proc([sys.executable, "-m", "bench.mux_relay", "back", str(session_port),
                      *options], work / f"mux-{tag}-back.log")  # fmt: skip
         procs.append(back)
@@ -206,9 +230,10 @@ def mux(origins: Origins, work: Path, tls: bool, sessions: int = 2) -> Iterator[
 class PortwayStack:
     """One hub (agent TLS on or off), an exposing machine and a reaching machine.
 
-    Tunnels: ``iperf`` (TCP, public), ``iperfu`` (UDP, public), ``web`` (TCP, public) and
-    ``site`` (HTTP, public URL and a share), each served by its own `portway expose`; the
-    reaching machine runs `portway reach` for ``iperf``, ``iperfu`` and ``web``.
+    Tunnels: ``iperf`` (TCP, public), ``iperfu`` (UDP, public), ``web`` (TCP, public),
+    ``site`` (HTTP, public URL and a share) and those of the optional origins that run
+    (``redis``, ``pg``, ``echo``: TCP, public), each served by its own `portway expose`; the
+    reaching machine runs `portway reach` for each TCP and UDP tunnel.
     """
 
     def __init__(
@@ -253,7 +278,7 @@ class PortwayStack:
         origin_http = f"127.0.0.1:{self.origins.http_port}"
         exposes = [("iperf", origin_iperf, "tcp"), ("iperfu", origin_iperf, "udp"),
                    ("web", origin_http, "tcp")]  # fmt: skip
-        exposes += [(name, f"127.0.0.1:{port}", "tcp") for name, port in self.databases.items()]
+        exposes += [(name, f"127.0.0.1:{port}", "tcp") for name, port in self.services.items()]
         if self.paths & {"edge", "share"}:
             exposes.append(("site", origin_http, "http"))
         for name, target, protocol in exposes:
@@ -266,7 +291,7 @@ class PortwayStack:
         if "reach" in self.paths:
             self.laptop.login()
             ports = {"iperf": free_port(), "iperfu": free_tcp_udp_port(), "web": free_port()}
-            ports |= {name: free_port() for name in self.databases}
+            ports |= {name: free_port() for name in self.services}
             for name, port in ports.items():
                 self.agents[f"reach-{name}"] = self.laptop.start(
                     "reach", name, "--port", str(port), "--bind", "127.0.0.1"
@@ -308,14 +333,16 @@ class PortwayStack:
     # -- helpers ---------------------------------------------------------------------------
 
     @property
-    def databases(self) -> dict[str, int]:
-        """The database tunnels (``redis``, ``pg``) and their origin ports, where they run."""
-        found = {"redis": self.origins.redis_port, "pg": self.origins.postgres_port}
+    def services(self) -> dict[str, int]:
+        """The tunnels of the optional origins (``redis``, ``pg``, ``echo``) and their origin
+        ports, where they run."""
+        found = {"redis": self.origins.redis_port, "pg": self.origins.postgres_port,
+                 "echo": self.origins.echo_port}  # fmt: skip
         return {name: port for name, port in found.items() if port}
 
-    def _database_ports(self, port_of: Callable[[str], int]) -> dict[str, int]:
-        fields = {"redis": "redis", "pg": "postgres"}
-        return {fields[name]: port_of(name) for name in self.databases}
+    def _service_ports(self, port_of: Callable[[str], int]) -> dict[str, int]:
+        fields = {"redis": "redis", "pg": "postgres", "echo": "echo"}
+        return {fields[name]: port_of(name) for name in self.services}
 
     @property
     def client(self) -> httpx.Client:
@@ -360,6 +387,11 @@ class PortwayStack:
             raise TimeoutError(f"{exc} ({', '.join(missing)})") from None
 
     @property
+    def agent_port(self) -> int:
+        """The hub's agent port, where every agent keeps its sessions."""
+        return int(self.hub.flags["agent_listen"].rsplit(":", 1)[1])
+
+    @property
     def edge_port(self) -> int:
         return int(self.hub.flags["edge_listen"].rsplit(":", 1)[1])
 
@@ -388,7 +420,9 @@ class PortwayStack:
             http=Endpoint(self.hub_port("web")),
             pids={"hub": (self.hub_pid,), "agent": self.exposing_pids},
             http_origin_port=self.origins.http_port,
-        ).serving(self._database_ports(self.hub_port))
+            agent_port=self.agent_port,
+            origin_ports=self.origins.tcp_services(),
+        ).serving(self._service_ports(self.hub_port))
 
     def reach(self) -> Endpoints:
         return Endpoints(
@@ -399,7 +433,7 @@ class PortwayStack:
             # here they would reuse the memory those connections freed (a lower bound only).
             pids={"reach_agent": (self.agents["reach-web"].proc.pid,)},
             http_origin_port=self.origins.http_port,
-        ).serving(self._database_ports(self.reach_ports.__getitem__))
+        ).serving(self._service_ports(self.reach_ports.__getitem__))
 
     def edge(self) -> Endpoints:
         host = httpx.URL(self.tunnel("site")["publicUrl"]).host

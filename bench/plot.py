@@ -40,6 +40,7 @@ PRIMARY: dict[str, str] = {
     "udp": "delivered_mbit_s",
     "idle_memory": "hub_kib_per_conn",
     "hub_restart": "serving_s",
+    "session_count": "agent_connections_with_streams",
     "redis_get_c1": "rps",
     "redis_get_c50": "rps",
     "redis_set_c1": "rps",

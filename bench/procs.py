@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,6 +89,65 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+ESTABLISHED = 0x01  # the `st` column of /proc/net/tcp for an established connection
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    """One row of /proc/<pid>/net/tcp (or tcp6): ports, state and the socket's inode."""
+
+    local_port: int
+    remote_port: int
+    state: int
+    inode: int
+
+
+def parse_proc_net_tcp(text: str) -> list[TcpSocket]:
+    """The rows of a /proc/<pid>/net/tcp or tcp6 table (the header line skipped): every TCP
+    socket of the process's network namespace, not only the process's own."""
+    sockets = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        sockets.append(TcpSocket(
+            local_port=int(local.rsplit(":", 1)[1], 16),
+            remote_port=int(remote.rsplit(":", 1)[1], 16),
+            state=int(state, 16), inode=int(inode),
+        ))  # fmt: skip
+    return sockets
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets `pid` holds open, from the ``socket:[N]`` links in
+    /proc/<pid>/fd (a descriptor closed while reading is skipped)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target.endswith("]"):
+                inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def count_established(sockets: Iterable[TcpSocket], inodes: set[int], remote_port: int) -> int:
+    """How many of `sockets` are ESTABLISHED connections to `remote_port` whose inode is one
+    of `inodes` (one process's sockets)."""
+    return sum(1 for sock in sockets
+               if sock.state == ESTABLISHED and sock.remote_port == remote_port
+               and sock.inode in inodes)  # fmt: skip
+
+
+def established_to(pid: int, port: int) -> int:
+    """How many ESTABLISHED TCP connections `pid` holds to `port` (any address, IPv4 or 6)."""
+    sockets: list[TcpSocket] = []
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            sockets += parse_proc_net_tcp(Path(f"/proc/{pid}/net/{table}").read_text())
+    return count_established(sockets, socket_inodes(pid), port)
 
 
 def cpu_seconds(pid: int) -> float:

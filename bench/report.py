@@ -44,6 +44,8 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("pgbench_c1", "tps", "tps", "pgbench select-only -c 1", True),
     ("pgbench_c1", "latency_avg_ms", "ms", "pgbench -c 1 latency", False),
     ("pgbench_c16", "tps", "tps", "pgbench select-only -c 16", True),
+    ("fairness", "p99_ms", "ms", "echo p99 beside a bulk stream", False),
+    ("fairness", "idle_p99_ms", "ms", "echo p99, no bulk", False),
 ]
 
 
@@ -102,6 +104,14 @@ def table(results: Results, paths: list[str]) -> str:
         text = ", ".join(f"{role} {entry[role + '_kib_per_conn']:.1f}" for role in roles)
         count = int(entry["connections"])
         lines.append(f"| memory per idle conn ({count:,}) | {path} | {text} KiB | | | | |")
+    for path, entry in results.get("session_count", {}).items():
+        if "error" in entry:
+            lines.append(f"| agent connections | {path} | error: {entry['error'][:60]} | | | | |")
+            continue
+        lines.append(
+            f"| agent connections to the hub ({int(entry['streams']):,} streams) | {path} | "
+            f"{_connections(entry)} | | | | |"
+        )
     for tls, entry in results.get("hub_restart", {}).items():
         if "error" in entry:
             lines.append(f"| hub restart | {tls} | error: {entry['error'][:60]} | | | | |")
@@ -176,7 +186,8 @@ def write_json(out_dir: Path, stamp: str, payload: dict[str, Any]) -> Path:
 def summary(results: Results, paths: list[str]) -> str:
     """The README's compact tables, one row per figure: first the peers and floors (one column
     each), then Portway's paths, whose cells carry their ratio to their best peer (`PEERS`)."""
-    shown = [p for p in paths if any(p in results.get(s, {}) for s, *_ in ROWS)]
+    scenarios = [*(row[0] for row in ROWS), "session_count"]
+    shown = [p for p in paths if any(p in results.get(s, {}) for s in scenarios)]
     baselines = [p for p in shown if p in BASELINES]
     portway = [p for p in shown if p not in BASELINES]
     return "\n\n".join(_summary(results, group) for group in (baselines, portway) if group)
@@ -212,6 +223,12 @@ def _summary(results: Results, shown: list[str]) -> str:
         cells = [_memory_cell(memory.get(path, {}), role) for path in shown]
         if any(cells):
             lines.append(f"| memory per idle conn, {label} (KiB) | " + " | ".join(cells) + " |")
+    sessions = results.get("session_count", {})
+    cells = [_connections(sessions[path]) if "streams" in sessions.get(path, {}) else ""
+             for path in shown]  # fmt: skip
+    if any(cells):
+        lines.append("| agent connections to the hub, idle / with streams | "
+                     + " | ".join(cells) + " |")  # fmt: skip
     restart = results.get("hub_restart", {})
     cells = []
     for path in shown:
@@ -220,6 +237,16 @@ def _summary(results: Results, shown: list[str]) -> str:
     if any(cells):
         lines.append("| serving again after hub SIGKILL (s) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _connections(entry: dict[str, Any]) -> str:
+    """The session-count figures: the most connections one agent process holds to the hub
+    before and with the streams open, and how the streams spread."""
+    return (
+        f"{entry['agent_connections_before']:.0f} / {entry['agent_connections_with_streams']:.0f}"
+        f" ({int(entry['streams']):,} streams, busiest of {entry['agent_processes']:.0f} agents "
+        f"{entry['busiest_agent_streams']:.0f})"
+    )
 
 
 def _memory_cell(entry: dict[str, Any], role: str) -> str:

@@ -62,6 +62,13 @@ BASELINE_PATHS: dict[str, BaselineFactory] = {
     "mux/plain": partial(paths.mux, tls=False),
     "mux/tls": partial(paths.mux, tls=True),
 }
+# The fairness scenario runs on the multiplexer pairs started with one session, so that its
+# echo and its bulk are streams of the same session (the pairs' other scenarios use two).
+ONE_SESSION_SCENARIOS = ("fairness",)
+ONE_SESSION_PATHS: dict[str, BaselineFactory] = {
+    "mux/plain": partial(paths.mux, tls=False, sessions=1),
+    "mux/tls": partial(paths.mux, tls=True, sessions=1),
+}
 PORTWAY_PATHS = ("public", "reach", "edge", "share")
 MEMORY_PATHS = ("public", "reach")
 TLS_MODES = {"tls": True, "plain": False}
@@ -71,16 +78,23 @@ PATH_PROGRAMS = {"ssh": ("ssh", "sshd", "ssh-keygen"), "stunnel": ("stunnel4",),
                  "nginx": ("nginx",)}  # fmt: skip
 
 QUICK = Settings(
-    bulk_seconds=4, http_seconds=3, udp_seconds=3, idle_connections=3000, idle_seconds=30
-)
+    bulk_seconds=4, http_seconds=3, udp_seconds=3, idle_connections=3000, idle_seconds=30,
+    echo_idle_seconds=2,
+)  # fmt: skip
 SMOKE = Settings(bulk_seconds=1, http_seconds=1, udp_seconds=1, udp_rate_mbit=50,
                  http_connections=16, idle_connections=200, idle_seconds=15,
                  redis_requests=2000, pgbench_seconds=1, curve_connections=(1, 100),
-                 idle_checkpoints=(100,))  # fmt: skip
+                 idle_checkpoints=(100,), echo_idle_seconds=0.5,
+                 session_streams=200)  # fmt: skip
 SMOKE_PATHS = ["direct", "ssh-R", "stunnel", "nginx", "relay/tls", "mux/tls", "public/tls"]
 # The keep-alive curve runs on these: the public and edge paths and the peers they compare with.
 CURVE_PATHS = frozenset({"direct", "socat", "nginx", "mux/tls", "public/tls", "public/plain",
                          "edge/tls", "edge/plain"})  # fmt: skip
+# Scenarios that run on some paths only (every other scenario runs wherever it applies).
+SCENARIO_PATHS: dict[str, frozenset[str]] = {
+    "fairness": frozenset({"mux/plain", "mux/tls", "public/tls"}),
+    "session_count": frozenset({"public/tls"}),
+}
 
 
 ALL_SCENARIOS = [*SCENARIOS, *CURVES, "hub_restart"]
@@ -126,23 +140,30 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 @contextlib.contextmanager
-def origins(work: Path, databases: bool = True) -> Iterator[Origins]:
-    """The iperf3 server (TCP and UDP on one port), the HTTP origin and, with `databases`, a
-    throwaway redis-server and a PostgreSQL cluster initialised for pgbench."""
+def origins(work: Path, databases: bool = True, echo: bool = False) -> Iterator[Origins]:
+    """The iperf3 server (TCP and UDP on one port), the HTTP origin, with `echo` the TCP echo
+    origin and, with `databases`, a throwaway redis-server and a PostgreSQL cluster
+    initialised for pgbench."""
     iperf_port, http_port = paths.free_tcp_udp_port(), free_port()
+    echo_port = free_port() if echo else 0
     procs = [
         Proc(["iperf3", "-s", "-p", str(iperf_port), "--bind", "127.0.0.1"], work / "iperf3.log"),
         Proc([sys.executable, "-m", "bench.origin", str(http_port)], work / "origin.log"),
     ]
+    ports = [iperf_port, http_port]
+    if echo:
+        procs.append(Proc([sys.executable, "-m", "bench.origin", "--echo", str(echo_port)],
+                          work / "echo.log"))  # fmt: skip
+        ports.append(echo_port)
     try:
-        for proc, port in zip(procs, (iperf_port, http_port), strict=True):
+        for proc, port in zip(procs, ports, strict=True):
             wait_for(partial(_listening, proc, port), timeout=15, what=proc.args[0])
         with contextlib.ExitStack() as stack:
             redis_port = postgres_port = 0
             if databases:
                 redis_port = stack.enter_context(throwaway_redis(_program("redis-server")))
                 postgres_port = stack.enter_context(pgbench_cluster())
-            yield Origins(iperf_port, http_port, redis_port, postgres_port)
+            yield Origins(iperf_port, http_port, redis_port, postgres_port, echo_port)
     finally:
         for proc in procs:
             proc.stop()
@@ -223,9 +244,14 @@ class Runner:
 
         return idle_memory(endpoints, self.settings, on_checkpoint=checkpoint)
 
+    def runs(self, name: str, path: str, skip: tuple[str, ...] = ()) -> bool:
+        """Whether scenario `name` was asked for and runs on `path` (`SCENARIO_PATHS`)."""
+        return (name in self.scenarios and name in SCENARIOS and name not in skip
+                and path in SCENARIO_PATHS.get(name, (path,)))  # fmt: skip
+
     def run_path(self, path: str, endpoints: Endpoints, skip: tuple[str, ...]) -> None:
         for name in self.scenarios:
-            if name in skip or name not in SCENARIOS:
+            if not self.runs(name, path, skip):
                 continue
             _label, scenario = SCENARIOS[name]
             time.sleep(0.5)  # let sockets from the previous run drain
@@ -241,16 +267,32 @@ class Runner:
         for name, factory in BASELINE_PATHS.items():
             if name not in self.selected:
                 continue
-            log(f"path {name}")
-            try:
-                # Of the baselines only the relay pairs are measured for memory: the floors of
-                # an idle connection in Python, v1 and v2 (socat forks per connection).
-                skip = () if name.startswith(("relay/", "mux/")) else ("idle_memory",)
-                with factory(origin, work) as endpoints:
-                    self.run_path(name, endpoints, skip=skip)
-            except Exception as exc:
-                log(f"path {name} could not start: {exc}")
-                self.results.setdefault("setup", {})[name] = {"error": str(exc)[:500]}
+            # Of the baselines only the relay pairs are measured for memory: the floors of an
+            # idle connection in Python, v1 and v2 (socat forks per connection).
+            skip: tuple[str, ...] = () if name.startswith(("relay/", "mux/")) else ("idle_memory",)
+            one_session = ONE_SESSION_PATHS.get(name)
+            if one_session is not None:
+                skip += ONE_SESSION_SCENARIOS
+            if any(self.runs(s, name, skip) for s in SCENARIOS) or (
+                name in CURVE_PATHS and any(c in self.scenarios for c in CURVES)
+            ):
+                log(f"path {name}")
+                self._baseline(name, partial(factory, origin, work), skip)
+            if one_session is not None and any(self.runs(s, name) for s in ONE_SESSION_SCENARIOS):
+                log(f"path {name}, one session")
+                others = tuple(s for s in ALL_SCENARIOS if s not in ONE_SESSION_SCENARIOS)
+                self._baseline(name, partial(one_session, origin, work), others, "/1-session")
+
+    def _baseline(
+        self, name: str, start: Callable[[], AbstractContextManager[Endpoints]],
+        skip: tuple[str, ...], setup_suffix: str = "",
+    ) -> None:  # fmt: skip
+        try:
+            with start() as endpoints:
+                self.run_path(name, endpoints, skip=skip)
+        except Exception as exc:
+            log(f"path {name}{setup_suffix} could not start: {exc}")
+            self.results.setdefault("setup", {})[name + setup_suffix] = {"error": str(exc)[:500]}
 
     def portway(self, origin: Origins, work: Path) -> None:
         for tls_name, tls in TLS_MODES.items():
@@ -333,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, idle_connections=max(100, (nofile - 1000) // 2))
         log(f"RLIMIT_NOFILE is {nofile} and cannot be raised (no CAP_SYS_RESOURCE?): "
             f"{settings.idle_connections} idle connections")  # fmt: skip
+    if nofile < 2 * settings.session_streams + 1000:
+        settings = replace(settings, session_streams=max(100, (nofile - 1000) // 2))
     load_before = os.getloadavg()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="portway-bench-"))
@@ -341,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"work directory {work}; settings {asdict(settings)}")
         databases = any(s.startswith(("redis", "pgbench")) for s in scenarios)
-        with origins(work, databases=databases) as origin:
+        with origins(work, databases=databases, echo="fairness" in scenarios) as origin:
             runner.baselines(origin, work)
             runner.portway(origin, work)
     finally:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 
 from bench.paths import Endpoints, PortwayStack
-from bench.procs import rss_kib, wait_for
+from bench.procs import established_to, rss_kib, wait_for, wait_quiet
 from bench.tools import Endpoint, iperf3_tcp, iperf3_udp, pgbench, redis_benchmark, wrk
 
 
@@ -31,6 +32,8 @@ class Settings:
     pgbench_seconds: float = 10
     curve_connections: tuple[int, ...] = (1, 10, 100, 1000)
     idle_checkpoints: tuple[int, ...] = (1000, 5000, 10_000, 20_000)
+    echo_idle_seconds: float = 3  # the fairness scenario's round trips without the bulk
+    session_streams: int = 1000  # idle connections open while the agents' sessions are counted
 
 
 # Every wrk scenario on every path, baselines included, first runs this long unmeasured: a
@@ -115,6 +118,13 @@ def origin_open_connections(origin_port: int) -> int:
     return int(data.split(b"\r\n\r\n", 1)[1]) - 1
 
 
+def _wait_origin_at_most(origin_port: int, connections: int, timeout: float, what: str) -> None:
+    """Wait (up to `timeout`, then go on) until the HTTP origin holds at most `connections`."""
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: origin_open_connections(origin_port) <= connections, timeout=timeout,
+                 what=what, step=0.2)  # fmt: skip
+
+
 Checkpoint = Callable[[int, dict[str, float]], None]
 
 
@@ -134,9 +144,7 @@ def idle_memory(
         raise NotApplicable("no Portway process to measure")
     origin = endpoints.http_origin_port
     # Connections of the previous scenario may still be closing: start from a quiet origin.
-    with contextlib.suppress(TimeoutError):
-        wait_for(lambda: origin_open_connections(origin) == 0, timeout=30,
-                 what="the origin to be idle", step=0.2)  # fmt: skip
+    _wait_origin_at_most(origin, 0, timeout=30, what="the origin to be idle")
     baseline = origin_open_connections(origin)
     time.sleep(0.5)
     before = _rss_kib(endpoints)
@@ -158,7 +166,9 @@ def idle_memory(
         return reached
 
     try:
-        stalled = _open_idle(endpoint, socks, settings, arrived)
+        stalled = _open_idle(
+            endpoint, socks, settings.idle_connections, settings.idle_seconds, arrived
+        )
         open_seconds = time.monotonic() - started
         time.sleep(1.0)  # let buffers settle
         reached = origin_open_connections(origin) - baseline
@@ -169,9 +179,7 @@ def idle_memory(
             sock.close()
     if reached <= 0:
         raise RuntimeError(f"none of {len(socks)} idle connections reached the origin")
-    with contextlib.suppress(TimeoutError):
-        wait_for(lambda: origin_open_connections(origin) <= baseline, timeout=60,
-                 what="idle connections to close", step=0.2)  # fmt: skip
+    _wait_origin_at_most(origin, baseline, timeout=60, what="idle connections to close")
     result: Metrics = {
         "connections": float(reached),
         "asked": float(settings.idle_connections),
@@ -187,15 +195,16 @@ def idle_memory(
 
 
 def _open_idle(
-    endpoint: Endpoint, socks: list[socket.socket], settings: Settings, arrived: Callable[[], int]
-) -> bool:
+    endpoint: Endpoint, socks: list[socket.socket], count: int, seconds: float,
+    arrived: Callable[[], int],
+) -> bool:  # fmt: skip
     """Open idle connections into `socks` in batches of 250, each batch once the previous one
-    has `arrived()` at the origin; True when it stalled (nothing new arrived for 5 s, or the
-    time limit passed) before `settings.idle_connections`."""
-    deadline = time.monotonic() + settings.idle_seconds
+    has `arrived()` at the origin; True when it stalled (nothing new arrived for 5 s, or
+    `seconds` passed) before `count`."""
+    deadline = time.monotonic() + seconds
     reached = 0
-    while len(socks) < settings.idle_connections:
-        for _ in range(min(250, settings.idle_connections - len(socks))):
+    while len(socks) < count:
+        for _ in range(min(250, count - len(socks))):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
@@ -217,6 +226,154 @@ def _open_idle(
 def _rss_kib(endpoints: Endpoints) -> dict[str, float]:
     """RSS of each role's processes, summed, in KiB."""
     return {role: float(sum(map(rss_kib, pids))) for role, pids in endpoints.pids.items()}
+
+
+def session_count(endpoints: Endpoints, settings: Settings) -> Metrics:
+    """The exposing agents' TCP connections to the hub's agent port, before and while
+    `settings.session_streams` idle connections are open through the path (each one a stream
+    on one of those connections).
+
+    Each `expose` process is an agent with its own sessions (``--sessions``, default 2), so the
+    figures are per process: the most (and, while the streams are open, the fewest) any one
+    holds, counted from /proc (`established_to`). ``busiest_agent_streams`` is the most
+    connections to the origin one of them holds: the streams it carries.
+    """
+    endpoint = _need(endpoints.http, "TCP")
+    agents = endpoints.pids.get("agent", ())
+    if not agents or not endpoints.agent_port:
+        raise NotApplicable("no agent sessions to count on this path")
+    origin = endpoints.http_origin_port
+    _wait_origin_at_most(origin, 0, timeout=30, what="the origin to be idle")
+    baseline = origin_open_connections(origin)
+
+    def links() -> list[int]:
+        return [established_to(pid, endpoints.agent_port) for pid in agents]
+
+    before = links()
+    socks: list[socket.socket] = []
+    try:
+        stalled = _open_idle(
+            endpoint, socks, settings.session_streams, settings.idle_seconds,
+            lambda: origin_open_connections(origin) - baseline,
+        )  # fmt: skip
+        reached = origin_open_connections(origin) - baseline
+        during = links()
+        streams = [established_to(pid, origin) for pid in agents]
+    finally:
+        for sock in socks:
+            sock.close()
+    _wait_origin_at_most(origin, baseline, timeout=60, what="the streams to close")
+    with contextlib.suppress(TimeoutError):  # the next scenario must not pay for the closing
+        wait_quiet({pid for pids in endpoints.pids.values() for pid in pids}, timeout=30)
+    if reached <= 0:
+        raise RuntimeError(f"none of {len(socks)} connections reached the origin")
+    return {
+        "streams": float(reached),
+        "asked": float(settings.session_streams),
+        "stalled": float(stalled),
+        "agent_processes": float(len(agents)),
+        "agent_connections_before": float(max(before)),
+        "agent_connections_with_streams": float(max(during)),
+        "agent_connections_min_with_streams": float(min(during)),
+        "busiest_agent_streams": float(max(streams)),
+    }
+
+
+ECHO_BYTES = 64
+ECHO_INTERVAL = 0.002  # seconds from the start of one round trip to the start of the next
+BULK_RAMP = 0.5  # seconds the bulk has to set up and reach full speed before round trips count
+
+
+def latency_summary(samples_ms: Sequence[float], prefix: str = "") -> Metrics:
+    """p50, p99 (nearest rank) and max of round-trip times in ms, and how many there were."""
+    if not samples_ms:
+        raise ValueError("no round trips to summarise")
+    ordered = sorted(samples_ms)
+
+    def rank(pct: float) -> float:
+        return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+    return {
+        f"{prefix}p50_ms": rank(50), f"{prefix}p99_ms": rank(99),
+        f"{prefix}max_ms": ordered[-1], f"{prefix}round_trips": float(len(ordered)),
+    }  # fmt: skip
+
+
+def echo_round_trips(
+    sock: socket.socket, until: Callable[[], bool], interval: float = ECHO_INTERVAL,
+    size: int = ECHO_BYTES,
+) -> list[float]:  # fmt: skip
+    """Round trips of `size` bytes through an echo on `sock`, one at a time, one started every
+    `interval` seconds (at once when the last took longer) until `until()`; each in ms."""
+    payload = bytes(i % 256 for i in range(size))
+    samples = []
+    next_start = time.perf_counter()
+    while not until():
+        if (wait_s := next_start - time.perf_counter()) > 0:
+            time.sleep(wait_s)
+        started = time.perf_counter()
+        sock.sendall(payload)
+        echoed = b""
+        while len(echoed) < size:
+            chunk = sock.recv(size - len(echoed))
+            if not chunk:
+                raise ConnectionError("the echo connection closed")
+            echoed += chunk
+        samples.append((time.perf_counter() - started) * 1000)
+        if echoed != payload:
+            raise RuntimeError(f"the echo answered {echoed!r}")
+        next_start = started + interval
+    return samples
+
+
+def _for(seconds: float) -> Callable[[], bool]:
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() >= deadline
+
+
+def fairness(endpoints: Endpoints, settings: Settings) -> Metrics:
+    """Echo round trips on one connection while an iperf3 bulk transfer runs on another.
+
+    ``p50_ms``, ``p99_ms``, ``max_ms`` and ``round_trips`` are the round trips (`ECHO_BYTES`,
+    one every `ECHO_INTERVAL` s) from `BULK_RAMP` s after the bulk starts until its
+    `settings.bulk_seconds` are over; ``idle_*`` the same round trips on the same connection
+    for `settings.echo_idle_seconds` before it; ``p99_x_idle`` their ratio; ``bulk_gbit_s``
+    the bulk's goodput meanwhile. On Portway's paths ``same_agent_process`` is 1 when the
+    exposing process that dialled the echo also dialled one of the bulk's connections.
+    """
+    bulk = _need(endpoints.iperf_tcp, "TCP")
+    echo = _need(endpoints.echo, "the echo origin")
+    with socket.create_connection((echo.host, echo.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        echo_round_trips(sock, _for(0.2))  # the stream reaches the origin; the code paths warm
+        idle = echo_round_trips(sock, _for(settings.echo_idle_seconds))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            started = time.monotonic()
+            running = pool.submit(iperf3_tcp, bulk, settings.bulk_seconds)
+            time.sleep(min(BULK_RAMP, settings.bulk_seconds / 2))
+            # iperf3 sends for `bulk_seconds` once set up: it still does at `end`.
+            end = started + settings.bulk_seconds
+            loaded = echo_round_trips(sock, lambda: running.done() or time.monotonic() >= end)
+            shared = _same_agent_process(endpoints) if not running.done() else None
+            moved = running.result()
+    result = latency_summary(loaded) | latency_summary(idle, prefix="idle_")
+    result["p99_x_idle"] = result["p99_ms"] / result["idle_p99_ms"]
+    result["bulk_gbit_s"] = moved["gbit_s"]
+    if shared is not None:
+        result["same_agent_process"] = shared
+    return result
+
+
+def _same_agent_process(endpoints: Endpoints) -> float | None:
+    """1.0 when an exposing process holding a connection to the echo origin also holds one to
+    iperf3's (the bulk's control or data connection), 0.0 when none does; None off Portway."""
+    agents = endpoints.pids.get("agent", ())
+    echo_port = endpoints.origin_ports.get("echo")
+    iperf_port = endpoints.origin_ports.get("iperf_tcp")
+    if not agents or not echo_port or not iperf_port:
+        return None
+    echoing = [pid for pid in agents if established_to(pid, echo_port)]
+    return float(any(established_to(pid, iperf_port) for pid in echoing))
 
 
 def keepalive_curve(endpoints: Endpoints, settings: Settings) -> list[Metrics]:
@@ -331,6 +488,8 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "pgbench_c1": ("pgbench select-only -c 1 (tps)", _pgbench(1)),
     "pgbench_c16": ("pgbench select-only -c 16 (tps)", _pgbench(16)),
     "idle_memory": ("memory per idle connection (KiB)", idle_memory),
+    "fairness": ("echo round trip p99 while another stream moves bulk data (ms)", fairness),
+    "session_count": ("agent connections to the hub at 1,000 streams", session_count),
 }
 
 Curve = Callable[[Endpoints, Settings], list[Metrics]]

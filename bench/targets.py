@@ -23,11 +23,17 @@ class Target:
     at_least: bool  # ratio (or value) must be >= limit; else <=
     baseline_scenario: str | None = None  # the baseline's scenario when not `scenario`
     group: str = "v1"
+    exact: bool = False  # the value must equal `limit` (`at_least` is then ignored)
+    # (metric, minimum): measured only when the same entry's `metric` reached `minimum` (a
+    # target stated at a load: a smaller run says nothing about it).
+    given: tuple[str, float] | None = None
 
 
 def _v2(what: str, scenario: str, metric: str, path: str, baseline: str | None, limit: float,
-        at_least: bool = True, baseline_scenario: str | None = None) -> Target:  # fmt: skip
-    return Target(what, scenario, metric, path, baseline, limit, at_least, baseline_scenario, "v2")
+        at_least: bool = True, baseline_scenario: str | None = None, exact: bool = False,
+        given: tuple[str, float] | None = None) -> Target:  # fmt: skip
+    return Target(what, scenario, metric, path, baseline, limit, at_least, baseline_scenario,
+                  "v2", exact, given)  # fmt: skip
 
 
 GROUPS = {"v1": "issue 9 (data plane v1)", "v2": "data plane v2 (streams over sessions)"}
@@ -89,6 +95,13 @@ TARGETS: list[Target] = [
         "public/tls", 0.8, baseline_scenario="tcp_bulk"),
     _v2("TCP bulk -P 8, reach >= 0.8x its 1 stream", "tcp_bulk_p8", "gbit_s", "reach/tls",
         "reach/tls", 0.8, baseline_scenario="tcp_bulk"),
+    _v2("echo p99 beside a bulk stream, same session, mux/tls <= 5 ms", "fairness", "p99_ms",
+        "mux/tls", None, 5.0, at_least=False),
+    _v2("echo p99 beside a bulk stream, public <= 5 ms", "fairness", "p99_ms", "public/tls",
+        None, 5.0, at_least=False),
+    _v2("agent connections to the hub at 1,000 streams, public = 2", "session_count",
+        "agent_connections_with_streams", "public/tls", None, 2.0, exact=True,
+        given=("streams", 1000)),
 ]  # fmt: skip
 
 
@@ -103,13 +116,19 @@ def evaluate(results: Results) -> list[dict[str, Any]]:
     out = []
     for target in TARGETS:
         value = metric(results, target.scenario, target.path, target.metric)
+        if target.given is not None:
+            reached = metric(results, target.scenario, target.path, target.given[0])
+            if reached is None or reached < target.given[1]:
+                value = None
         measured: float | None = value
         if target.baseline is not None and value is not None:
             scenario = target.baseline_scenario or target.scenario
             base = metric(results, scenario, target.baseline, target.metric)
             measured = value / base if base else None
         met = None
-        if measured is not None:
+        if measured is not None and target.exact:
+            met = measured == target.limit
+        elif measured is not None:
             met = measured >= target.limit if target.at_least else measured <= target.limit
         out.append({
             "target": target.what, "group": target.group, "measured": measured,

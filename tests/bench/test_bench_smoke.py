@@ -1,6 +1,7 @@
 """The benchmark's smoke run (`python -m bench --smoke`): every scenario for about a second on
 the direct path, the peers (ssh -R, stunnel, nginx), the bare TLS relay pairs of data planes
-v1 and v2 and Portway's public path with agent TLS, so `make bench` cannot rot.
+v1 and v2 and Portway's public path with agent TLS (the fairness and session-count scenarios
+where they run: the mux pair and the public path), so `make bench` cannot rot.
 
 No performance target is asserted here; only that every figure is a well-formed number and the
 JSON report is written. The targets are checked by reading a full `make bench` run.
@@ -150,6 +151,26 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
     for role in ("hub", "agent"):
         number(memory[f"{role}_kib_per_conn"])  # RSS deltas may be ~0 for a few connections
         assert number(memory[f"{role}_rss_after_mib"]) > 0
+    # Echo round trips beside a bulk stream: on the mux pair with one session, and public/tls.
+    assert set(results["fairness"]) == {"mux/tls", "public/tls"}
+    for path in ("mux/tls", "public/tls"):
+        fair = results["fairness"][path]
+        assert "error" not in fair, (path, fair)
+        for prefix in ("", "idle_"):
+            assert number(fair[f"{prefix}round_trips"]) > 0, (path, fair)
+            assert 0 < number(fair[f"{prefix}p50_ms"]) <= number(fair[f"{prefix}p99_ms"])
+            assert number(fair[f"{prefix}p99_ms"]) <= number(fair[f"{prefix}max_ms"])
+        assert number(fair["bulk_gbit_s"]) > 0, (path, fair)
+    assert number(results["fairness"]["public/tls"]["same_agent_process"]) in (0, 1)
+    # The agents' sessions counted from /proc, with 200 streams in a smoke run.
+    assert set(results["session_count"]) == {"public/tls"}
+    sessions = results["session_count"]["public/tls"]
+    assert "error" not in sessions, sessions
+    assert 0 < number(sessions["streams"]) <= number(sessions["asked"]) == 200
+    assert number(sessions["agent_processes"]) >= 1
+    for key in ("before", "with_streams", "min_with_streams"):
+        assert number(sessions[f"agent_connections_{key}"]) >= 1, sessions
+    assert number(sessions["busiest_agent_streams"]) > 0
     restart = results["hub_restart"]["tls"]
     # Probed in parallel from the spawn: tunnels may serve before the API is healthy.
     assert number(restart["hub_healthy_s"]) > 0
@@ -158,10 +179,14 @@ def test_smoke_run_measures_every_scenario_and_writes_json(tmp_path: Path) -> No
         "new conn/s, public, TLS on >= 0.5x socat",
         "serving again after hub restart, TLS on <= 3 s",
         "redis GET -c 1, reach >= 0.6x ssh -L",
+        "echo p99 beside a bulk stream, public <= 5 ms",
+        "agent connections to the hub at 1,000 streams, public = 2",
     }
     # The printed table carries the same figures, and the charts were drawn.
     assert "| TCP bulk, 1 stream | public/tls |" in done.stdout
     assert "| redis GET -c 1 | public/tls |" in done.stdout
+    assert "| echo p99 beside a bulk stream | mux/tls |" in done.stdout
+    assert "| agent connections to the hub (" in done.stdout
     stamp = report["timestamp"]
     for chart in ("ratios", "keepalive_by_connections", "hub_rss_by_idle"):
         png = tmp_path / f"{stamp}-{chart}.png"
