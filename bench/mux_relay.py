@@ -21,11 +21,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import os
 import signal
 import ssl
 import struct
+from collections.abc import Coroutine
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -149,7 +153,16 @@ def main() -> None:
     else:
         run = back(args.session_port, args.sessions, tls)
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(run)
+        uvloop.run(_with_transports(run))
+
+
+async def _with_transports(run: Coroutine[Any, Any, None]) -> None:
+    """`BENCH_TRANSPORTS=aiofastnet` runs the pair on aiofastnet's transports over uvloop (its
+    TLS in C against uvloop's `SSLObject` one): the measurement data plane v2 asks for."""
+    if os.environ.get("BENCH_TRANSPORTS") == "aiofastnet":
+        # Optional, installed only for this measurement (`pip install aiofastnet`).
+        importlib.import_module("aiofastnet").patch_loop()
+    await run
 
 
 if __name__ == "__main__":

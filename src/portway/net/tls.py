@@ -301,7 +301,8 @@ class PinnedClientContext(ssl.SSLContext):
         now = time.monotonic()
         if saved is not None and ssl_object.session_reused and now - saved[1] < SESSION_REFRESH:
             return
-        session = ssl_object.session
+        # A TLS object of another transport layer (aiofastnet's) may expose no session.
+        session = getattr(ssl_object, "session", None)
         if session is not None and session.has_ticket:
             self._sessions[ssl_object.server_hostname] = (session, now)
 
