@@ -109,6 +109,53 @@ def test_the_agent_keeps_its_session_count_and_reopens_a_lost_one_at_once(
         assert len(proxy.live()) == 2
 
 
+def test_losing_the_control_session_moves_control_and_keeps_the_other_streams(
+    machine: Callable[[str], Machine], api: httpx.Client, proxy: CutProxy, hub: HubProcess
+) -> None:
+    hub_port, _tls = agent_port(api)
+    with EchoOrigin() as echo, ExitStack() as stack:
+        server = machine("control-server")
+        through(server, proxy, hub_port)
+        expose(server, f"127.0.0.1:{echo.port}", "control-echo", "--public")
+        wait_status(api, "control-echo", "active")
+        wait_until(lambda: len(proxy.live()) == 2, what="the agent's two sessions")
+        public = int(tunnel(api, "control-echo")["hubPort"])
+        clients = [stack.enter_context(echo_open(public)) for _ in range(20)]
+
+        proxy.cut(0)  # the session whose stream 1 carries control
+        wait_until(lambda: "agent control moved" in hub.stderr(), what="control to move")
+        wait_until(lambda: len(proxy.live()) == 2, timeout=5, what="the session reopened")
+        answers = []
+        for sock in clients:
+            try:
+                answers.append(exchange(sock, b"still there?"))
+            except OSError:
+                answers.append(b"")
+        assert set(answers) == {b"still there?", b""}, "half kept, half reset, none garbled"
+        # The session lives on: the tunnel stays active, takes new connections, and the control
+        # stream carries both ways: a tunnel added now reaches the agent (desired state), its
+        # probe comes back (status), and it serves.
+        assert tunnel(api, "control-echo")["status"] == "active"
+        with echo_open(public):
+            pass
+        with EchoOrigin() as second:
+            created = api.post(
+                "/v1/tunnels",
+                json={
+                    "target": f"127.0.0.1:{second.port}", "name": "control-echo-2",
+                    "agentId": tunnel(api, "control-echo")["agentId"], "public": True,
+                },
+            )  # fmt: skip
+            assert created.status_code == 201, created.text
+            probed = wait_until(
+                lambda: tunnel(api, "control-echo-2")["detectedProtocol"], what="the new probe"
+            )
+            assert probed
+            with echo_open(int(tunnel(api, "control-echo-2")["hubPort"])):
+                pass
+        assert "agent disconnected" not in hub.stderr().split("agent control moved")[-1]
+
+
 def test_the_agent_reopens_a_lost_session_within_a_second(
     machine: Callable[[str], Machine], api: httpx.Client, proxy: CutProxy
 ) -> None:

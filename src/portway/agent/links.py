@@ -3,8 +3,9 @@ stream.
 
 `AgentRuntime` opens the first link with `open(control_hello)` and reads the `welcome` on its
 control stream; `keep()` then holds the further links the settings ask for (`--sessions`,
-default 2) joined to that session, redialling a lost one at once. Every stream the hub opens on
-any link (an assignment) goes to `on_stream` as a framed channel.
+default 2) joined to that session, redialling a lost one at once. When the link that carries the
+control stream is lost, `move_control()` opens a new control stream on one that is still up.
+Every stream the hub opens on any link (an assignment) goes to `on_stream` as a framed channel.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from portway.net.mux_transport import StreamTransport
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import ChannelHello, Message, Refused, Welcome, encode
-from portway.wire.mux import MuxSession
+from portway.wire.mux import MuxError, MuxSession
 from portway.wire.mux_frames import GoAwayCode
 
 log = logging.getLogger("portway.agent.links")
@@ -100,6 +101,29 @@ class HubLinks:
                 log.info("the hub refused a further session", extra={"reason": answer.message})
                 return
             await asyncio.sleep(RETRY_SECONDS)
+
+    async def move_control(self, welcome: Welcome) -> FramedConnection | None:
+        """A new control stream on a link that is still up, after the one that carried it was
+        lost; None when no link can take it (the session then starts over)."""
+        hello = ChannelHello(session=welcome.session, secret=welcome.channel_secret)
+        for link in list(self.links):
+            if link.transport is None or link.go_away is not None:
+                continue
+            try:
+                stream = link.open_stream(encode(hello))
+            except MuxError:
+                continue
+            control = FramedConnection(max_payload=MAX_CONTROL_PAYLOAD)
+            StreamTransport(stream, control)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    answer = await control.recv()
+            except LINK_ERRORS:
+                continue
+            if isinstance(answer, Welcome):
+                return control
+            control.close()
+        return None
 
     def close(self) -> None:
         """Say GO_AWAY on every link and close it (the agent is leaving or the session ended)."""

@@ -44,6 +44,7 @@ from portway.wire.messages import (
     BindStatus,
     ControlHello,
     DesiredState,
+    Goodbye,
     Message,
     Protocol,
     ReachOpen,
@@ -173,6 +174,8 @@ class AgentRuntime:
     async def stop(self) -> None:
         self._stop.set()
         if self._control is not None:
+            with contextlib.suppress(ConnectionClosed):
+                self._control.send(Goodbye(SessionCode.CLIENT_EXIT, "the agent is stopping"))
             self._control.close()
         if self._links is not None:
             self._links.close()
@@ -235,13 +238,22 @@ class AgentRuntime:
             self._backoff.reset()
             self.connected.set()
             self.on_state("connected", {"session": first.session, "agent": first.agent})
-            for conn_id, (bind, splice) in list(self._pending.items()):
-                if splice.open:
-                    conn.send(ReachOpen(bind, conn_id))
+            self._resend_pending(conn)
             code = await run_control(
                 conn, self._on_message,
                 interval=first.heartbeat_interval, dead_after=first.heartbeat_timeout,
             )  # fmt: skip
+            while code is SessionCode.UNKNOWN and not self._stop.is_set():
+                # The connection under the control stream was lost: move it, keep the rest.
+                moved = await links.move_control(first)
+                if moved is None:
+                    break
+                self._control = conn = moved
+                self._resend_pending(conn)
+                code = await run_control(
+                    conn, self._on_message,
+                    interval=first.heartbeat_interval, dead_after=first.heartbeat_timeout,
+                )  # fmt: skip
             if code in FATAL:
                 raise AgentRefused(
                     code, "the hub ended this agent's session: token no longer valid"
@@ -255,6 +267,12 @@ class AgentRuntime:
             links.close()
             for task in list(self._channel_tasks):
                 task.cancel()
+
+    def _resend_pending(self, conn: FramedConnection) -> None:
+        """Ask again for the local clients still waiting (a new control stream)."""
+        for conn_id, (bind, relay) in list(self._pending.items()):
+            if relay.open:
+                conn.send(ReachOpen(bind, conn_id))
 
     async def _on_message(self, message: Message) -> None:
         if isinstance(message, DesiredState):

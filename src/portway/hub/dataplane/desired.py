@@ -65,6 +65,12 @@ class DesiredStates:
             )
         self._changed()
 
+    def resend(self, session: AgentSession) -> None:
+        """Push `session`'s desired state again (its control stream moved: what was sent on the
+        old one may be lost)."""
+        self._pushed.pop(session.id, None)
+        self.push(session)
+
     def acknowledged(self, session: AgentSession, revision: int) -> None:
         """The agent sent a `status` on `revision`: it holds that revision (or a later one)."""
         if revision > self._acked.get(session.id, 0):

@@ -171,5 +171,5 @@ class Guests:
             session = guest.session
             with contextlib.suppress(ConnectionClosed):
                 session.control.send(Goodbye(SessionCode.REVOKED, "this share link was revoked"))
-            session.control.close()
+            session.close()
             self.forget(session)

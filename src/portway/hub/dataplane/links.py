@@ -4,7 +4,9 @@ the control stream.
 `DataPlane` listens with `net.agent_port.listen(links.accept, ...)`. Each accepted link pings
 its agent; its stream 1 is read as version 1 message frames and handed to `on_control` (the data
 plane's hello handling: a new agent session or a join). A link that opens no control stream in
-time, or opens any other stream (agents open none in this version), is closed.
+time is closed. A joined link may open one more stream, to carry the session's control stream
+when the link that carried it was lost (also handed to `on_control`); an unjoined link's other
+streams are reset.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class AgentLinks:
         link: MuxConnection
 
         def on_open(stream: MuxStream, first: memoryview) -> int:
-            if stream.id != CONTROL_STREAM:
+            if stream.id != CONTROL_STREAM and link not in self._sessions:
                 stream.reset(Reason.PROTOCOL_ERROR)
                 return 0
             control = FramedConnection(max_payload=MAX_HELLO_PAYLOAD)
@@ -71,6 +73,9 @@ class AgentLinks:
             return False
         self._sessions[link] = session
         return True
+
+    def session_of(self, link: MuxConnection) -> AgentSession | None:
+        return self._sessions.get(link)
 
     def close_all(self) -> None:
         for link in list(self.live):

@@ -43,6 +43,7 @@ from portway.net.mux import MuxConnection
 from portway.store import Database
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import (
     ChannelHello,
     ControlHello,
@@ -186,7 +187,9 @@ class DataPlane:
         elif isinstance(hello, ChannelHello):
             session = self._sessions.get(hello.session)
             refusal = check_join(hello, session)
-            if refusal is None and session is not None and self._links.join(link, session):
+            if refusal is None and session is not None and self._links.session_of(link) is session:
+                self._move_control(session, conn)
+            elif refusal is None and session is not None and self._links.join(link, session):
                 conn.send(self._welcome(session))
             else:
                 self._refuse(link, conn, *(refusal or (SessionCode.LIMIT, "too many sessions")))
@@ -223,12 +226,47 @@ class DataPlane:
         self._spawn(self._statuses.sync())
         code = SessionCode.UNKNOWN
         try:
-            code = await run_control(
-                conn, lambda m: self._on_message(session, m),
-                interval=HEARTBEAT_INTERVAL, dead_after=HEARTBEAT_TIMEOUT,
-            )  # fmt: skip
+            current: FramedConnection | None = conn
+            while current is not None:
+                code = await run_control(
+                    current, lambda m: self._on_message(session, m),
+                    interval=HEARTBEAT_INTERVAL, dead_after=HEARTBEAT_TIMEOUT,
+                )  # fmt: skip
+                current = await self._next_control(session, current, code)
         finally:
             self._end_session(session, code)
+
+    async def _next_control(
+        self, session: AgentSession, ended: FramedConnection, code: SessionCode
+    ) -> FramedConnection | None:
+        """The control stream that follows `ended`, if the agent moves it to another of its
+        connections within `HELLO_TIMEOUT` (it lost the one that carried it); None ends the
+        session. A goodbye, a heartbeat timeout or a broken frame ends it at once."""
+        if code is not SessionCode.UNKNOWN or session.closed:
+            return None
+        deadline = asyncio.get_running_loop().time() + HELLO_TIMEOUT
+        while session.control is ended and session.links and not session.closed:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, 0.1)):
+                    await session.control_moved.wait()
+            session.control_moved.clear()
+        if session.control is ended or session.closed:
+            return None
+        log.info("agent control moved", extra={"agent": session.agent_name, "session": session.id})
+        self._desired.resend(session)
+        return session.control
+
+    def _move_control(self, session: AgentSession, conn: FramedConnection) -> None:
+        """The agent opened a new control stream on a connection it keeps (it lost the one
+        the old stream was on; if this side has not noticed yet, the old one ends now)."""
+        conn.reader.frames.max_payload = MAX_CONTROL_PAYLOAD  # as admission does for the first
+        old, session.control = session.control, conn
+        old.abort()
+        conn.send(self._welcome(session))
+        session.control_moved.set()
 
     def _end_session(self, session: AgentSession, code: SessionCode) -> None:
         """Forget a session whose control connection ended; the store hears of it in a task."""
@@ -283,7 +321,7 @@ class DataPlane:
             if (code := lapsed(session, loaded.token_hashes)) is not None:
                 with contextlib.suppress(ConnectionClosed):
                     session.control.send(Goodbye(code, "this agent's token is no longer valid"))
-                session.control.close()
+                session.close()
                 continue
             self._desired.push(session)
         await self._hub_ports.sync(loaded.snapshot)

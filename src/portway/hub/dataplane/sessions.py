@@ -44,7 +44,9 @@ class AgentSession:
     targets: dict[str, tuple[bool, str]] = field(default_factory=dict)
     """Last target health the agent reported: tunnel id -> (ok, message)."""
     links: list[MuxConnection] = field(default_factory=list)
-    """The session's connections, the one carrying the control stream first."""
+    """The session's connections."""
+    control_moved: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the agent moved the control stream to another of its connections."""
     closed: bool = False
 
     @property
