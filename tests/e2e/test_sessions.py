@@ -53,6 +53,13 @@ def proxy(api: httpx.Client) -> Iterator[CutProxy]:
         yield running
 
 
+def serve_echo(machine: Machine, api: httpx.Client, echo_port: int, name: str) -> int:
+    """Expose a TCP echo publicly from `machine`; its hub port once the tunnel is active."""
+    expose(machine, f"127.0.0.1:{echo_port}", name, "--public")
+    wait_status(api, name, "active")
+    return int(tunnel(api, name)["hubPort"])
+
+
 def echo_open(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     assert exchange(sock, b"hello") == b"hello"
@@ -209,10 +216,7 @@ def test_a_malformed_frame_gets_go_away_and_the_hub_serves_everyone_else(
     machine: Callable[[str], Machine], api: httpx.Client, hub: HubProcess
 ) -> None:
     with EchoOrigin() as echo:
-        server = machine("bystander")
-        expose(server, f"127.0.0.1:{echo.port}", "bystander-echo", "--public")
-        wait_status(api, "bystander-echo", "active")
-        public = int(tunnel(api, "bystander-echo")["hubPort"])
+        public = serve_echo(machine("bystander"), api, echo.port, "bystander-echo")
         with echo_open(public) as before:
             with raw_session(api) as attacker:
                 attacker.sendall(b"\x07" + bytes(HEADER_SIZE - 1))  # version 7: not a frame
@@ -231,10 +235,7 @@ def test_a_syn_flood_is_refused_with_limit_and_the_session_stays_up(
     machine: Callable[[str], Machine], api: httpx.Client
 ) -> None:
     with EchoOrigin() as echo:
-        server = machine("flood-bystander")
-        expose(server, f"127.0.0.1:{echo.port}", "flood-echo", "--public")
-        wait_status(api, "flood-echo", "active")
-        public = int(tunnel(api, "flood-echo")["hubPort"])
+        public = serve_echo(machine("flood-bystander"), api, echo.port, "flood-echo")
         with raw_session(api) as attacker:
             syns = 6000  # three times the hub's 2,000 a second from one session
             flood = b"".join(
