@@ -175,7 +175,8 @@ class DataPlane:
 
     async def _accept(self, link: MuxConnection, conn: FramedConnection) -> None:
         """The control stream of every agent connection (run by `AgentLinks`): its first frame
-        says whether it opens an agent session or joins one as a further link."""
+        says whether it opens an agent session, joins one as a further link, or (a second stream
+        of a link that already joined) carries the session's control stream from now on."""
         try:
             async with asyncio.timeout(HELLO_TIMEOUT):
                 hello = await conn.recv()
