@@ -232,28 +232,22 @@ class AgentRuntime:
                 raise ConnectionClosed(f"hub refused the session: {first.message}")
             if not isinstance(first, Welcome):
                 raise ProtocolError(f"expected welcome, got {type(first).__name__}")
-            self._control = conn
             link.start_heartbeat(first.heartbeat_interval, first.heartbeat_timeout)
             self._spawn(links.keep(first, self.settings.sessions), into=self._channel_tasks)
             self._backoff.reset()
             self.connected.set()
             self.on_state("connected", {"session": first.session, "agent": first.agent})
-            self._resend_pending(conn)
-            code = await run_control(
-                conn, self._on_message,
-                interval=first.heartbeat_interval, dead_after=first.heartbeat_timeout,
-            )  # fmt: skip
-            while code is SessionCode.UNKNOWN and not self._stop.is_set():
-                # The connection under the control stream was lost: move it, keep the rest.
-                moved = await links.move_control(first)
-                if moved is None:
-                    break
-                self._control = conn = moved
+            current: FramedConnection | None = conn
+            while current is not None:
+                self._control = conn = current
                 self._resend_pending(conn)
                 code = await run_control(
                     conn, self._on_message,
                     interval=first.heartbeat_interval, dead_after=first.heartbeat_timeout,
                 )  # fmt: skip
+                # The connection under the control stream was lost: move it, keep the rest.
+                lost = code is SessionCode.UNKNOWN and not self._stop.is_set()
+                current = await links.move_control(first) if lost else None
             if code in FATAL:
                 raise AgentRefused(
                     code, "the hub ended this agent's session: token no longer valid"

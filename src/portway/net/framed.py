@@ -45,6 +45,11 @@ class FramedConnection(asyncio.Protocol):
         self._paused = False
         self._detached = False
 
+    @property
+    def at_eof(self) -> bool:
+        """The peer finished sending (or the connection is gone); what was read may remain."""
+        return self._eof
+
     # -- asyncio callbacks ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

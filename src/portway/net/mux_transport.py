@@ -58,7 +58,6 @@ class StreamTransport(asyncio.Transport):
         self._eof_in = False  # the peer's FIN arrived
         self._closing = False
         self._done = False  # the stream is finished; connection_lost was scheduled
-        self.reset_reason: Reason | None = None
         protocol.connection_made(self)
         stream.attach(self)
 
@@ -69,8 +68,6 @@ class StreamTransport(asyncio.Transport):
             session_transport = self.stream.connection.transport
             if session_transport is not None:
                 return session_transport.get_extra_info(name, default)
-        if name == "stream_id":
-            return self.stream.id
         return default  # no socket, no sslcontext: a plain byte stream that can half-close
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
@@ -213,10 +210,8 @@ class StreamTransport(asyncio.Transport):
     def stream_reset(self, code: int) -> None:
         if self._done:
             return
-        reason = Reason(code) if code in Reason._value2member_map_ else Reason.UNKNOWN
-        self.reset_reason = reason
         self._held.clear()
-        self._finish(StreamReset(reason))
+        self._finish(StreamReset(Reason.from_code(code)))
 
     def pause_source(self) -> None:
         if not self._done:
