@@ -1,6 +1,6 @@
 """Access-log entries of share requests, built from what the edge knows when a request ends.
 
-`EdgeConnection._log` (proxy.py) calls `share_entry()` once per share request: when it is
+`EdgeConnection` (connection.py) calls `share_entry()` for each `Op.LOG` of its conversation: when it is
 denied, when its exchange ends (complete, failed, or cut with a `cut_<why>` reason); it hands
 the entry to `AccessLog.add()`, which writes in batches off the request path.
 """

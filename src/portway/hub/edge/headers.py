@@ -1,6 +1,6 @@
 """Header rewriting of the edge proxy, with no I/O: hop-by-hop removal and forwarding headers.
 
-`Exchange` (exchange.py) calls `upstream_request_headers()` for each request it forwards and
+`Conversation` (conversation.py) calls `upstream_request_headers()` for each request it forwards and
 `client_response_headers()` for each response head it relays.
 """
 
@@ -42,7 +42,7 @@ def upstream_request_headers(
 ) -> Headers:
     """The request headers sent to the target: hop-by-hop removed, framing kept for http1,
     `X-Forwarded-*` and `Forwarded` added, and the upgrade pair for a WebSocket handshake. No
-    `Connection` header otherwise: the channel is kept across requests (upstream.py), and the
+    `Connection` header otherwise: the channel is kept across requests (a `Lane`), and the
     target decides keep-alive."""
     out: Headers = []
     listed: set[bytes] = set()  # the `Connection` header's tokens

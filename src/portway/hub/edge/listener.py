@@ -2,7 +2,8 @@
 
 `Hub` creates `Edge`, calls `start()` after the data plane and `stop()` before it; `start()` also
 starts the sweep that cuts share traffic whose share stopped being usable (`LiveShares`, cut.py).
-Each accepted connection is an `EdgeConnection` (proxy.py).
+Each accepted connection is an `EdgeConnection` (connection.py) around a `Conversation`
+(conversation.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from portway.domain.clock import Clock
 from portway.hub.access_log import AccessLog
 from portway.hub.dataplane.pairing import Pairing
 from portway.hub.dataplane.traffic import Traffic
+from portway.hub.edge.connection import EdgeConnection
 from portway.hub.edge.cut import LiveShares
 from portway.hub.edge.policy import Router
-from portway.hub.edge.proxy import EdgeConnection
 from portway.hub.edge.timeouts import Timeouts
 
 

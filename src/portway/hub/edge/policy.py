@@ -1,7 +1,8 @@
 """What a request on the edge is for, and whether share policy lets it through.
 
-`EdgeConnection` (proxy.py) calls `Router.decide()` once per request head, before any upstream
-work. It answers either a `Forward` (tunnel to dial, path to send, headers to add) or a `Deny`
+`Conversation` (conversation.py) calls `Router.decide_now()` once per request head, before any
+upstream work, and its `EdgeConnection` awaits `Router.decide()` when that needs the store. It
+answers either a `Forward` (tunnel to dial, path to send, headers to add) or a `Deny`
 (an error page to send). Public URLs are resolved from the data plane's in-memory snapshot;
 share tokens through `ShareCache` (share_cache.py: store rows reused for a second, dropped when
 this hub revokes one), so a revoked or expired share stops working with its very next request.

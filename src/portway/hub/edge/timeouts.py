@@ -1,8 +1,8 @@
 """Client-side timeouts of the edge: a whole request head, an idle kept-alive connection, and
 the gap between two reads of a request body.
 
-`EdgeConnection` (proxy.py) owns one `Watchdog` and tells it which phase the connection is in:
-`start(HEAD)` when it accepts the connection, `start(IDLE)` between requests, `start(BODY)` when
+`EdgeConnection` (connection.py) owns one `Watchdog` and starts the phases its `Conversation`
+names: `start(HEAD)` when it accepts the connection, `start(IDLE)` between requests, `start(BODY)` when
 a request head was read, `stop()` while the edge itself is the one waiting (for the target's
 response, or after a `101`), and `close()` when the connection is gone. Its `data_received`
 calls `received()`, which stores the loop time and nothing else: no timer is re-armed per

@@ -2,9 +2,9 @@
 
 The shape is h11's (`receive_data()`, `next_event()`, `send()`, `start_next_cycle()`, each side's
 state), but the parsing is llhttp's, through httptools: h11 validating and re-serializing every
-head in Python cost more than everything else the edge does per request. `EdgeConnection`
-(proxy.py) holds a `ServerConnection` per client connection; each upstream `Lane` (upstream.py)
-holds a `ClientConnection` per data channel, and `Exchange` (exchange.py) turns the events one
+head in Python cost more than everything else the edge does per request. `Conversation`
+(conversation.py) holds a `ServerConnection` per client connection and its upstream `Lane`
+(exchange.py) a `ClientConnection` per data channel; the conversation turns the events one
 parses into `send()` calls on the other.
 
 What the proxy relies on:
