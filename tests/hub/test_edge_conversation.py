@@ -11,8 +11,9 @@ import uuid
 from typing import Any
 
 from portway.hub.dataplane import routes
+from portway.hub.edge.actions import Logged, Op
 from portway.hub.edge.conversation import Conversation
-from portway.hub.edge.exchange import Lane, Logged, Op
+from portway.hub.edge.exchange import Lane
 from portway.hub.edge.policy import Deny, Forward, ShareRef
 from portway.hub.edge.timeouts import Phase
 from portway.wire.codes import Reason
@@ -137,7 +138,9 @@ def test_a_full_channel_stops_reading_the_client_and_a_full_client_the_channel()
 
 def test_a_101_relays_both_ways_raw_and_a_clean_target_eof_closes_after_the_flush() -> None:
     h = Harness(Forward(route(), "/ws"))
-    h.conv.receive(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    h.conv.receive(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
     h.open()
     h.take()
     h.conv.upstream_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"

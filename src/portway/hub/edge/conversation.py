@@ -27,11 +27,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from portway.hub.edge import headers as hdr
 from portway.hub.edge import http1
-from portway.hub.edge.exchange import Asking, Exchange, Lane, Logged, Op
+from portway.hub.edge.actions import Asking, Op, Outbox
+from portway.hub.edge.exchange import Exchange, Lane
 from portway.hub.edge.pages import error_response
 from portway.hub.edge.policy import Deny, Forward
 from portway.hub.edge.timeouts import Phase
@@ -52,7 +52,8 @@ class Conversation:
         self.decide_now = decide_now  # `Router.decide_now`: memory only, None if it cannot
         self.client_ip = client_ip
         self.h = http1.ServerConnection(max_head)
-        self.actions: list[tuple[Op, Any]] = []
+        self.out = Outbox()
+        self.actions = self.out.actions  # what `EdgeConnection._run` carries out
         self.exchange: Exchange | None = None
         self.lane: Lane | None = None
         self.waiting = False  # a request head is being decided / its channel opened
@@ -64,7 +65,7 @@ class Conversation:
         self._asking: tuple[http1.Request, str] | None = None
         self._opening: Opening | None = None
         self._live: uuid.UUID | None = None
-        self._up_paused = False
+        self.out.up_paused = False
 
     def excused(self) -> bool:
         """The client is not to blame for a slow body now (the `Watchdog` asks)."""
@@ -83,7 +84,7 @@ class Conversation:
     def receive_eof(self) -> bool:
         """The client half-closed; True keeps the connection open (a raw relay goes on)."""
         if self.raw:
-            self.actions.append((Op.UP_EOF, None))
+            self.out.add(Op.UP_EOF)
             return True
         self.h.receive_data(b"")
         self._pump()
@@ -102,7 +103,7 @@ class Conversation:
     def client_paused(self, paused: bool) -> None:
         """The client's write buffer went over (True) or back under (False) its limit."""
         if self.exchange is not None:
-            self._up_pause(paused)
+            self.out.up_pause(paused)
 
     # -- inputs from the upstream channel ---------------------------------------------------------
 
@@ -115,7 +116,7 @@ class Conversation:
         elif self.raw:
             lane.bytes_b_to_a += len(data)
             x.bytes_b_to_a += len(data)
-            self._write(data)
+            self.out.write(data)
         elif not x.finished:
             lane.h.receive_data(data)
             self._relay(x, lane)
@@ -130,7 +131,7 @@ class Conversation:
             self._drop_lane(abort=False)  # the target closed its idle keep-alive connection
             return False
         if self.raw:
-            self.actions.append((Op.EOF, None))
+            self.out.add(Op.EOF)
             return True
         lane.h.receive_data(b"")  # ends a response delimited by the close
         self._relay(x, lane)
@@ -192,7 +193,7 @@ class Conversation:
         answered = self.raw or self.h.our_state is not http1.SEND_RESPONSE
         self._ended(x, lane, None if answered else why.status, f"cut_{why.code}")
         if answered:
-            self.actions.append((Op.ABORT, None))
+            self.out.add(Op.ABORT)
         else:
             self._close_with(why.status, why.code, why.message, why.headers)
 
@@ -216,11 +217,11 @@ class Conversation:
             elif self.h.our_state in (http1.IDLE, http1.SEND_RESPONSE):
                 self._close_with(why.status, why.code, why.message, [])
             else:
-                self.actions.append((Op.CLOSE, None))  # answered; the rest never came
+                self.out.add(Op.CLOSE)  # answered; the rest never came
         elif phase is Phase.HEAD and partial:
             self._close_with(408, "request_timeout", "the request head took too long", [])
         else:
-            self.actions.append((Op.CLOSE, None))  # idle, or never a byte: no answer
+            self.out.add(Op.CLOSE)  # idle, or never a byte: no answer
 
     # -- the client side --------------------------------------------------------------------------
 
@@ -239,18 +240,18 @@ class Conversation:
             elif isinstance(event, http1.Request):
                 self._request(event)
             elif isinstance(event, http1.EndOfMessage):
-                self.actions.append((Op.TIMER, None))
+                self.out.add(Op.TIMER)
                 if self.exchange is not None and not self.discarding:
                     self._end_body(self.exchange)
                 self.discarding = False
                 self._next_cycle()
             elif isinstance(event, http1.ConnectionClosed):
                 if self.exchange is None:
-                    self.actions.append((Op.CLOSE, None))
+                    self.out.add(Op.CLOSE)
                 return
 
     def _request(self, request: http1.Request) -> None:
-        self.actions.append((Op.TIMER, (Phase.BODY, False)))  # excused while deciding
+        self.out.add(Op.TIMER, (Phase.BODY, False))  # excused while deciding
         host, self.accept = hdr.host_and_accept(request.headers)
         method, target = request.method.decode("latin-1"), request.target.decode("latin-1")
         try:
@@ -263,7 +264,7 @@ class Conversation:
             return
         self._wait()
         self._asking = (request, host)
-        self.actions.append((Op.DECIDE, Asking(method, target, host)))
+        self.out.add(Op.DECIDE, Asking(method, target, host))
 
     def _decided(
         self, decision: Forward | Deny, request: http1.Request, host: str, failed: Exchange | None
@@ -278,7 +279,7 @@ class Conversation:
         self._drop_lane(abort=False)  # another tunnel (Host switched)
         self._wait()
         self._opening = (decision, request, host, failed)
-        self.actions.append((Op.OPEN, decision))
+        self.out.add(Op.OPEN, decision)
 
     def _forward(self, decision: Forward, request: http1.Request, host: str, lane: Lane,
                  failed: Exchange | None, rest: bytes) -> None:  # fmt: skip
@@ -286,13 +287,13 @@ class Conversation:
         x = Exchange(decision, request, reused=lane.uses > 0)
         lane.uses += 1
         self.lane, self.exchange = lane, x
-        self._set_live(None if decision.share is None else decision.share.id)
+        self.out.set_live(None if decision.share is None else decision.share.id)
         head = http1.Request(
             request.method,
             decision.target.encode("latin-1"),
             hdr.upstream_request_headers(request.headers, client_ip=self.client_ip, host=host),
         )
-        self._up_write(lane.h.send(head))
+        self.out.up_write(lane.h.send(head))
         if rest:
             self.upstream_data(rest)
         if not self.waiting:
@@ -310,7 +311,7 @@ class Conversation:
     def _deny(self, denial: Deny, request: http1.Request, failed: Exchange | None) -> None:
         """Answer `denial`; the rest of the request is read and skipped, then the next."""
         self.waiting = False
-        self._log(denial, request, denial.status, None, None)
+        self.out.log(denial, request, denial.status, None, None)
         self._answer_error(denial.status, denial.code, denial.message, denial.headers)
         if failed is not None and failed.request_done:
             self._next_cycle()
@@ -323,26 +324,26 @@ class Conversation:
         x.bytes_a_to_b += len(data)
         lane.bytes_a_to_b += len(data)
         if self.raw:
-            self._up_write(data)
+            self.out.up_write(data)
         elif lane.h.our_state is http1.SEND_BODY:
-            self._up_write(lane.h.send(http1.Data(data=data)))
+            self.out.up_write(lane.h.send(http1.Data(data=data)))
 
     def _end_body(self, x: Exchange) -> None:
         x.request_done = True
         lane = self.lane
         if lane is not None and lane.h.our_state is http1.SEND_BODY:
-            self._up_write(lane.h.send(http1.EndOfMessage()))
+            self.out.up_write(lane.h.send(http1.EndOfMessage()))
 
     def _next_cycle(self) -> None:
         # Close only once our response is complete: a request that says `Connection: close`
         # is done (theirs MUST_CLOSE) long before its answer is.
         if self.h.our_state is http1.MUST_CLOSE:
-            self.actions.append((Op.CLOSE, None))
+            self.out.add(Op.CLOSE)
             return
         if self.h.our_state is http1.DONE and self.h.their_state is http1.DONE:
             self.h.start_next_cycle()
             pipelined = self.h.pending  # the next head, or part of it, is here
-            self.actions.append((Op.TIMER, (Phase.HEAD if pipelined else Phase.IDLE, pipelined)))
+            self.out.add(Op.TIMER, (Phase.HEAD if pipelined else Phase.IDLE, pipelined))
             self._resume("decide")
 
     # -- the response side ------------------------------------------------------------------------
@@ -362,16 +363,16 @@ class Conversation:
             if isinstance(event, http1.Data):  # the most frequent first
                 lane.bytes_b_to_a += len(event.data)
                 x.bytes_b_to_a += len(event.data)
-                self._write(self.h.send(event))
+                self.out.write(self.h.send(event))
             elif isinstance(event, http1.Response):
                 x.status = event.status_code
                 heads = hdr.client_response_headers(
                     event.headers, x.decision.headers, switching=False
                 )
-                self._write(self.h.send(http1.Response(event.status_code, heads, event.reason)))
+                self.out.write(self.h.send(http1.Response(event.status_code, heads, event.reason)))
             elif isinstance(event, http1.EndOfMessage):
                 x.response_done = True
-                self._write(self.h.send(event))
+                self.out.write(self.h.send(event))
                 self._finish(x, lane)
                 if self.h.their_state is http1.SEND_BODY:
                     self.discarding = True  # the answer went out; skip the rest of the body
@@ -383,7 +384,7 @@ class Conversation:
                     return
                 x.informed = True
                 heads = hdr.client_response_headers(event.headers, [], switching=False)
-                self._write(self.h.send(
+                self.out.write(self.h.send(
                     http1.InformationalResponse(status_code=event.status_code, headers=heads)
                 ))  # fmt: skip
             elif isinstance(event, http1.ConnectionClosed):
@@ -395,13 +396,13 @@ class Conversation:
         x.status = 101
         self.raw = True
         heads = hdr.client_response_headers(event.headers, x.decision.headers, switching=True)
-        self._write(self.h.send(http1.InformationalResponse(status_code=101, headers=heads)))
+        self.out.write(self.h.send(http1.InformationalResponse(status_code=101, headers=heads)))
         pending, _ = lane.h.trailing_data
         if pending:
             lane.bytes_b_to_a += len(pending)
             x.bytes_b_to_a += len(pending)
-            self._write(bytes(pending))
-        self.actions.append((Op.TIMER, None))  # a WebSocket may stay quiet for as long as it likes
+            self.out.write(bytes(pending))
+        self.out.add(Op.TIMER)  # a WebSocket may stay quiet for as long as it likes
         pending, _ = self.h.trailing_data
         if pending:
             self._send_body(x, bytes(pending))
@@ -413,7 +414,7 @@ class Conversation:
         x.finished = True
         if not self.raw and lane.can_go_on():
             lane.h.start_next_cycle()
-            self._up_pause(False)  # an EOF from the target must be seen while idle
+            self.out.up_pause(False)  # an EOF from the target must be seen while idle
         else:
             self._drop_lane(abort=self.raw)
         self._ended(x, lane)
@@ -426,15 +427,15 @@ class Conversation:
         answered = self.h.our_state is not http1.SEND_RESPONSE
         if not self.raw and not answered and x.retryable() and not self.closed:
             self.exchange = None  # resent on a fresh channel, unlogged
-            self._set_live(None)
+            self.out.set_live(None)
             host = next((v for n, v in x.request.headers if n.lower() == b"host"), b"")
             self._wait()
             self._opening = (x.decision, x.request, host.decode("latin-1"), x)
-            self.actions.append((Op.OPEN, x.decision))
+            self.out.add(Op.OPEN, x.decision)
             return
         self._ended(x, lane)
         if answered or self.raw:
-            self.actions.append((Op.ABORT, None))
+            self.out.add(Op.ABORT)
             return
         self._answer_error(502, "bad_gateway", "the target closed the connection", [])
         self._next_cycle()  # the request may have been read whole already
@@ -443,13 +444,13 @@ class Conversation:
                reason: str | None = None) -> None:  # fmt: skip
         """`x` is over, whatever ended it: log it, and end a raw relay with it."""
         if self.exchange is x:
-            self._log(x.decision, x.request, status or x.status or 502, x, reason)
+            self.out.log(x.decision, x.request, status or x.status or 502, x, reason)
             self.exchange = None
             kept = self.lane is not None and x.decision.share is not None
-            self._set_live(x.decision.share.id if kept and x.decision.share else None)
+            self.out.set_live(x.decision.share.id if kept and x.decision.share else None)
         if self.raw:
             eof = lane is not None and lane.eof_in
-            self.actions.append((Op.CLOSE if eof else Op.ABORT, None))  # CLOSE flushes, then FIN
+            self.out.add(Op.CLOSE if eof else Op.ABORT)  # CLOSE flushes, then FIN
         elif "upstream" in self.paused_by:
             self._resume("upstream")  # the channel is gone; it cannot drain any more
 
@@ -460,26 +461,13 @@ class Conversation:
             return None
         lane.closed = True
         self.lane = None
-        self._up_paused = False
-        self.actions.append((Op.UP_CLOSE, abort))
+        self.out.up_paused = False
+        self.out.add(Op.UP_CLOSE, abort)
         if self.exchange is None:
-            self._set_live(None)
+            self.out.set_live(None)
         return lane
 
     # -- small steps ------------------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if not data:
-            return
-        actions = self.actions
-        if actions and actions[-1][0] is Op.WRITE:
-            actions[-1][1].append(data)
-        else:
-            actions.append((Op.WRITE, [data]))
-
-    def _up_write(self, data: bytes) -> None:
-        if data:
-            self.actions.append((Op.UP_WRITE, data))
 
     def _wait(self) -> None:
         self.waiting = True
@@ -487,26 +475,16 @@ class Conversation:
 
     def _pause(self, why: str) -> None:
         if not self.paused_by:
-            self.actions.append((Op.PAUSE, True))
+            self.out.add(Op.PAUSE, True)
         self.paused_by.add(why)
 
     def _resume(self, why: str) -> None:
         if why in self.paused_by:
             self.paused_by.discard(why)
             if not self.paused_by:
-                self.actions.append((Op.PAUSE, False))
+                self.out.add(Op.PAUSE, False)
         if not self.paused_by and not self.raw:
             self._pump()
-
-    def _up_pause(self, paused: bool) -> None:
-        if paused is not self._up_paused:
-            self._up_paused = paused
-            self.actions.append((Op.UP_PAUSE, paused))
-
-    def _set_live(self, share_id: uuid.UUID | None) -> None:
-        if share_id != self._live:
-            self._live = share_id
-            self.actions.append((Op.LIVE, share_id))
 
     def _bad_request(self, exc: http1.RemoteProtocolError) -> None:
         if exc.status_hint == 431:
@@ -518,12 +496,12 @@ class Conversation:
         self, status: int, code: str, message: str, extra: list[tuple[str, str]]
     ) -> None:
         """Answer with an error page if no response was started, then close the connection."""
-        self.actions.append((Op.TIMER, None))
+        self.out.add(Op.TIMER)
         if self.h.our_state in (http1.IDLE, http1.SEND_RESPONSE):
             with contextlib.suppress(http1.LocalProtocolError):
                 closing = [*extra, ("Connection", "close")]
-                self._write(error_response(self.h, status, code, message, self.accept, closing))
-        self.actions.append((Op.CLOSE, None))
+                self.out.write(error_response(self.h, status, code, message, self.accept, closing))
+        self.out.add(Op.CLOSE)
 
     def _answer_error(
         self, status: int, code: str, message: str, extra: list[tuple[str, str]]
@@ -531,11 +509,6 @@ class Conversation:
         if self.h.their_state is http1.SEND_BODY:
             self.discarding = True
         try:
-            self._write(error_response(self.h, status, code, message, self.accept, extra))
+            self.out.write(error_response(self.h, status, code, message, self.accept, extra))
         except http1.LocalProtocolError:
-            self.actions.append((Op.ABORT, None))
-
-    def _log(self, decision: Forward | Deny, request: http1.Request, status: int,
-             x: Exchange | None, reason: str | None) -> None:  # fmt: skip
-        if decision.share is not None:  # public-URL requests are not logged
-            self.actions.append((Op.LOG, Logged(decision, request, status, x, reason)))
+            self.out.add(Op.ABORT)

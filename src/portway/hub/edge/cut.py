@@ -2,17 +2,16 @@
 
 Policy is checked per request, so a revoked share refuses the next request; this module ends the
 ones already running: a long download, a slow upload, a WebSocket relayed raw after its `101`.
-An `EdgeConnection` (connection.py) is registered with `LiveShares.add()` under the share of
-the exchange it runs, and under the share of the last request while its upstream lane is idle
-(so a revoked share's idle channel is closed too); its `Conversation` says when that changes
-(`Op.LIVE`), and `discard()` follows.
-The sweep, started and stopped by `Edge` (a `Ticker`), wakes every `CHECK_SECONDS`; when share
-exchanges are live it asks `Router.unusable()` (one store query for the set of shares in use)
-and calls `cut()` on each connection running an exchange (or keeping an idle lane) of a share that was revoked, expired or
-deleted, or whose tunnel is paused or gone. The bytes between sockets never wait for this and
-never touch the store: the sweep is the only place the store is consulted. (Public-URL exchanges
-of a paused or deleted tunnel are cut by the data plane through `Traffic.reset`, the way its TCP
-splices are.)
+An `EdgeConnection` (connection.py) is registered with `LiveShares.add()` under the share of the
+exchange it runs, and under the share of the last request while its upstream lane is idle (so a
+revoked share's idle channel is closed too); its `Conversation` says when that changes
+(`Op.LIVE`), and `discard()` follows. The sweep, started and stopped by `Edge` (a `Ticker`),
+wakes every `CHECK_SECONDS`; when share exchanges are live it asks `Router.unusable()` (one
+store query for the set of shares in use) and calls `cut()` on each connection running an
+exchange (or keeping an idle lane) of a share that was revoked, expired or deleted, or whose
+tunnel is paused or gone. The bytes between sockets never wait for this and never touch the
+store: the sweep is the only place the store is consulted. (Public-URL exchanges of a paused or
+deleted tunnel are cut by the data plane through `Traffic.reset`, the way its TCP splices are.)
 """
 
 from __future__ import annotations

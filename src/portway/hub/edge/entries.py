@@ -1,8 +1,9 @@
 """Access-log entries of share requests, built from what the edge knows when a request ends.
 
-`EdgeConnection` (connection.py) calls `share_entry()` for each `Op.LOG` of its conversation: when it is
-denied, when its exchange ends (complete, failed, or cut with a `cut_<why>` reason); it hands
-the entry to `AccessLog.add()`, which writes in batches off the request path.
+`EdgeConnection` (connection.py) calls `share_entry()` for each `Op.LOG` of its conversation:
+when a share request is denied, when its exchange ends (complete, failed, or cut with a
+`cut_<why>` reason); it hands the entry to `AccessLog.add()`, which writes in batches off the
+request path.
 """
 
 from __future__ import annotations

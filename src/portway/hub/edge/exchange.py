@@ -1,5 +1,5 @@
 """What the edge's state machine (conversation.py) knows of one request and of its upstream
-channel, and the actions it asks its adapter to carry out. No I/O here.
+channel. No I/O here.
 
 An `Exchange` is one forwarded request: its decision, its head, what it moved, how far its
 response got; `entries.share_entry` reads it for the access log. A `Lane` is the upstream
@@ -7,39 +7,17 @@ channel of a client connection (a stream to the target, and the http1 `ClientCon
 it), kept across requests routed to the same tunnel the way nginx `keepalive` upstreams are;
 `EdgeConnection` (connection.py) counts its bytes for `Traffic` while it lives.
 
-The machine appends `(Op, argument)` pairs to its `actions` list; the adapter drains them in
-order after every input. Consecutive client writes are one `WRITE` of a list of buffers.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 import uuid
 
 from portway.hub.edge import http1
-from portway.hub.edge.policy import Deny, Forward
+from portway.hub.edge.policy import Forward
 
 RETRYABLE = frozenset({b"GET", b"HEAD"})  # resent once when a reused channel turned out stale
-
-
-class Op(enum.Enum):
-    """What the adapter does, with the argument the machine gives."""
-
-    WRITE = enum.auto()  # list[bytes]: to the client
-    UP_WRITE = enum.auto()  # bytes: to the target
-    UP_EOF = enum.auto()  # None: half-close towards the target (raw relay)
-    EOF = enum.auto()  # None: half-close towards the client (raw relay), or close
-    CLOSE = enum.auto()  # None: flush what is queued for the client, then close
-    ABORT = enum.auto()  # None: reset the client connection
-    PAUSE = enum.auto()  # bool: stop (True) or go on (False) reading the client
-    UP_PAUSE = enum.auto()  # bool: stop or go on reading the target
-    DECIDE = enum.auto()  # Asking: the router must look this request up in the store
-    OPEN = enum.auto()  # Forward: a new channel to the decision's tunnel is wanted
-    UP_CLOSE = enum.auto()  # bool: end the lane's channel; True aborts, False sends FIN
-    LIVE = enum.auto()  # uuid.UUID | None: the share whose revocation must cut this connection
-    LOG = enum.auto()  # Logged: one share request ended
-    TIMER = enum.auto()  # tuple[Phase, bool] | None: the client phase to time, None for none
 
 
 class Exchange:
@@ -108,25 +86,3 @@ class Lane:
             not self.closed and not self.eof_in and h.our_state is http1.DONE
             and h.their_state is http1.DONE and not h.pending and not h.trailing_data[1]
         )  # fmt: skip
-
-
-class Asking:
-    """A request head the router could not decide from memory (`Op.DECIDE`)."""
-
-    __slots__ = ("host", "method", "target")
-
-    def __init__(self, method: str, target: str, host: str) -> None:
-        self.method, self.target, self.host = method, target, host
-
-
-class Logged:
-    """A share request that ended (`Op.LOG`); `exchange` is None for a denied one."""
-
-    __slots__ = ("decision", "exchange", "reason", "request", "status")
-
-    def __init__(
-        self, decision: Forward | Deny, request: http1.Request, status: int,
-        exchange: Exchange | None, reason: str | None,
-    ) -> None:  # fmt: skip
-        self.decision, self.request, self.status = decision, request, status
-        self.exchange, self.reason = exchange, reason

@@ -2,12 +2,12 @@
 the gap between two reads of a request body.
 
 `EdgeConnection` (connection.py) owns one `Watchdog` and starts the phases its `Conversation`
-names: `start(HEAD)` when it accepts the connection, `start(IDLE)` between requests, `start(BODY)` when
-a request head was read, `stop()` while the edge itself is the one waiting (for the target's
-response, or after a `101`), and `close()` when the connection is gone. Its `data_received`
-calls `received()`, which stores the loop time and nothing else: no timer is re-armed per
-chunk. One timer handle per connection fires at the earliest possible deadline; if the
-connection moved on since, it re-arms itself for the new deadline, otherwise it calls the
+names: `start(HEAD)` when it accepts the connection, `start(IDLE)` between requests,
+`start(BODY)` when a request head was read, `stop()` while the edge itself is the one waiting
+(for the target's response, or after a `101`), and `close()` when the connection is gone. Its
+`data_received` calls `received()`, which stores the loop time and nothing else: no timer is
+re-armed per chunk. One timer handle per connection fires at the earliest possible deadline; if
+the connection moved on since, it re-arms itself for the new deadline, otherwise it calls the
 connection's `expired(phase, partial)`.
 
 A body read is excused while the edge itself is not reading (backpressure from the target, a
