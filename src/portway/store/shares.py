@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import events as ev
 from portway.domain import secrets
 from portway.store import events
+from portway.store.access_rows import insert_accesses
 from portway.store.errors import NotFound
 from portway.store.models import Share, ShareAccessLog, Tunnel
 from portway.store.pages import Page, paginate
@@ -198,12 +199,12 @@ class Access:
 
 
 async def record_accesses(session: AsyncSession, batch: Sequence[Access]) -> None:
-    """Log a batch of share uses in one INSERT and count the allowed ones, one UPDATE per share
-    (arithmetic in SQL, so concurrent writers never lose a count). Values are truncated to the
-    columns. Called by the hub's `AccessLog` about once a second."""
+    """Log a batch of share uses and count the allowed ones, one UPDATE per share (arithmetic
+    in SQL, so concurrent writers never lose a count), then the rows in one driver-level
+    `executemany` (access_rows.py). Values are truncated to the columns. Called by the hub's
+    `AccessLog` about once a second."""
     if not batch:
         return
-    await session.execute(insert(ShareAccessLog), [_access_row(a) for a in batch])
     counts: dict[uuid.UUID, tuple[int, datetime]] = {}
     for a in batch:
         if a.allowed:
@@ -216,17 +217,9 @@ async def record_accesses(session: AsyncSession, batch: Sequence[Access]) -> Non
             .values(access_count=Share.access_count + count, last_accessed_at=last)
             .execution_options(synchronize_session=False)
         )
-
-
-def _access_row(a: Access) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(), "workspace_id": a.workspace_id, "share_id": a.share_id,
-        "created_at": a.at, "remote_addr": a.remote_addr[:64], "method": a.method[:16],
-        "path": a.path[:2048], "status_code": a.status, "allowed": a.allowed,
-        "reason": None if a.reason is None else a.reason[:64],
-        "user_agent": None if a.user_agent is None else a.user_agent[:256],
-        "bytes_in": a.bytes_in, "bytes_out": a.bytes_out, "latency_ms": a.latency_ms,
-    }  # fmt: skip
+    if not counts:
+        await session.execute(select(1))  # the transaction the rows go into starts here
+    await insert_accesses(await session.connection(), batch)
 
 
 async def access_logs(
