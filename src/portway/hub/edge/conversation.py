@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 
 from portway.hub.edge import headers as hdr
@@ -64,8 +63,6 @@ class Conversation:
         self.accept = ""  # the current request's Accept header (HTML or JSON error pages)
         self._asking: tuple[http1.Request, str] | None = None
         self._opening: Opening | None = None
-        self._live: uuid.UUID | None = None
-        self.out.up_paused = False
 
     def excused(self) -> bool:
         """The client is not to blame for a slow body now (the `Watchdog` asks)."""
