@@ -1,13 +1,17 @@
-"""Serving an `assign` on a data channel for a tunnel this agent exposes: dial the target and
-splice it to the channel (or serve UDP), after checking the agent serves that tunnel.
+"""Serving an `assign` for a tunnel this agent exposes: dial the target and join it to the
+stream the assign opened (or serve UDP), after checking the agent serves that tunnel.
 
-`AgentRuntime` calls `served()` for every `assign {mode: dial|diagnose}` (each on a stream the
-hub opened) and `dial()` for a dial.
+`AgentRuntime` calls `dial_stream()` for a dial of a plain TCP target: the target's socket is
+joined to the stream directly, and the stream's bytes that followed the assign (a visitor's
+first bytes, sent by the hub without waiting for `assign_ok`) wait in it, uncredited, until
+then. Every other assignment reads on through a framed channel (`framed()`): `served()` checks
+the tunnel, `dial()` dials a TLS or UDP target.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Iterable
@@ -15,12 +19,24 @@ from collections.abc import Iterable
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.udp import serve_udp
 from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.mux import MuxStream
 from portway.net.mux_socket import SocketStream, hand_over
+from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, AssignOk, Protocol, TunnelSpec
+from portway.wire.messages import (
+    Assign,
+    AssignError,
+    AssignOk,
+    Message,
+    Protocol,
+    TunnelSpec,
+    encode,
+)
 
 log = logging.getLogger("portway.agent")
+
+NOT_SERVED = "this agent does not serve that tunnel"
 
 
 NEW_TUNNEL_WAIT = 2.0
@@ -62,6 +78,54 @@ class ServedTunnels:
         return spec
 
 
+def joins_directly(assign: Assign) -> bool:
+    """Whether a dial's target socket is joined to its stream directly: a plain TCP target
+    (TLS targets go through a splice, UDP through datagram framing)."""
+    return assign.protocol is not Protocol.UDP and target_tls(assign) is None
+
+
+async def dial_stream(
+    dialer: Dialer, tunnels: ServedTunnels, stream: MuxStream, assign: Assign
+) -> None:
+    """Serve a dial of a plain TCP target (`joins_directly`) on the stream its `assign`
+    opened: dial, answer `assign_ok`, join the target's socket to the stream, which hands it
+    the bytes held since the assign; or answer `assign_error` and close the stream."""
+    spec = await tunnels.find(assign)
+    if spec is None:
+        refuse(stream, AssignError(assign.conn, Reason.CLOSED, NOT_SERVED))
+        return
+    target = SocketStream()
+    try:
+        await dialer.connect(spec.host, spec.port, lambda: target)
+    except DialError as exc:
+        log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
+        refuse(stream, AssignError(assign.conn, exc.reason, exc.message))
+        target.reset(exc.reason)
+        return
+    # Before anything the target sent (held by its socket meanwhile): the hub reads the answer
+    # off the stream's first bytes. A stream the hub reset meanwhile drops it, and `join`
+    # passes the reset on to the target.
+    stream.write(encode(AssignOk(assign.conn)))
+    target.join(stream)
+
+
+def framed(stream: MuxStream) -> FramedConnection:
+    """The rest of `stream` read as messages (a diagnosis, a reach or UDP assignment, a TLS
+    dial), the bytes held since its first message first."""
+    channel = FramedConnection()
+    StreamTransport(stream, channel)
+    return channel
+
+
+def refuse(stream: MuxStream, answer: Message) -> None:
+    """Answer `answer` (an `assign_error`) and close the stream; what the hub sent after its
+    assign is dropped (and credited) until its RST or FIN ends the stream."""
+    channel = framed(stream)
+    with contextlib.suppress(ConnectionClosed):  # the hub reset it first
+        channel.send(answer)
+    channel.close()
+
+
 async def served(
     tunnels: ServedTunnels, channel: FramedConnection, assign: Assign
 ) -> TunnelSpec | None:
@@ -69,37 +133,35 @@ async def served(
     `assign_error` on `channel` and returns None."""
     spec = await tunnels.find(assign)
     if spec is None:
-        channel.send(
-            AssignError(assign.conn, Reason.CLOSED, "this agent does not serve that tunnel")
-        )
+        channel.send(AssignError(assign.conn, Reason.CLOSED, NOT_SERVED))
     return spec
 
 
 async def dial(dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign) -> bool:
-    """Dial `spec`'s target and join it to `channel`'s stream; whether the stream was handed
-    over (else the caller closes it). A plain TCP target is joined to the stream directly
-    (`SocketStream`); a TLS one (an https target the edge asked for) through a splice, since a
-    TLS transport cannot half-close."""
+    """Dial `spec`'s UDP or TLS target (what `joins_directly` does not take) and join it to
+    `channel`'s stream; whether the stream was handed over (else the caller closes it). A TLS
+    target (an https target the edge asked for) goes through a splice, since a TLS transport
+    cannot half-close."""
     if assign.protocol is Protocol.UDP:
         return await serve_udp(dialer, spec, channel, assign)
-    tls = target_tls(assign)
-    relay: SocketStream | Splice = SocketStream() if tls is None else Splice()
-    # The target is leg `a` of a splice: `hand_over` gives the stream leg `b`.
-    factory = (lambda: relay) if isinstance(relay, SocketStream) else relay.connector(relay.a)
+    splice = Splice()
     try:
-        await dialer.connect(spec.host, spec.port, factory, ssl_context=tls)
+        # The target is leg `a` of the splice: `hand_over` gives the stream leg `b`.
+        await dialer.connect(
+            spec.host, spec.port, splice.connector(splice.a), ssl_context=target_tls(assign)
+        )
     except DialError as exc:
         log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
         channel.send(AssignError(assign.conn, exc.reason, exc.message))
-        relay.reset(exc.reason)
+        splice.reset(exc.reason)
         return False
     try:
         channel.send(AssignOk(assign.conn))
     except ConnectionClosed:
-        relay.reset(Reason.RESET)
+        splice.reset(Reason.RESET)
         return False
     transport, rest = channel.detach()
-    hand_over(relay, transport, rest)
+    hand_over(splice, transport, rest)
     return True
 
 

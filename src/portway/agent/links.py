@@ -5,7 +5,8 @@ stream.
 control stream; `keep()` then holds the further links the settings ask for (`--sessions`,
 default 2) joined to that session, redialling a lost one at once. When the link that carries the
 control stream is lost, `move_control()` opens a new control stream on one that is still up.
-Every stream the hub opens on any link (an assignment) goes to `on_stream` as a framed channel.
+Every stream the hub opens on any link (an assignment) goes to `on_stream` with its first
+message, read off the stream's first bytes (`Opening`); the bytes after it wait in the stream.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Callable
 from portway.net import agent_port
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux_opening import FirstMessage
 from portway.net.mux_transport import StreamTransport
+from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import ChannelHello, Message, Refused, Welcome, encode
@@ -26,6 +29,8 @@ from portway.wire.mux import MuxError, MuxSession
 from portway.wire.mux_frames import GoAwayCode
 
 log = logging.getLogger("portway.agent.links")
+
+StreamHandler = Callable[[MuxStream, Message], None]
 
 CONNECT_TIMEOUT = 10.0
 RETRY_SECONDS = 0.5  # between attempts to reopen a lost link
@@ -38,7 +43,7 @@ class HubLinks:
         host: str,
         port: int,
         ssl_context: ssl.SSLContext | None,
-        on_stream: Callable[[FramedConnection], None],
+        on_stream: StreamHandler,
     ) -> None:
         self._host = host
         self._port = port
@@ -53,10 +58,8 @@ class HubLinks:
         the caller reads the answer from the returned control channel."""
 
         def on_open(stream: MuxStream, first: memoryview) -> int:
-            channel = FramedConnection()
-            StreamTransport(stream, channel)
-            self._on_stream(channel)
-            return 0
+            Opening(stream, self._on_stream)
+            return 0  # the SYN's bytes go to the opening reader
 
         def make() -> MuxConnection:
             return MuxConnection(
@@ -136,3 +139,21 @@ class HubLinks:
         if link in self.links:
             self.links.remove(link)
         self._changed.set()
+
+
+class Opening(FirstMessage):
+    """A stream the hub opened, until its first message (an `assign`) is read; then `on_stream`
+    gets both, the stream's further bytes held in it (uncredited) for the sink that follows."""
+
+    __slots__ = ("_on_stream",)
+
+    def __init__(self, stream: MuxStream, on_stream: StreamHandler) -> None:
+        self._on_stream = on_stream
+        super().__init__(stream)
+
+    def message_received(self, message: Message) -> None:
+        self._on_stream(self.stream, message)
+
+    def ended(self, reason: Reason | None) -> None:
+        if reason is None:  # the hub finished the stream without saying what it is for
+            self.stream.reset(Reason.CLOSED)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portway import __version__
-from portway.agent.assigned import ServedTunnels, dial, served
+from portway.agent.assigned import ServedTunnels, dial, dial_stream, framed, joins_directly, served
 from portway.agent.dialer import Dialer
 from portway.agent.links import CONNECT_TIMEOUT, LINK_ERRORS, HubLinks
 from portway.agent.probing import diagnose
@@ -29,12 +29,14 @@ from portway.domain.policy import TargetPolicy
 from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.mux import MuxStream
 from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.udp import UdpSession
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
 from portway.wire.messages import (
     FEATURE_BINDS,
+    FEATURE_EARLY_DATA,
     FEATURE_SERVE,
     Assign,
     AssignError,
@@ -199,7 +201,7 @@ class AgentRuntime:
         task.add_done_callback(bucket.discard)
 
     def _hello(self) -> ControlHello:
-        features: list[str] = []
+        features: list[str] = [FEATURE_EARLY_DATA]  # `dial_stream` holds what follows assigns
         if self.settings.serve:
             features.append(FEATURE_SERVE)
         if self.settings.hold_binds:
@@ -343,18 +345,23 @@ class AgentRuntime:
 
     # -- streams the hub opens ---------------------------------------------------------------
 
-    def _on_stream(self, channel: FramedConnection) -> None:
-        """The hub opened a stream (on any link): serve the assignment it carries."""
-        self._spawn(self._serve(channel), into=self._channel_tasks)
+    def _on_stream(self, stream: MuxStream, message: Message) -> None:
+        """The hub opened a stream (on any link) that starts with `message`: serve it."""
+        self._spawn(self._serve(stream, message), into=self._channel_tasks)
 
-    async def _serve(self, channel: FramedConnection) -> None:
-        """Read the assignment a stream opens with, then serve it (dial, diagnose, or join a
-        waiting local client); the stream is closed unless a splice took it over."""
+    async def _serve(self, stream: MuxStream, message: Message) -> None:
+        """Serve the assignment a stream opens with (dial, diagnose, or join a waiting local
+        client). A dial of a plain TCP target joins the target to the stream itself; the other
+        kinds read on through a framed channel, closed unless a relay took the stream over."""
+        if not isinstance(message, Assign):
+            stream.reset(Reason.PROTOCOL_ERROR)
+            return
+        if message.mode is AssignMode.DIAL and joins_directly(message):
+            await dial_stream(self.dialer, self.tunnels, stream, message)
+            return
+        channel = framed(stream)
         handed_over = False
         try:
-            message = await channel.recv()
-            if not isinstance(message, Assign):
-                return
             if message.mode is AssignMode.DIAL:
                 handed_over = await self._dial(channel, message)
             elif message.mode is AssignMode.DIAGNOSE:

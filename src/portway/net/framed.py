@@ -4,10 +4,12 @@
 :class:`~portway.net.mux_transport.StreamTransport`, while the stream carries
 :mod:`portway.wire.messages` frames: ``await recv()`` returns the next message, ``send()`` writes
 some. Stream 1 of a session (hello, then welcome or refused, desired state, pings) is framed for
-its whole life; a stream the hub opens for an ``assign`` is framed until the answer
-(``assign_ok``, ``assign_error`` or ``diagnosis``). An assigned stream then leaves this class
-with :meth:`FramedConnection.detach` and goes to its relay with any bytes already read. Control
-traffic is low rate, so one await per message is fine; the per-byte hot path never comes here.
+its whole life; a stream the hub opens for an ``assign`` (the edge's, reach, UDP, diagnostics)
+is framed until the answer (``assign_ok``, ``assign_error`` or ``diagnosis``). An assigned stream
+then leaves this class with :meth:`FramedConnection.detach` and goes to its relay with any bytes
+already read. Control traffic is low rate, so one await per message is fine; the per-byte hot
+path never comes here, nor does a public port's stream (:mod:`portway.net.mux_opening` reads
+its answer, and the ``assign`` at the agent, in callbacks).
 
 The session's preface is read before any stream exists (:mod:`portway.net.agent_port`). Any
 transport works; only a stream stays open after the peer's FIN, for the relay that follows.
@@ -140,7 +142,7 @@ class FramedConnection(asyncio.Protocol):
     def detach(self) -> tuple[asyncio.Transport, bytes]:
         """Stop framing: return the transport and the bytes read after the last message pulled.
 
-        Called right after :meth:`recv` returned ``Assign`` (agent) or ``AssignOk`` (hub); hand
+        Called right after the agent sent ``assign_ok`` or the hub's :meth:`recv` returned it; hand
         both to the stream's relay (:func:`~portway.net.mux_socket.hand_over`, or
         :meth:`Splice.attach <portway.net.splice.Splice.attach>`) before any ``await``.
         """

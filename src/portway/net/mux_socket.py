@@ -18,8 +18,9 @@ class SocketStream(asyncio.Protocol):
     """A plain TCP socket joined to a stream: the fast path of every proxied connection.
 
     The protocol of a visitor's or local client's accepted socket, or of the connection dialled
-    to a target; :meth:`join` links it to its stream once the stream's framed opening is done
-    (bytes read before that are held, in order, and reading pauses past ``HIGH_WATER``). Reads
+    to a target; :meth:`join` links it to its stream once the stream's opening is done (bytes
+    read before that are held, in order, and reading pauses past ``HIGH_WATER``), or
+    :meth:`link` sends its reads to the stream at once, before the peer's answer. Reads
     go to the stream as they come (kept by reference until framed); the stream's bytes are
     written to the socket, their credit returned while the socket's buffer is under its limit
     and from ``resume_writing`` otherwise. EOF travels as FIN both ways; a reset of either side
@@ -46,6 +47,7 @@ class SocketStream(asyncio.Protocol):
         self._early: list[bytes] = []
         self._early_size = 0
         self._early_eof = False
+        self._linked = False  # reads go to the stream; its bytes come once it attaches this
         self._owed = 0  # credit held back while the socket's buffer is over its limit
         self._write_paused = False
         self._eof_in = False
@@ -61,16 +63,31 @@ class SocketStream(asyncio.Protocol):
 
     def join(self, stream: MuxStream, first: bytes = b"") -> None:
         """Link to ``stream`` and attach as its sink: ``first`` (the stream's bytes a framed
-        reader read past its last message) goes to the socket first, then what the stream held;
-        the socket's held reads go to the stream. A socket that was reset meanwhile resets the
-        stream with the same reason."""
+        reader read past its last message, and credited when it read them) goes to the socket
+        first, then what the stream held; the socket's held reads go to the stream. A socket
+        that was reset meanwhile resets the stream with the same reason."""
         self.stream = stream
         if not self.open:
             stream.reset(self.result or Reason.RESET)
             return
-        if first:
-            self.stream_data(memoryview(first))
+        if first and self.transport is not None:
+            self.bytes_out += len(first)
+            self.transport.write(first)
         stream.attach(self)
+        self._send_early(stream)
+
+    def link(self, stream: MuxStream) -> None:
+        """Send this socket's reads to ``stream`` from now on, held ones first, while another
+        sink reads the stream's first bytes: the hub's pairing of a visitor, until the agent
+        answers the ``assign`` these reads follow. That sink then attaches this socket
+        (``stream.attach``), or resets it. Called by the visitor's protocol factory, before
+        ``connection_made``."""
+        self.stream = stream
+        self._linked = True
+        if self.transport is not None:
+            self._send_early(stream)
+
+    def _send_early(self, stream: MuxStream) -> None:
         early, self._early = self._early, []
         for data in early:
             stream.write(data)
@@ -98,7 +115,7 @@ class SocketStream(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_LIMIT)
         if not self.open:
             hard_close(transport)  # reset before the socket was even made
-        elif self.stream is not None:
+        elif self.stream is not None and not self._linked:
             self.join(self.stream)
 
     def data_received(self, data: bytes) -> None:

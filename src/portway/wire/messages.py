@@ -68,6 +68,9 @@ def _check_port(port: int, *, allow_zero: bool = False) -> None:
 # What an agent may list in `ControlHello.features`; the hub relies on none it did not list.
 FEATURE_SERVE = "serve"  # the session dials targets of its agent's tunnels
 FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
+# The agent holds the bytes that follow an `assign` until its target takes them, so the hub
+# sends a visitor's bytes behind the assign without waiting for `assign_ok` (protocol.md §14).
+FEATURE_EARLY_DATA = "early_data"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,12 @@
 """Pairing a visitor (public port or reach connection) with a stream dialled by the agent.
 
 `DataPlane` owns one `Pairing`; public ports call `visitor()`, the control-session handler
-calls `reach()`. The only awaits are per connection (waiting for the agents' answers), never
-per chunk: once paired, the splice relays on its own.
+calls `reach()`, the HTTP edge and UDP ports `open_channel()`. A public visitor is paired in
+callbacks, with no task: its stream opens in the protocol factory with the `assign` on the SYN,
+the visitor's bytes follow as they come (to an agent that holds them, `FEATURE_EARLY_DATA`)
+and the agent's answer is read off the stream's first bytes (`_Answer`). Elsewhere the only
+awaits are per connection (waiting for the agents' answers), never per chunk: once paired, the
+relay runs on its own.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -17,20 +22,31 @@ from typing import Any, cast
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
+from portway.hub.dataplane.sessions import (
+    ASSIGN_TIMEOUT_SECONDS,
+    AgentSession,
+    NoChannel,
+    assign,
+)
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
+from portway.net.mux import MuxStream
 from portway.net.mux_bridge import StreamBridge
+from portway.net.mux_opening import FirstMessage
 from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.messages import (
+    FEATURE_EARLY_DATA,
     Assign,
     AssignError,
     AssignMode,
+    AssignOk,
+    Message,
     Protocol,
     ReachOpen,
     ReachReject,
+    encode,
 )
 
 log = logging.getLogger("portway.hub.pairing")
@@ -64,6 +80,9 @@ class Pairing:
         self._clock = clock
         self._on_target = on_target
         self._spawn = spawn
+        # A visitor's connection id: unique on this hub without a uuid4 (a syscall) per visitor.
+        self._conn_prefix = uuid.uuid4().hex[:16]
+        self._conn_count = itertools.count(1)
         self.udp_reach: (
             Callable[[AgentSession, ReachOpen, routes.Route], Coroutine[Any, Any, None]] | None
         ) = None
@@ -72,10 +91,29 @@ class Pairing:
         self.on_reach_splice: Callable[[AgentSession, StreamBridge], None] | None = None
 
     def visitor(self, tunnel_id: uuid.UUID) -> SocketStream:
-        """The protocol of a visitor on a public port; its stream is dialled in the background
-        (what the visitor sends meanwhile is held)."""
+        """The protocol of a visitor on a public port (`PublicPort`'s factory). Its stream
+        opens at once with the `assign` on the SYN; the visitor's bytes follow it with no wait
+        when the agent holds them (`FEATURE_EARLY_DATA`; the SYN is framed after the loop's
+        next reads, so the first ones usually ride on it), else they are held here until the
+        agent's answer. No agent, a paused or missing tunnel: the visitor is reset."""
         visitor = SocketStream(on_close=lambda s: self._traffic.closed(tunnel_id, s))
-        self._spawn(self.dial(tunnel_id, visitor, uuid.uuid4().hex))
+        conn_id = f"{self._conn_prefix}{next(self._conn_count):x}"
+        try:
+            route, session = self._serving_session(tunnel_id)
+        except Unavailable as exc:
+            visitor.reset(exc.reason)
+            return visitor
+        early = FEATURE_EARLY_DATA in session.features
+        try:
+            assign_frame = encode(self._assign(route, conn_id, tls=False))
+            stream = session.open_stream(assign_frame, after_reads=early)
+        except NoChannel as exc:
+            log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
+            visitor.reset(Reason.UNAVAILABLE)
+            return visitor
+        if early:
+            visitor.link(stream)
+        _Answer(self, stream, visitor, route, session, conn_id, early=early)
         return visitor
 
     async def open_channel(
@@ -93,25 +131,9 @@ class Pairing:
         with no await in between, by setting its own protocol. `tls` (the HTTP edge, for an
         https tunnel) asks the exposing agent to speak TLS to the target itself.
         """
-        route = self._snapshot().routes.get(tunnel_id)
-        if route is None:
-            raise Unavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
-        if route.paused:
-            raise Unavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
-        serving = self._serving(route.agent_id)
-        if not serving:
-            raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE))
-        session = min(serving, key=lambda s: s.load)
-        message = Assign(
-            conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
-            protocol=route.wire_protocol, host=route.host, port=route.port,
-        )  # fmt: skip
-        if tls and route.protocol == "https":
-            message = dataclasses.replace(
-                message, protocol=Protocol.HTTPS, tls_verify=None if route.tls_verify else False
-            )
+        route, session = self._serving_session(tunnel_id)
         try:
-            channel, answer = await assign(session, message)
+            channel, answer = await assign(session, self._assign(route, conn_id, tls=tls))
         except NoChannel as exc:
             log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
             raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE)) from None
@@ -123,11 +145,37 @@ class Pairing:
         transport, rest = channel.detach()
         return transport, rest, route
 
+    def _serving_session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession]:
+        """The tunnel's route and its agent's least-loaded serving session; raises
+        `Unavailable` (no such tunnel, paused, no agent online)."""
+        route = self._snapshot().routes.get(tunnel_id)
+        if route is None:
+            raise Unavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
+        if route.paused:
+            raise Unavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
+        serving = self._serving(route.agent_id)
+        if not serving:
+            raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE))
+        return route, min(serving, key=lambda s: s.load)
+
+    @staticmethod
+    def _assign(route: routes.Route, conn_id: str, *, tls: bool) -> Assign:
+        message = Assign(
+            conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
+            protocol=route.wire_protocol, host=route.host, port=route.port,
+        )  # fmt: skip
+        if tls and route.protocol == "https":
+            message = dataclasses.replace(
+                message, protocol=Protocol.HTTPS, tls_verify=None if route.tls_verify else False
+            )
+        return message
+
     async def dial(
         self, tunnel_id: uuid.UUID, relay: SocketStream | StreamBridge, conn_id: str
     ) -> bool:
-        """Join `relay` (a visitor's socket, or end `b` of a reach bridge) to a stream the
-        tunnel's agent dialled to the target."""
+        """Join `relay` (end `b` of a reach bridge, or any socket) to a stream the tunnel's
+        agent dialled to the target, once the agent answered. Called by `reach`; a public
+        visitor is paired in callbacks instead (`visitor`)."""
         try:
             transport, rest, route = await self.open_channel(tunnel_id, conn_id)
         except Unavailable as exc:
@@ -199,6 +247,79 @@ class Pairing:
         if route.paused:
             return Reason.PAUSED, f"tunnel {route.name} is paused"
         return route
+
+
+class _Answer(FirstMessage):
+    """A public visitor's stream until the agent answers its `assign` (made by
+    `Pairing.visitor`): reads `assign_ok` or `assign_error` off the stream's first bytes.
+
+    On `assign_ok` the visitor's socket becomes the stream's sink (it was linked already when
+    the agent holds early bytes, else it joins now with what it held), and `Traffic` counts it;
+    on `assign_error` the visitor is reset with the agent's reason. Either answer tells
+    `on_target` how the target is, as `open_channel` does. No answer within
+    `ASSIGN_TIMEOUT_SECONDS`, the stream ended or reset first, or a wrong answer: the visitor is
+    reset with `unavailable`. A visitor that leaves before the answer resets a linked stream
+    itself (`SocketStream.connection_lost`), which frees it at once.
+    """
+
+    __slots__ = ("conn", "early", "pairing", "route", "session", "timer", "visitor")
+
+    def __init__(
+        self,
+        pairing: Pairing,
+        stream: MuxStream,
+        visitor: SocketStream,
+        route: routes.Route,
+        session: AgentSession,
+        conn: str,
+        *,
+        early: bool,
+    ) -> None:
+        self.pairing = pairing
+        self.visitor = visitor
+        self.route = route
+        self.session = session
+        self.conn = conn
+        self.early = early
+        loop = stream.connection.loop
+        self.timer = loop.call_later(ASSIGN_TIMEOUT_SECONDS, self._timed_out)
+        # A linked visitor writes into the stream already: its queue's pressure pauses it.
+        super().__init__(stream, visitor if early else None)
+
+    def message_received(self, message: Message) -> None:
+        self.timer.cancel()
+        pairing, stream, visitor, route = self.pairing, self.stream, self.visitor, self.route
+        if isinstance(message, AssignOk) and message.conn == self.conn:
+            pairing._on_target(self.session, route.id, True, "")
+            if not visitor.open:
+                stream.reset(Reason.RESET)  # the visitor left while the agent dialled
+                return
+            if self.early:
+                stream.attach(visitor)  # what followed the answer first, then what follows
+            else:
+                visitor.join(stream)  # and its held bytes go out now
+            pairing._traffic.opened(route.id, visitor, pairing._clock.now())
+        elif isinstance(message, AssignError) and message.conn == self.conn:
+            stream.reset(message.reason)
+            pairing._on_target(self.session, route.id, False, message.message)
+            visitor.reset(message.reason)
+        else:
+            self._unpaired(f"agent {self.session.agent_name} answered the assign with {message!r}")
+
+    def ended(self, reason: Reason | None) -> None:
+        self.timer.cancel()
+        how = "ended" if reason is None else f"reset ({reason.value})"
+        self._unpaired(f"agent {self.session.agent_name} {how} the stream of an assignment")
+
+    def _timed_out(self) -> None:
+        stream = self.stream
+        if stream.connection.streams.get(stream.id) is stream:  # else the visitor reset it
+            self._unpaired(f"agent {self.session.agent_name} did not answer an assignment")
+
+    def _unpaired(self, error: str) -> None:
+        log.warning("cannot pair connection", extra={"tunnel": self.route.name, "error": error})
+        self.stream.reset(Reason.RESET)
+        self.visitor.reset(Reason.UNAVAILABLE)
 
 
 def _why(route: routes.Route, reason: Reason) -> str:

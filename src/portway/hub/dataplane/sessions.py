@@ -2,8 +2,8 @@
 
 An agent's session starts on the link whose control stream said `control_hello` and grows by
 the links that joined it (`channel_hello` with the session's secret): every proxied
-connection, assignment and diagnostic is a stream on one of them, opened by `take_channel()`
-on the least-loaded link (`docs/protocol.md` §14).
+connection, assignment and diagnostic is a stream on one of them, opened by `open_stream()`
+(or `take_channel()`, framed) on the least-loaded link (`docs/protocol.md` §14).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxConnection
+from portway.net.mux import MuxConnection, MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.messages import FEATURE_SERVE, Assign, AssignError, AssignOk, Diagnosis
 from portway.wire.mux import MuxError
@@ -70,19 +70,25 @@ class AgentSession:
         if link in self.links:
             self.links.remove(link)
 
-    def take_channel(self) -> FramedConnection:
-        """A new stream on the least-loaded live link, framed for its first messages (an
-        `assign` and its answer); raises `NoChannel` when no link can open one."""
+    def open_stream(self, first: bytes = b"", *, after_reads: bool = False) -> MuxStream:
+        """A new stream on the least-loaded live link, ``first`` (an ``assign``) on its SYN
+        (framed after the loop's next reads with ``after_reads``: `MuxConnection.open_stream`);
+        raises `NoChannel` when no link can open one. Called by `take_channel` and by the
+        pairing of a public visitor, which reads the answer off the stream itself."""
         live = [link for link in self.links if link.transport is not None and not link.go_away]
         for link in sorted(live, key=lambda link: len(link.streams)):
             try:
-                stream = link.open_stream()
+                return link.open_stream(first, after_reads=after_reads)
             except MuxError:
                 continue  # at its stream limit or going away: try the next one
-            channel = FramedConnection()
-            StreamTransport(stream, channel)
-            return channel
         raise NoChannel(f"agent {self.agent_name} has no session that can open a stream")
+
+    def take_channel(self) -> FramedConnection:
+        """A new stream (`open_stream`), framed for its first messages (an `assign` and its
+        answer); raises `NoChannel`."""
+        channel = FramedConnection()
+        StreamTransport(self.open_stream(), channel)
+        return channel
 
     def close(self) -> None:
         """End the session: every link says GO_AWAY and closes (their streams reset)."""
