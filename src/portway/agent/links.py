@@ -33,6 +33,11 @@ log = logging.getLogger("portway.agent.links")
 StreamHandler = Callable[[MuxStream, Message], None]
 
 CONNECT_TIMEOUT = 10.0
+STREAMS_FROM_HUB = 65_536
+"""Open streams a link accepts from the hub: every connection to a target this agent exposes,
+and every local client of a reach, is one. The hub is authenticated and paces itself (its own
+SYN limits, the sockets it accepts), so this only catches a runaway; the multiplexer's default
+(4,096, for streams from an unauthenticated side) would cap a busy agent at 8,192 connections."""
 RETRY_SECONDS = 0.5  # between attempts to reopen a lost link
 LINK_ERRORS = (OSError, ssl.SSLError, ConnectionClosed, ProtocolError, TimeoutError)
 
@@ -63,8 +68,8 @@ class HubLinks:
 
         def make() -> MuxConnection:
             return MuxConnection(
-                MuxSession(client=True), on_open, lambda exc: self._lost(link),
-                preface=agent_port.V2_PREFACE, name="hub session",
+                MuxSession(client=True, max_streams=STREAMS_FROM_HUB), on_open,
+                lambda exc: self._lost(link), preface=agent_port.V2_PREFACE, name="hub session",
             )  # fmt: skip
 
         async with asyncio.timeout(CONNECT_TIMEOUT):
