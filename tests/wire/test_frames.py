@@ -4,10 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portway.wire.errors import ProtocolError, UnsupportedVersion
+from portway.wire.errors import ProtocolError
 from portway.wire.frames import (
     MAGIC,
-    PREFACE,
     Frame,
     FrameReader,
     encode_frame,
@@ -19,7 +18,7 @@ from .chunking import cuts
 
 def test_preface_bytes() -> None:
     assert MAGIC == b"\x89PWY\r\n\x1a\n"
-    assert PREFACE == b"\x89PWY\r\n\x1a\n\x00\x01"
+    assert encode_preface(2) == b"\x89PWY\r\n\x1a\n\x00\x02"
     assert encode_preface(0x0203) == MAGIC + b"\x02\x03"
 
 
@@ -30,11 +29,10 @@ def test_frame_bytes() -> None:
         encode_frame(256, b"")
 
 
-def test_reader_reads_preface_then_frames_and_keeps_the_rest() -> None:
-    reader = FrameReader(expect_preface=True)
-    reader.feed(PREFACE + encode_frame(1, b"ab") + encode_frame(2, b"") + b"stream bytes")
+def test_reader_reads_frames_and_keeps_the_rest() -> None:
+    reader = FrameReader()
+    reader.feed(encode_frame(1, b"ab") + encode_frame(2, b"") + b"stream bytes")
     assert reader.next_frame() == Frame(1, b"ab")
-    assert reader.version == 1
     assert reader.next_frame() == Frame(2, b"")
     # The tail is not a frame we were asked for: it stays untouched for the stream decoder.
     assert reader.take_rest() == b"stream bytes"
@@ -50,33 +48,6 @@ def test_reader_waits_for_whole_frames() -> None:
     reader.feed(data[-1:])
     assert reader.next_frame() == Frame(7, b"hello")
     assert reader.next_frame() is None
-
-
-def test_bad_magic_is_refused_on_the_first_wrong_byte() -> None:
-    reader = FrameReader(expect_preface=True)
-    reader.feed(b"\x89PW")
-    assert reader.next_frame() is None  # a correct prefix: keep waiting
-    reader.feed(b"X")
-    with pytest.raises(ProtocolError) as info:
-        reader.next_frame()
-    assert info.value.code == "bad_magic"
-
-
-def test_http_request_on_the_agent_port_is_refused() -> None:
-    reader = FrameReader(expect_preface=True)
-    reader.feed(b"GET / HTTP/1.1\r\n")
-    with pytest.raises(ProtocolError, match="bad magic"):
-        reader.next_frame()
-
-
-def test_unsupported_version_names_the_version() -> None:
-    reader = FrameReader(expect_preface=True)
-    reader.feed(encode_preface(9))
-    with pytest.raises(UnsupportedVersion) as info:
-        reader.next_frame()
-    assert info.value.version == 9
-    assert info.value.supported == (1,)
-    assert info.value.code == "bad_version"
 
 
 def test_oversized_frame_is_refused_from_its_header_alone() -> None:
@@ -105,8 +76,8 @@ def test_limit_can_be_raised_after_authentication() -> None:
 def test_any_chunking_gives_the_same_frames(
     frames: list[tuple[int, bytes]], data: st.DataObject
 ) -> None:
-    wire = PREFACE + b"".join(encode_frame(k, p) for k, p in frames)
-    reader = FrameReader(expect_preface=True, max_payload=300)
+    wire = b"".join(encode_frame(k, p) for k, p in frames)
+    reader = FrameReader(max_payload=300)
     got: list[Frame] = []
     for piece in data.draw(cuts(wire)):
         reader.feed(piece)
@@ -118,11 +89,10 @@ def test_any_chunking_gives_the_same_frames(
 
 @given(st.binary(max_size=200))
 def test_garbage_only_ever_raises_protocol_error(garbage: bytes) -> None:
-    for expect_preface in (True, False):
-        reader = FrameReader(expect_preface=expect_preface, max_payload=64)
-        reader.feed(garbage)
-        try:
-            while reader.next_frame() is not None:
-                pass
-        except ProtocolError:
+    reader = FrameReader(max_payload=64)
+    reader.feed(garbage)
+    try:
+        while reader.next_frame() is not None:
             pass
+    except ProtocolError:
+        pass

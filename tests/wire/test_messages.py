@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
-from portway.wire.frames import MAX_HELLO_PAYLOAD, PREFACE, encode_frame
+from portway.wire.frames import MAX_HELLO_PAYLOAD, encode_frame
 from portway.wire.messages import (
     Assign,
     AssignError,
@@ -237,8 +237,8 @@ def test_reader_stays_broken_after_a_bad_message() -> None:
 
 
 def test_reader_limits_hello_size_before_authentication() -> None:
-    reader = MessageReader(expect_preface=True)
-    reader.feed(PREFACE + (MAX_HELLO_PAYLOAD + 1).to_bytes(4, "big") + b"\x01")
+    reader = MessageReader()
+    reader.feed((MAX_HELLO_PAYLOAD + 1).to_bytes(4, "big") + b"\x01")
     with pytest.raises(ProtocolError, match="exceeds"):
         reader.next_message()
 
@@ -307,8 +307,8 @@ def test_round_trip(message: Message) -> None:
 
 @given(st.lists(messages, max_size=6), st.data())
 def test_any_chunking_gives_the_same_messages(batch: list[Message], data: st.DataObject) -> None:
-    wire = PREFACE + b"".join(encode(m) for m in batch)
-    reader = MessageReader(expect_preface=True, max_payload=1 << 20)
+    wire = b"".join(encode(m) for m in batch)
+    reader = MessageReader(max_payload=1 << 20)
     got: list[Message] = []
     for piece in data.draw(cuts(wire)):
         reader.feed(piece)

@@ -12,6 +12,6 @@ The byte layouts are documented in ``docs/protocol.md``.
 """
 
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError, UnsupportedVersion
+from portway.wire.errors import ProtocolError
 
-__all__ = ["ProtocolError", "Reason", "SessionCode", "UnsupportedVersion"]
+__all__ = ["ProtocolError", "Reason", "SessionCode"]

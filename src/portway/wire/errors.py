@@ -19,20 +19,3 @@ class ProtocolError(Exception):
     def __init__(self, message: str, *, code: str = "protocol_error") -> None:
         super().__init__(message)
         self.code = code
-
-
-class UnsupportedVersion(ProtocolError):
-    """The preface was Portway's but names a version this side does not speak.
-
-    Raised by :class:`~portway.wire.frames.FrameReader` on the hub side; the hub should answer
-    with a ``refused`` frame (reason ``bad_version``), whose layout is frozen across versions, and
-    close.
-    """
-
-    def __init__(self, version: int, supported: tuple[int, ...]) -> None:
-        super().__init__(
-            f"protocol version {version} is not supported (this side speaks {supported})",
-            code="bad_version",
-        )
-        self.version = version
-        self.supported = supported

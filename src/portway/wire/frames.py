@@ -7,25 +7,23 @@ Messages (:mod:`portway.wire.messages`) travel as frames ``[u32 payload length][
 answer, after which the stream carries plain bytes (or datagrams, :mod:`portway.wire.datagram`).
 A version 1 peer gets the hub's frozen ``refused`` frame in this format right after its preface.
 
-The reader is pull-based, like h11's ``next_event``: :meth:`FrameReader.next_frame` parses exactly
-one frame per call and never looks past it, so a caller that has just pulled the frame after which
-the byte format changes gets every later byte untouched from :meth:`FrameReader.take_rest`.
+The preface itself is read by the hub's agent port (:mod:`portway.net.agent_port`) before any
+frame. The frame reader is pull-based, like h11's ``next_event``: :meth:`FrameReader.next_frame`
+parses exactly one frame per call and never looks past it, so a caller that has just pulled the
+frame after which the byte format changes gets every later byte untouched from
+:meth:`FrameReader.take_rest`.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from portway.wire.errors import ProtocolError, UnsupportedVersion
+from portway.wire.errors import ProtocolError
 
 MAGIC = b"\x89PWY\r\n\x1a\n"
 """PNG-style: the high byte catches 7-bit paths, CR LF catches newline rewriting, and a stray HTTP
 request or TLS ClientHello on the agent port fails on its first byte."""
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS: tuple[int, ...] = (PROTOCOL_VERSION,)
-
 _VERSION = struct.Struct(">H")
 PREFACE_SIZE = len(MAGIC) + _VERSION.size
 HEADER = struct.Struct(">IB")
@@ -40,16 +38,13 @@ MAX_CONTROL_PAYLOAD = 4 * 1024 * 1024
 Bytes = bytes | bytearray | memoryview
 
 
-def encode_preface(version: int = PROTOCOL_VERSION) -> bytes:
+def encode_preface(version: int) -> bytes:
     """The first bytes an agent writes on every agent-port connection (control or data).
 
     Called by the agent right after the TCP/TLS connection is up; the hello frame follows at once,
     without waiting for a reply.
     """
     return MAGIC + _VERSION.pack(version)
-
-
-PREFACE = encode_preface()
 
 
 def encode_frame(kind: int, payload: Bytes) -> bytes:
@@ -70,7 +65,7 @@ class Frame:
 
 
 class FrameReader:
-    """Sans-IO decoder for the preface and frames of one connection.
+    """Sans-IO decoder for the message frames of one stream.
 
     Fed by a protocol's ``data_received`` (:meth:`feed`); the owner pulls frames with
     :meth:`next_frame` and, once it has pulled the last frame before the format changes, takes the
@@ -79,18 +74,8 @@ class FrameReader:
     payload is buffered.
     """
 
-    def __init__(
-        self,
-        *,
-        max_payload: int = MAX_HELLO_PAYLOAD,
-        expect_preface: bool = False,
-        versions: Iterable[int] = SUPPORTED_VERSIONS,
-    ) -> None:
+    def __init__(self, *, max_payload: int = MAX_HELLO_PAYLOAD) -> None:
         self.max_payload = max_payload
-        self.version: int | None = None
-        """The peer's protocol version, once its preface has been read."""
-        self._versions = tuple(versions)
-        self._want_preface = expect_preface
         self._buf = bytearray()
         self._error: ProtocolError | None = None
 
@@ -106,8 +91,7 @@ class FrameReader:
     def next_frame(self) -> Frame | None:
         """Parse and remove one frame, or return ``None`` until more bytes are fed.
 
-        Raises :class:`ProtocolError` (or :class:`UnsupportedVersion`) on bad input; the reader then
-        stays broken.
+        Raises :class:`ProtocolError` on bad input; the reader then stays broken.
         """
         if self._error is not None:
             raise self._error
@@ -119,17 +103,6 @@ class FrameReader:
 
     def _next(self) -> Frame | None:
         buf = self._buf
-        if self._want_preface:
-            if not MAGIC.startswith(bytes(buf[: len(MAGIC)])):
-                raise ProtocolError("not a Portway connection (bad magic)", code="bad_magic")
-            if len(buf) < PREFACE_SIZE:
-                return None
-            (version,) = _VERSION.unpack_from(buf, len(MAGIC))
-            del buf[:PREFACE_SIZE]
-            self._want_preface = False
-            if version not in self._versions:
-                raise UnsupportedVersion(version, self._versions)
-            self.version = version
         if len(buf) < HEADER_SIZE:
             return None
         length, kind = HEADER.unpack_from(buf)

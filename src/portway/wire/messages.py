@@ -390,10 +390,8 @@ class MessageReader:
     follow with :meth:`take_rest`.
     """
 
-    def __init__(
-        self, *, max_payload: int = MAX_HELLO_PAYLOAD, expect_preface: bool = False
-    ) -> None:
-        self.frames = FrameReader(max_payload=max_payload, expect_preface=expect_preface)
+    def __init__(self, *, max_payload: int = MAX_HELLO_PAYLOAD) -> None:
+        self.frames = FrameReader(max_payload=max_payload)
         self._error: ProtocolError | None = None
 
     def feed(self, data: Bytes) -> None:
