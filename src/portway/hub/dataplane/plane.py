@@ -251,9 +251,9 @@ class DataPlane:
             if left <= 0:
                 return None
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, 0.1)):
-                    await session.control_moved.wait()
-            session.control_moved.clear()
+                async with asyncio.timeout(left):
+                    await session.control_changed.wait()
+            session.control_changed.clear()
         if session.control is ended or session.closed:
             return None
         log.info("agent control moved", extra={"agent": session.agent_name, "session": session.id})
@@ -267,7 +267,7 @@ class DataPlane:
         old, session.control = session.control, conn
         old.abort()
         conn.send(self._welcome(session))
-        session.control_moved.set()
+        session.control_changed.set()
 
     def _end_session(self, session: AgentSession, code: SessionCode) -> None:
         """Forget a session whose control connection ended; the store hears of it in a task."""

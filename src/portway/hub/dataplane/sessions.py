@@ -45,8 +45,9 @@ class AgentSession:
     """Last target health the agent reported: tunnel id -> (ok, message)."""
     links: list[MuxConnection] = field(default_factory=list)
     """The session's connections."""
-    control_moved: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the agent moved the control stream to another of its connections."""
+    control_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the agent moved the control stream to another of its connections, when its
+    last link was lost and when the session closed: wakes `DataPlane._next_control`."""
     closed: bool = False
 
     @property
@@ -69,6 +70,8 @@ class AgentSession:
     def link_lost(self, link: MuxConnection) -> None:
         if link in self.links:
             self.links.remove(link)
+            if not self.links:
+                self.control_changed.set()  # nothing is left that could carry a moved control
 
     def open_stream(self, first: bytes = b"", *, after_reads: bool = False) -> MuxStream:
         """A new stream on the least-loaded live link, ``first`` (an ``assign``) on its SYN
@@ -93,6 +96,7 @@ class AgentSession:
     def close(self) -> None:
         """End the session: every link says GO_AWAY and closes (their streams reset)."""
         self.closed = True
+        self.control_changed.set()
         self.control.close()
         for link in list(self.links):
             link.close()
