@@ -48,10 +48,14 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 async def until(condition: Callable[[], Any], what: str) -> Any:
-    """Poll `condition` on the test's loop (the hub and agent run on it too) until truthy."""
-    async with asyncio.timeout(WAIT):
-        while not (found := condition()):
-            await asyncio.sleep(0.005)
+    """Poll `condition` on the test's loop (the hub and agent run on it too) until truthy; the
+    value it gave. Fails naming `what` after `WAIT` seconds."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while not (found := condition()):
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
     return found
 
 

@@ -14,6 +14,8 @@ frame (the hub, a visitor's first bytes behind the ``assign``) is held to the st
 
 from __future__ import annotations
 
+import abc
+
 from portway.net.mux import MuxStream, StreamSink
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
@@ -21,7 +23,7 @@ from portway.wire.frames import HEADER, HEADER_SIZE, MAX_HELLO_PAYLOAD
 from portway.wire.messages import Message, decode
 
 
-class FirstMessage:
+class FirstMessage(abc.ABC):
     """The sink of ``stream`` until the peer's first message frame is read; attaches itself.
 
     Subclasses implement :meth:`message_received` and :meth:`ended`. When the frame is whole the
@@ -40,15 +42,15 @@ class FirstMessage:
         self._partial = b""  # the frame so far, when it comes in more than one DATA payload
         stream.attach(self)
 
+    @abc.abstractmethod
     def message_received(self, message: Message) -> None:
         """The peer's first message; the stream now has no sink (see the class docstring)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def ended(self, reason: Reason | None) -> None:
         """The stream ended before a whole message: the peer's FIN (``None``), its RST or the
         session's loss (the reason), or a malformed frame (``PROTOCOL_ERROR``; this sink has
         reset the stream). Called once; nothing more reaches this sink."""
-        raise NotImplementedError
 
     # -- StreamSink ------------------------------------------------------------------------------
 

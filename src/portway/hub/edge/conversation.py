@@ -443,8 +443,8 @@ class Conversation:
         if self.exchange is x:
             self.out.log(x.decision, x.request, status or x.status or 502, x, reason)
             self.exchange = None
-            kept = self.lane is not None and x.decision.share is not None
-            self.out.set_live(x.decision.share.id if kept and x.decision.share else None)
+            share = x.decision.share  # an idle lane stays cuttable through its last share
+            self.out.set_live(share.id if share is not None and self.lane is not None else None)
         if self.raw:
             eof = lane is not None and lane.eof_in
             self.out.add(Op.CLOSE if eof else Op.ABORT)  # CLOSE flushes, then FIN
