@@ -19,7 +19,7 @@ from portway.api.app import create_app
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
 from portway.hub.bootstrap import ensure_admin
-from portway.hub.config import load_hub_config
+from portway.hub.core.config import load_hub_config
 from portway.store import Database, migrate
 from portway.testing.postgres import PostgresCluster, find_pg_bin, throwaway_cluster
 from portway.testing.programs import unavailable

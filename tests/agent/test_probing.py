@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from portway.agent.dialer import Dialer
 from portway.agent.probing import diagnose
-from portway.domain.policy import TargetPolicy
+from portway.domain.dial_policy import TargetPolicy
 from portway.testing.mongo_origin import MongoOrigin
 from portway.wire.messages import Assign, AssignMode, Diagnosis, Protocol
 from tests.probe.fakes import BannerServer, RecordingRelay

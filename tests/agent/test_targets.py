@@ -8,7 +8,7 @@ from typing import Any
 
 from portway.agent.dialer import Dialer
 from portway.agent.targets import TargetWatch
-from portway.domain.policy import TargetPolicy
+from portway.domain.dial_policy import TargetPolicy
 from portway.wire.messages import Protocol, TunnelSpec
 from tests.probe.fakes import BannerServer
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from portway.api.context import ApiContext
-from portway.domain import tunnels as rules
+from portway.domain import tunnel_rules as rules
 from tests.api.helpers import assert_error, error_fields
 from tests.api.tunnel_helpers import (
     metadata_of_size,

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from portway.domain import shares as rules
+from portway.domain import share_rules as rules
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

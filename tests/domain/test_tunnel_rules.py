@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portway.domain import tunnels as rules
+from portway.domain import tunnel_rules as rules
 from portway.domain.addresses import AddressError
 
 

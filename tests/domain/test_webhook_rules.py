@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from portway.domain import webhooks as rules
-from portway.domain.events import EVENT_TYPES
+from portway.domain import webhook_rules as rules
+from portway.domain.event_kinds import EVENT_TYPES
 from portway.domain.netguard import forbidden_reason, parse_address
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
-from portway.domain.webhooks import RetryPolicy
-from portway.hub.webhooks import DeliverySettings, DeliveryWorker
+from portway.domain.webhook_rules import RetryPolicy
+from portway.hub.webhook_delivery import DeliverySettings, DeliveryWorker
 from portway.store import Database
 from tests.api.tunnel_helpers import events, new_agent, new_tunnel
 from tests.webhook_receiver import SLOW, Receiver, message_ids

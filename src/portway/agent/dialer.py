@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from portway.domain.policy import TargetPolicy
+from portway.domain.dial_policy import TargetPolicy
 from portway.wire.codes import Reason
 
 DIAL_TIMEOUT = 10.0

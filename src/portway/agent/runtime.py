@@ -25,7 +25,7 @@ from portway.agent.reach import LOCALHOST, ReachListener
 from portway.agent.targets import TargetWatch
 from portway.agent.udp import UdpReachListener
 from portway.domain.backoff import Backoff
-from portway.domain.policy import TargetPolicy
+from portway.domain.dial_policy import TargetPolicy
 from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection

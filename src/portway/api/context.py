@@ -11,9 +11,9 @@ from fastapi import Request
 
 from portway.domain.clock import Clock
 from portway.domain.detection import Report
-from portway.hub.config import HubConfig
+from portway.hub.core.config import HubConfig
+from portway.hub.core.presence import AgentPresence
 from portway.hub.dataplane.endpoint import AgentEndpoint
-from portway.hub.presence import AgentPresence
 from portway.store import Database
 
 

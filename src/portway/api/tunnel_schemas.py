@@ -1,7 +1,7 @@
 """Request and response bodies of `/v1/tunnels`, connections and shares.
 
 Bounds live here (pydantic turns a breach into a 422 naming the field); rules that need no
-I/O are delegated to `portway.domain.tunnels` and `portway.domain.shares`. Integers and
+I/O are delegated to `portway.domain.tunnel_rules` and `portway.domain.share_rules`. Integers and
 booleans are strict: `"5432"` or `true` is not a port, `1` is not `public`.
 """
 
@@ -25,8 +25,8 @@ from portway.api.tunnel_examples import (
     SHARE_EXAMPLE,
     example,
 )
-from portway.domain import shares as share_rules
-from portway.domain import tunnels as rules
+from portway.domain import share_rules
+from portway.domain import tunnel_rules as rules
 from portway.domain.addresses import AddressError, parse_host_port
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]

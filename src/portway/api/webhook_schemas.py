@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, StrictBool
 
 from portway.api.schemas import Model
-from portway.domain import webhooks as rules
-from portway.domain.events import EVENT_TYPES
-from portway.domain.shares import check_description
+from portway.domain import webhook_rules as rules
+from portway.domain.event_kinds import EVENT_TYPES
+from portway.domain.share_rules import check_description
 
 EXAMPLE_WEBHOOK_ID = "5b0c8d1e-2f3a-4b5c-8d7e-6f5a4b3c2d1e"
 EXAMPLE_TIME = "2026-01-01T12:00:00Z"

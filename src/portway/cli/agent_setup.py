@@ -19,7 +19,7 @@ from portway.cli.common import ApiOptions
 from portway.cli.profile import Profile, load_profile, profile_lock, save_profile
 from portway.client import PortwayClient
 from portway.domain.addresses import parse_host_port
-from portway.domain.policy import PolicyError, TargetPolicy
+from portway.domain.dial_policy import PolicyError, TargetPolicy
 from portway.errors import ConfigError
 from portway.net.tls import normalize_fingerprint
 

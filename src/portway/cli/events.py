@@ -16,7 +16,7 @@ from portway import __version__
 from portway.cli.common import ApiOptions, api_options, emit_json
 from portway.client import error_from_response
 from portway.domain.backoff import Backoff
-from portway.domain.events import EVENT_TYPES
+from portway.domain.event_kinds import EVENT_TYPES
 
 # Longer than the hub's 15 s keep-alive, so a dead connection is noticed and resumed.
 STREAM_READ_TIMEOUT = 45.0

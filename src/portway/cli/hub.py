@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from portway.hub.config import DEFAULTS, HubConfig, env_name, load_hub_config
+from portway.hub.core.config import DEFAULTS, HubConfig, env_name, load_hub_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -23,7 +23,7 @@ from portway.cli.agent_setup import (
 )
 from portway.cli.common import ApiOptions, api_options, emit_json
 from portway.cli.reaching import ReachState, forget, local_host, process_start, record
-from portway.domain.tunnels import connection_string, service_kind
+from portway.domain.tunnel_rules import connection_string, service_kind
 from portway.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from portway.cli.common import ApiOptions, api_options, details, emit_json
-from portway.domain.shares import uses_edge
+from portway.domain.share_rules import uses_edge
 
 EXPIRES = ("1h", "24h", "7d", "30d", "never")
 

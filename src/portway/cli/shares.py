@@ -20,7 +20,7 @@ from portway.cli.common import (
     when,
 )
 from portway.cli.group import PortwayGroup
-from portway.domain.shares import SHARE_STATUSES
+from portway.domain.share_rules import SHARE_STATUSES
 
 
 def _listed(values: list[str] | None) -> str:

@@ -21,7 +21,7 @@ from portway.cli.common import (
     when,
 )
 from portway.cli.group import PortwayGroup
-from portway.domain.tunnels import PROTOCOLS, STATUSES
+from portway.domain.tunnel_rules import PROTOCOLS, STATUSES
 
 
 def _target(tunnel: dict[str, Any]) -> str:

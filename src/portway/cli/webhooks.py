@@ -15,7 +15,7 @@ from portway.cli.common import (
     when,
 )
 from portway.cli.group import PortwayGroup
-from portway.domain.webhooks import DELIVERY_STATUSES
+from portway.domain.webhook_rules import DELIVERY_STATUSES
 
 
 def _state(hook: dict[str, Any]) -> str:

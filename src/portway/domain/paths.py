@@ -1,6 +1,6 @@
 """Share path policy with no I/O: normalise a request path and match whole-segment prefixes.
 
-The edge (`portway.hub.edge.policy`) calls `allowed(raw_path, prefixes)` for every request on a
+The edge (`portway.hub.edge.router`) calls `allowed(raw_path, prefixes)` for every request on a
 share with `allowedPaths`. A path the normaliser cannot read safely is refused, never guessed.
 """
 

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
-from portway.hub.access_log import AccessLog
 from portway.hub.bootstrap import Bootstrap, ensure_admin
-from portway.hub.config import HubConfig
+from portway.hub.core.access_log import AccessLog
+from portway.hub.core.config import HubConfig
+from portway.hub.core.presence import AgentPresence
 from portway.hub.dataplane.plane import DataPlane
 from portway.hub.edge.listener import Edge
-from portway.hub.edge.policy import Router
+from portway.hub.edge.router import Router
 from portway.hub.edge.timeouts import Timeouts
-from portway.hub.presence import AgentPresence
 from portway.hub.reaper import Reaper
 from portway.store import Database
 from portway.store.schema import migrate_if_needed
@@ -37,7 +37,7 @@ from portway.store.schema import migrate_if_needed
 if TYPE_CHECKING:
     import uvicorn
 
-    from portway.hub.webhooks import DeliverySettings, DeliveryWorker
+    from portway.hub.webhook_delivery import DeliverySettings, DeliveryWorker
 
 log = logging.getLogger("portway.hub")
 
@@ -140,8 +140,8 @@ class Hub:
             self._reaper.start()
             # Imported only now and in a worker thread, like the API below: httpx and the
             # delivery code are not needed to serve tunnels, and the loop keeps serving them.
-            await asyncio.to_thread(importlib.import_module, "portway.hub.webhooks")
-            from portway.hub.webhooks import DeliveryWorker
+            await asyncio.to_thread(importlib.import_module, "portway.hub.webhook_delivery")
+            from portway.hub.webhook_delivery import DeliveryWorker
 
             self.webhooks = DeliveryWorker(
                 self.db,

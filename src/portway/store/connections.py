@@ -13,7 +13,7 @@ from typing import Any, Final, Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.domain import events as ev
+from portway.domain import event_kinds as ev
 from portway.store import events
 from portway.store.errors import Duplicate, NotFound
 from portway.store.models import Connection, Tunnel

@@ -1,6 +1,6 @@
 """The delivery worker's side of the webhook queue: fan-out, claiming heads, recording attempts.
 
-Called only by `portway.hub.webhooks.DeliveryWorker`, each function in its own transaction:
+Called only by `portway.hub.webhook_delivery.DeliveryWorker`, each function in its own transaction:
 
 1. `fan_out` turns new `events` rows into deliveries for the matching enabled webhooks and
    moves the durable cursor (`event_cursors`, row `webhooks`) in the same transaction, so a
@@ -24,8 +24,8 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from portway.domain import events as ev
-from portway.domain import webhooks as rules
+from portway.domain import event_kinds as ev
+from portway.domain import webhook_rules as rules
 from portway.store import event_feed, events, webhooks
 from portway.store.event_feed import EventTail
 from portway.store.models import EventCursor, Webhook, WebhookAttempt, WebhookDelivery

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.domain.events import EVENT_TYPES
+from portway.domain.event_kinds import EVENT_TYPES
 from portway.store.models import Event
 
 
@@ -30,7 +30,7 @@ async def append(
     """Record one change; the caller commits it together with the change (or rolls both back).
 
     `payload` must be JSON-safe (strings, numbers, lists, dicts, None) and hold no secrets;
-    see `portway.domain.events` for what each type carries.
+    see `portway.domain.event_kinds` for what each type carries.
     """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")

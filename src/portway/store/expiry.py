@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.domain import events as ev
+from portway.domain import event_kinds as ev
 from portway.store import events, shares, tunnels
 from portway.store.models import Share
 

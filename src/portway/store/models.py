@@ -233,7 +233,7 @@ class ShareAccessLog(Base):
 
 
 class Event(Base):
-    """One change; see `portway.domain.events` for types and payloads.
+    """One change; see `portway.domain.event_kinds` for types and payloads.
 
     `seq` grows with every insert. On PostgreSQL a transaction holding a lower `seq` can commit
     after one holding a higher `seq`, so a reader that resumes "after seq N" must allow for

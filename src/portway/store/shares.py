@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.domain import events as ev
+from portway.domain import event_kinds as ev
 from portway.domain import secrets
 from portway.store import events
 from portway.store.access_rows import insert_accesses

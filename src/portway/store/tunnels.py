@@ -18,8 +18,8 @@ from sqlalchemy import case, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.domain import events as ev
-from portway.domain import tunnels as rules
+from portway.domain import event_kinds as ev
+from portway.domain import tunnel_rules as rules
 from portway.store import connections, events, shares
 from portway.store.errors import Duplicate, NotFound, StoreError
 from portway.store.models import Tunnel

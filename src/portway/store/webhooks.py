@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.domain import webhooks as rules
+from portway.domain import webhook_rules as rules
 from portway.store import event_feed, seq_pages
 from portway.store.errors import NotFound
 from portway.store.models import Webhook, WebhookAttempt, WebhookDelivery

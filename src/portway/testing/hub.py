@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from portway.domain.clock import Clock
-from portway.hub.config import load_hub_config
+from portway.hub.core.config import load_hub_config
 from portway.hub.server import Hub
 from portway.testing.ports import free_port
 

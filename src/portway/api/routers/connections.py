@@ -19,8 +19,8 @@ from portway.api.routers.tunnels import TunnelRef, find_agent, find_tunnel
 from portway.api.schemas import Limit, Page
 from portway.api.tunnel_examples import CONNECT_EXAMPLES
 from portway.api.tunnel_schemas import ConnectionCreate, ConnectionOut
-from portway.domain import events as ev
-from portway.domain import tunnels as rules
+from portway.domain import event_kinds as ev
+from portway.domain import tunnel_rules as rules
 from portway.store import connections, errors
 from portway.store.models import Connection, Tunnel
 

@@ -19,7 +19,7 @@ from portway.api.problems import NotFound, Problem, responses
 from portway.api.routers.hub_info import AgentEndpointInfo
 from portway.api.schemas import Model
 from portway.domain import secrets
-from portway.domain.shares import share_status
+from portway.domain.share_rules import share_status
 from portway.store.models import Share, Tunnel
 
 router = APIRouter(prefix="/v1/join", tags=["shares"])

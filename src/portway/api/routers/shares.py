@@ -26,9 +26,9 @@ from portway.api.tunnel_schemas import (
     ShareCreated,
     ShareOut,
 )
-from portway.domain import shares as share_rules
-from portway.domain import tunnels as rules
-from portway.domain.shares import ShareStatus
+from portway.domain import share_rules
+from portway.domain import tunnel_rules as rules
+from portway.domain.share_rules import ShareStatus
 from portway.store import errors, shares
 from portway.store.models import Share
 

@@ -26,8 +26,8 @@ from portway.api.tunnel_schemas import (
     TunnelStats,
     TunnelUpdate,
 )
-from portway.domain import events as ev
-from portway.domain import tunnels as rules
+from portway.domain import event_kinds as ev
+from portway.domain import tunnel_rules as rules
 from portway.store import agents, errors, tunnels
 from portway.store.models import Agent, Tunnel
 

@@ -3,7 +3,7 @@
 The signing secret (`whsec_…`) appears in the create and rotate-secret responses only. URLs
 that are, or resolve to, loopback/private/link-local/... addresses are refused with a 422
 naming `url` unless the hub runs with `--webhooks-allow-private`; the delivery worker checks
-again before every attempt. Deliveries are made by `portway.hub.webhooks`.
+again before every attempt. Deliveries are made by `portway.hub.webhook_delivery`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from portway.api.webhook_schemas import (
     WebhookSecret,
     WebhookUpdate,
 )
-from portway.domain import webhooks as rules
+from portway.domain import webhook_rules as rules
 from portway.hub import egress
 from portway.store import errors, webhooks
 from portway.store.models import Webhook, WebhookAttempt, WebhookDelivery

@@ -6,7 +6,7 @@ import ssl
 from dataclasses import dataclass, replace
 
 from portway.domain.addresses import display_host
-from portway.hub.config import HubConfig
+from portway.hub.core.config import HubConfig
 from portway.net import tls
 
 _PEM_START = "-----BEGIN CERTIFICATE-----"

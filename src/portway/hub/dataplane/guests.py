@@ -22,8 +22,8 @@ from sqlalchemy import select
 from portway.domain import secrets
 from portway.domain.clock import Clock
 from portway.domain.ratelimit import SlidingWindow
-from portway.domain.shares import share_status
-from portway.hub.access_log import AccessLog
+from portway.domain.share_rules import share_status
+from portway.hub.core.access_log import AccessLog
 from portway.hub.dataplane.pairing import BIND_PREFIX
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed

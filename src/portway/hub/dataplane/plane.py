@@ -19,7 +19,9 @@ from functools import partial
 from typing import Any
 
 from portway.domain.clock import Clock
-from portway.hub.config import HubConfig
+from portway.hub.core.config import HubConfig
+from portway.hub.core.presence import AgentPresence
+from portway.hub.core.ticker import Ticker
 from portway.hub.dataplane import counters, refresh, routes
 from portway.hub.dataplane.admission import Admission, check_join, lapsed, refuse
 from portway.hub.dataplane.desired import DesiredStates
@@ -34,8 +36,6 @@ from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.dataplane.statuses import Statuses
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, reach_udp
-from portway.hub.presence import AgentPresence
-from portway.hub.ticker import Ticker
 from portway.net import agent_port
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection

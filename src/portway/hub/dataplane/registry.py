@@ -13,8 +13,8 @@ import contextlib
 import uuid
 from collections import defaultdict
 
+from portway.hub.core.presence import AgentPresence
 from portway.hub.dataplane.sessions import AgentSession
-from portway.hub.presence import AgentPresence
 from portway.wire.messages import FEATURE_BINDS
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from portway.domain.clock import Clock
-from portway.domain.tunnels import TunnelStatus
+from portway.domain.tunnel_rules import TunnelStatus
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.sessions import AgentSession
 from portway.store import Database, connections, tunnels

@@ -14,7 +14,7 @@ from typing import Any
 
 from portway.hub.edge import http1
 from portway.hub.edge.exchange import Exchange
-from portway.hub.edge.policy import Deny, Forward
+from portway.hub.edge.router import Deny, Forward
 
 
 class Op(enum.Enum):

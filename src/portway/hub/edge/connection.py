@@ -23,7 +23,7 @@ from portway.hub.edge.actions import Asking, Logged, Op
 from portway.hub.edge.conversation import UNAVAILABLE, Conversation
 from portway.hub.edge.entries import share_entry
 from portway.hub.edge.exchange import Lane
-from portway.hub.edge.policy import Deny, Forward
+from portway.hub.edge.router import Deny, Forward
 from portway.hub.edge.timeouts import Phase, Watchdog
 from portway.net.splice import hard_close
 from portway.wire.codes import Reason

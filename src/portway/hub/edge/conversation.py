@@ -32,7 +32,7 @@ from portway.hub.edge import http1
 from portway.hub.edge.actions import Asking, Op, Outbox
 from portway.hub.edge.exchange import Exchange, Lane
 from portway.hub.edge.pages import error_response
-from portway.hub.edge.policy import Deny, Forward
+from portway.hub.edge.router import Deny, Forward
 from portway.hub.edge.timeouts import Phase
 from portway.wire.codes import Reason
 

@@ -20,8 +20,8 @@ import logging
 import uuid
 from typing import Protocol
 
-from portway.hub.edge.policy import Deny, Router
-from portway.hub.ticker import Ticker
+from portway.hub.core.ticker import Ticker
+from portway.hub.edge.router import Deny, Router
 
 log = logging.getLogger("portway.hub.edge")
 

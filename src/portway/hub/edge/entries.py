@@ -13,7 +13,7 @@ from datetime import datetime
 
 from portway.hub.edge import http1
 from portway.hub.edge.exchange import Exchange
-from portway.hub.edge.policy import Deny, Forward, split_share
+from portway.hub.edge.router import Deny, Forward, split_share
 from portway.store.shares import Access
 
 

@@ -15,7 +15,7 @@ import time
 import uuid
 
 from portway.hub.edge import http1
-from portway.hub.edge.policy import Forward
+from portway.hub.edge.router import Forward
 
 RETRYABLE = frozenset({b"GET", b"HEAD"})  # resent once when a reused channel turned out stale
 

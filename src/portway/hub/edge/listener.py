@@ -13,12 +13,12 @@ import contextlib
 import socket
 
 from portway.domain.clock import Clock
-from portway.hub.access_log import AccessLog
+from portway.hub.core.access_log import AccessLog
 from portway.hub.dataplane.pairing import Pairing
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.edge.connection import EdgeConnection
 from portway.hub.edge.cut import LiveShares
-from portway.hub.edge.policy import Router
+from portway.hub.edge.router import Router
 from portway.hub.edge.timeouts import Timeouts
 
 

@@ -22,7 +22,8 @@ What the proxy relies on:
 """
 
 from portway.hub.edge.http1.connections import ClientConnection, ServerConnection
-from portway.hub.edge.http1.events import (
+from portway.hub.edge.http1.framing import header, tokens
+from portway.hub.edge.http1.parts import (
     CLOSED,
     DONE,
     END,
@@ -46,7 +47,6 @@ from portway.hub.edge.http1.events import (
     Response,
     State,
 )  # fmt: skip
-from portway.hub.edge.http1.framing import header, tokens
 
 __all__ = [
     "CLOSED",

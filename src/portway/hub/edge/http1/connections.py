@@ -9,7 +9,15 @@ from typing import Any
 
 import httptools
 
-from portway.hub.edge.http1.events import (
+from portway.hub.edge.http1.framing import (
+    Framer,
+    head_bytes,
+    parse_length,
+    request_framer,
+    status_line,
+    tokens,
+)  # fmt: skip
+from portway.hub.edge.http1.parts import (
     CLOSED,
     DONE,
     END,
@@ -32,14 +40,6 @@ from portway.hub.edge.http1.events import (
     Request,
     Response,
     State,
-)  # fmt: skip
-from portway.hub.edge.http1.framing import (
-    Framer,
-    head_bytes,
-    parse_length,
-    request_framer,
-    status_line,
-    tokens,
 )  # fmt: skip
 
 # The headers the connections act on themselves; `on_header` keeps their values as it parses,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http
 
-from portway.hub.edge.http1.events import Headers, LocalProtocolError
+from portway.hub.edge.http1.parts import Headers, LocalProtocolError
 
 
 def header(headers: Headers, name: bytes) -> bytes | None:

@@ -8,7 +8,7 @@ import pytest
 
 from portway.domain.addresses import HostPort
 from portway.errors import ConfigError
-from portway.hub.config import load_hub_config
+from portway.hub.core.config import load_hub_config
 
 
 def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,12 +15,12 @@ import pytest
 
 from portway.domain.clock import FrozenClock
 from portway.domain.detection import Report, Step
+from portway.hub.core.presence import AgentPresence
 from portway.hub.dataplane import diagnostics as diag
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
-from portway.hub.presence import AgentPresence
 from portway.net.framed import FramedConnection
 from portway.store import Database
 from portway.wire.codes import Reason

@@ -12,12 +12,12 @@ import logging
 
 from sqlalchemy.exc import IntegrityError
 
-from portway.hub.ticker import Ticker
+from portway.hub.core.ticker import Ticker
 from portway.store import Database
 from portway.store import shares as share_store
 from portway.store.shares import Access
 
-log = logging.getLogger("portway.hub.access_log")
+log = logging.getLogger("portway.hub.core.access_log")
 
 FLUSH_SECONDS = 1.0
 MAX_QUEUED = 100_000  # beyond this (a store outage under load) entries are dropped and counted

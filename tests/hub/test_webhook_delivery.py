@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from portway.domain.webhooks import RetryPolicy
-from portway.hub.config import load_hub_config
+from portway.domain.webhook_rules import RetryPolicy
+from portway.hub.core.config import load_hub_config
 from portway.hub.server import Hub
-from portway.hub.webhooks import DeliverySettings
+from portway.hub.webhook_delivery import DeliverySettings
 from portway.store import Database, events
 from portway.testing.hub import hub_flags
 from portway.testing.waiting import async_wait_until

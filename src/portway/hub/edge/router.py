@@ -22,7 +22,7 @@ from sqlalchemy import select
 from portway.domain import paths
 from portway.domain.clock import Clock
 from portway.domain.ratelimit import SlidingWindow
-from portway.domain.shares import share_status
+from portway.domain.share_rules import share_status
 from portway.hub.dataplane import routes
 from portway.hub.edge.share_cache import MISS, ShareCache
 from portway.store import Database

@@ -11,9 +11,9 @@ import httpx
 
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
-from portway.hub.access_log import AccessLog
+from portway.hub.core.access_log import AccessLog
 from portway.hub.dataplane import routes
-from portway.hub.edge.policy import Deny, Forward, Router, host_slug, split_share
+from portway.hub.edge.router import Deny, Forward, Router, host_slug, split_share
 from portway.store.shares import Access
 from tests.api.tunnel_helpers import new_agent, new_tunnel
 

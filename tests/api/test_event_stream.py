@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from portway.api.routers import events as events_router
-from portway.hub.config import load_hub_config
+from portway.hub.core.config import load_hub_config
 from portway.hub.server import SHUTDOWN_GRACE_SECONDS, Hub
 from portway.testing.hub import hub_flags
 

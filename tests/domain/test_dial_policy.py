@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from portway.domain.policy import PolicyError, TargetPolicy, parse_rule
+from portway.domain.dial_policy import PolicyError, TargetPolicy, parse_rule
 
 
 def test_default_allows_ordinary_targets() -> None:

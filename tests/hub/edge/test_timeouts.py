@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from portway.errors import ConfigError
-from portway.hub.config import load_hub_config
+from portway.hub.core.config import load_hub_config
 from portway.hub.edge.timeouts import Phase, Timeouts, Watchdog
 from portway.testing.waiting import async_wait_until
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from portway.cli import cli
 from portway.errors import ConfigError
-from portway.hub.config import HubConfig, load_hub_config
+from portway.hub.core.config import HubConfig, load_hub_config
 
 
 def test_off_by_default(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Deliveries follow the Standard Webhooks specification (https://www.standardwebhooks.com/):
 headers `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256>`
 over ``f"{id}.{timestamp}.{body}"``, keyed with the base64-decoded part of `whsec_<base64>`.
-The API validates and stores; the hub's delivery worker (`portway.hub.webhooks`) signs and
+The API validates and stores; the hub's delivery worker (`portway.hub.webhook_delivery`) signs and
 schedules with these functions.
 """
 
@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
-from portway.domain.events import EVENT_TYPES
+from portway.domain.event_kinds import EVENT_TYPES
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a prefix, not a secret
 SECRET_BYTES: Final = 32

@@ -10,10 +10,10 @@ import httpx
 from sqlalchemy import update
 
 from portway.api.context import ApiContext
-from portway.hub.edge.policy import Deny, Forward
+from portway.hub.edge.router import Deny, Forward
 from portway.hub.edge.share_cache import MISS, ShareCache
 from portway.store.models import Share
-from tests.hub.test_edge_policy import setup
+from tests.hub.edge.test_router import setup
 
 
 async def test_rows_are_reused_within_the_ttl_and_dropped_on_revocation(

@@ -13,7 +13,7 @@ from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
 from portway.hub.dataplane import routes
 from portway.hub.edge.cut import LiveShares
-from portway.hub.edge.policy import Deny, Router
+from portway.hub.edge.router import Deny, Router
 from tests.api.tunnel_helpers import new_agent, new_tunnel
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from portway import __version__
-from portway.domain import webhooks as rules
+from portway.domain import webhook_rules as rules
 from portway.domain.clock import Clock
 from portway.hub import egress
 from portway.store import Database, deliveries
@@ -42,7 +42,7 @@ from portway.store.deliveries import Outcome
 from portway.store.event_feed import GAP_GRACE_SECONDS, EventTail
 from portway.store.models import Webhook, WebhookDelivery
 
-log = logging.getLogger("portway.hub.webhooks")
+log = logging.getLogger("portway.hub.webhook_delivery")
 
 USER_AGENT = f"portway-webhooks/{__version__}"
 STOP_GRACE_SECONDS = 5.0

@@ -14,7 +14,7 @@ from portway.hub.dataplane import routes
 from portway.hub.edge.actions import Logged, Op
 from portway.hub.edge.conversation import Conversation
 from portway.hub.edge.exchange import Lane
-from portway.hub.edge.policy import Deny, Forward, ShareRef
+from portway.hub.edge.router import Deny, Forward, ShareRef
 from portway.hub.edge.timeouts import Phase
 from portway.wire.codes import Reason
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from portway.cli import COMMANDS, cli
-from portway.hub.config import load_hub_config
+from portway.hub.core.config import load_hub_config
 from portway.hub.server import Hub
 from portway.store import Database, migrate
 from portway.store.schema import head_revision_of_files, migrate_if_needed, stored_revision
@@ -32,7 +32,7 @@ HEAVY = (
     "portway.api.app",
     "portway.client",
     "portway.agent.runtime",
-    "portway.hub.webhooks",
+    "portway.hub.webhook_delivery",
 )
 
 
