@@ -29,7 +29,8 @@ import httpx
 import pytest
 
 from portway.agent.runtime import AgentRuntime, AgentSettings
-from portway.hub.dataplane.pairing import Pairing, _Answer
+from portway.hub.dataplane.channels import dial_message
+from portway.hub.dataplane.pairing import _Answer
 from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.server import Hub
 from portway.net.mux import MuxConnection, MuxStream
@@ -166,7 +167,7 @@ class Stack:
         with."""
         assert self.hub.dataplane is not None
         answer = cast(_Answer, stream.sink)
-        return len(encode(Pairing._assign(answer.route, answer.conn, tls=False)))
+        return len(encode(dial_message(answer.route, answer.conn, tls=False)))
 
     def hub_load(self) -> int:
         """Open streams of the agent's sessions, as the hub's least-loaded choice counts them."""

@@ -93,6 +93,8 @@ class Hub:
         self.dataplane: DataPlane | None = None
         self.edge: Edge | None = None
         self.access_log: AccessLog | None = None
+        # Set when the store's event log moved (the data plane follows it): wakes webhooks.
+        self._events_moved = asyncio.Event()
         self._edge_socket: socket.socket | None = None
 
     @property
@@ -119,7 +121,11 @@ class Hub:
             await migrate_if_needed(self.db)
             self._api_socket = bind_tcp(self.config.api_listen)
             self._edge_socket = bind_tcp(self.config.edge_listen)
-            self.dataplane = DataPlane(self.config, self.db, self.clock, self.presence)
+            self.access_log = AccessLog(self.db)
+            self.dataplane = DataPlane(
+                self.config, self.db, self.clock, self.presence, self.access_log,
+                events_moved=self._events_moved.set,
+            )  # fmt: skip
             await self.dataplane.start()
             assert self.dataplane.endpoint is not None
             # From here on the config carries the real ports (port 0 means "any free port"),
@@ -148,9 +154,9 @@ class Hub:
                 self.clock,
                 allow_private=self.config.webhooks_allow_private,
                 settings=self._delivery_settings,
+                wake=self._events_moved,
             )
             self.webhooks.start()
-            self.dataplane.event_listeners.append(self.webhooks.wake)
             await self._start_api(self.db, self.dataplane, self.edge, self._api_socket)
         except BaseException:
             await self.stop()
@@ -209,19 +215,17 @@ class Hub:
 
     async def _start_edge(self, dataplane: DataPlane, sock: socket.socket) -> None:
         """The HTTP edge on its bound socket, routing with the data plane's snapshot."""
-        assert self.db is not None
+        assert self.db is not None and self.access_log is not None
         plane = dataplane
-        router = Router(self.db, self.clock, lambda: plane.snapshot, self.config.public_domain)
-        self.access_log = AccessLog(self.db)
+        router = Router(self.db, self.clock, plane.table, self.config.public_domain)
         self.access_log.start()
-        plane.guests.access_log = self.access_log
         timeouts = Timeouts(
             head=self.config.edge_head_timeout,
             idle=self.config.edge_idle_timeout,
             body=self.config.edge_body_timeout,
         )
         self.edge = Edge(
-            router, plane.pairing, plane.traffic, self.clock, self.access_log, timeouts
+            router, plane.channels, plane.traffic, self.clock, self.access_log, timeouts
         )
         await self.edge.start(sock)
 

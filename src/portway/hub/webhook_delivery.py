@@ -10,7 +10,7 @@ before closing the store. Every pass it
 
 A pass follows the previous one after `poll_interval` while deliveries are under way, and
 after `idle_poll_interval` when it found nothing to do: an idle hub reads the store twice every
-two seconds, not every half second. Sooner when something is due: the hub calls `wake()` when
+two seconds, not every half second. Sooner when something is due: the hub sets the `wake` event when
 the event log moved (its data plane follows the log anyway), an attempt ending wakes the loop
 for the next delivery, and a retry this worker scheduled bounds the wait.
 
@@ -71,6 +71,7 @@ class DeliveryWorker:
         *,
         allow_private: bool,
         settings: DeliverySettings | None = None,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -80,7 +81,9 @@ class DeliveryWorker:
         self.owner = uuid.uuid4().hex
         self._tail = EventTail(0, gap_grace=self.settings.gap_grace)
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
+        # Set to run a pass now: by the hub when the event log moved (its data plane follows
+        # the log anyway), and by an attempt that ended.
+        self._wake = wake or asyncio.Event()
         self._retry_at: datetime | None = None  # the earliest retry this worker scheduled
         self._stopping = False
         # Attempts waiting on the network: the only ones a stop interrupts (never one that is
@@ -219,10 +222,6 @@ class DeliveryWorker:
                 self._wake.set()
 
         task.add_done_callback(done)
-
-    def wake(self) -> None:
-        """Run a pass now; called by the hub's data plane when the event log moved."""
-        self._wake.set()
 
     async def _loop(self) -> None:
         while not self._stopping:

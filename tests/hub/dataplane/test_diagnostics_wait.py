@@ -60,9 +60,9 @@ class Plane:
     """The parts of the data plane a diagnosis reads, with the agent's answers scripted."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> None:
-        self.snapshot = routes.Snapshot(routes={}, binds={}, agent_workspaces={})
+        self.table = routes.RouteTable()
         self.sessions = SessionRegistry(AgentPresence())
-        self.desired = DesiredStates(lambda: self.snapshot, self.sessions)
+        self.desired = DesiredStates(self.table, self.sessions)
         self.session = AgentSession(
             agent_id=AGENT, workspace_id=ROUTE.workspace_id, agent_name="laptop",
             control=cast(FramedConnection, _Control()), features=frozenset({FEATURE_SERVE}),
@@ -83,13 +83,13 @@ class Plane:
             coro.close()
 
         self.diagnostics = diag.Diagnostics(
-            db=cast(Database, None), clock=FrozenClock(), snapshot=lambda: self.snapshot,
+            db=cast(Database, None), clock=FrozenClock(), table=self.table,
             serving=self.sessions.serving, desired=self.desired, spawn=spawn,
         )  # fmt: skip
 
     def serve(self) -> None:
         """The tunnel reaches the snapshot and the agent's session connects: it is pushed."""
-        self.snapshot = routes.Snapshot(routes={TUNNEL: ROUTE}, binds={}, agent_workspaces={})
+        self.table.snapshot = routes.Snapshot(routes={TUNNEL: ROUTE}, binds={}, agent_workspaces={})
         self.sessions.add(self.session)
         self.desired.push(self.session)
 
@@ -150,7 +150,7 @@ async def test_an_offline_agent_fails_after_the_settle_time(
 ) -> None:
     monkeypatch.setattr(diag, "SETTLE_SECONDS", 0.3)
     plane = Plane(monkeypatch, [])
-    plane.snapshot = routes.Snapshot(routes={TUNNEL: ROUTE}, binds={}, agent_workspaces={})
+    plane.table.snapshot = routes.Snapshot(routes={TUNNEL: ROUTE}, binds={}, agent_workspaces={})
     loop = asyncio.get_running_loop()
     started = loop.time()
     report = await asyncio.wait_for(plane.diagnostics.run(TUNNEL), 2)

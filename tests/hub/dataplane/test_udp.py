@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from portway.domain.clock import FrozenClock
-from portway.hub.dataplane.pairing import Unavailable
-from portway.hub.dataplane.routes import Route
+from portway.hub.dataplane.channels import Unavailable
+from portway.hub.dataplane.routes import Route, RouteTable, Snapshot
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, UdpPort
 from portway.wire.codes import Reason
@@ -26,11 +26,20 @@ class FakePlane:
     """Stands in for `DataPlane`: its "agent" echoes every framed record back unchanged."""
 
     def __init__(self, route: Route) -> None:
-        self.route: Route | None = route
+        self.table = RouteTable()
+        self.route = route
         self.traffic = Traffic()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.far: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.fail: Reason | None = None
+
+    @property
+    def route(self) -> Route:
+        return next(iter(self.table.snapshot.routes.values()))
+
+    @route.setter
+    def route(self, route: Route) -> None:
+        self.table.snapshot = Snapshot(routes={route.id: route}, binds={}, agent_workspaces={})
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -38,8 +47,8 @@ class FakePlane:
         task.add_done_callback(self.tasks.discard)
 
     async def open_channel(
-        self, tunnel_id: uuid.UUID, conn_id: str
-    ) -> tuple[asyncio.Transport, bytes, Any]:
+        self, tunnel_id: uuid.UUID, conn_id: str, *, tls: bool = False
+    ) -> tuple[asyncio.Transport, bytes, Route]:
         if self.fail is not None:
             raise Unavailable(self.fail, "no agent")
         near, far = socket.socketpair()
@@ -63,11 +72,8 @@ class FakePlane:
         writer.close()
 
     def context(self) -> UdpContext:
-        return UdpContext(
-            open_channel=self.open_channel, route=lambda _t: self.route, traffic=self.traffic,
-            clock=FrozenClock(datetime(2026, 1, 1, tzinfo=UTC)), spawn=self.spawn,
-            unavailable=Unavailable,
-        )  # fmt: skip
+        clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+        return UdpContext(self, self.table, self.traffic, clock, self.spawn)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ async def shares_of_new_tunnel(api: httpx.AsyncClient, count: int, **policy: Any
 async def snapshot_router(ctx: ApiContext) -> Router:
     async with ctx.db.session() as session:
         snap = await routes.load(session)
-    return Router(ctx.db, ctx.clock, lambda: snap, "localhost")
+    return Router(ctx.db, ctx.clock, routes.RouteTable(snap), "localhost")
 
 
 async def test_unusable_names_revoked_expired_deleted_and_paused_shares(

@@ -27,7 +27,7 @@ async def setup(
     assert created.status_code == 201, created.text
     async with ctx.db.session() as session:
         snap = await routes.load(session)
-    router = Router(ctx.db, ctx.clock, lambda: snap, "localhost")
+    router = Router(ctx.db, ctx.clock, routes.RouteTable(snap), "localhost")
     return router, urlsplit(created.json()["shareUrl"]).path, created.json()
 
 
@@ -65,14 +65,14 @@ async def test_rate_limit_window_slides_at_the_edge(
 
 async def test_public_hosts_and_paused_tunnels(api: httpx.AsyncClient, ctx: ApiContext) -> None:
     router, _, _ = await setup(api, ctx)
-    route = next(iter(router._snapshot().routes.values()))
+    route = next(iter(router._table.snapshot.routes.values()))
     assert isinstance(await router.decide("GET", "/", f"{route.slug}.localhost:7081"), Forward)
     unknown = await router.decide("GET", "/", "other.localhost")
     assert isinstance(unknown, Deny) and unknown.status == 404
     await api.patch(f"/v1/tunnels/{route.id}", json={"status": "paused"})
     async with ctx.db.session() as session:
         snap = await routes.load(session)
-    paused = Router(ctx.db, ctx.clock, lambda: snap, "localhost")
+    paused = Router(ctx.db, ctx.clock, routes.RouteTable(snap), "localhost")
     denied = await paused.decide("GET", "/", f"{route.slug}.localhost")
     assert isinstance(denied, Deny) and denied.status == 503
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 from portway.hub.dataplane import routes
@@ -25,8 +24,8 @@ from portway.wire.messages import FEATURE_BINDS, DesiredState, TunnelSpec
 
 
 class DesiredStates:
-    def __init__(self, snapshot: Callable[[], routes.Snapshot], sessions: SessionRegistry) -> None:
-        self._snapshot = snapshot
+    def __init__(self, table: routes.RouteTable, sessions: SessionRegistry) -> None:
+        self._table = table
         self._sessions = sessions
         self._pushed: dict[str, tuple[Any, ...]] = {}  # session id -> last (tunnels, binds) sent
         # session id -> each tunnel spec of the last push -> the revision it was first sent in
@@ -36,7 +35,7 @@ class DesiredStates:
 
     def desired(self, session: AgentSession) -> tuple[Any, ...]:
         """(tunnel specs, bind specs) `session` should hold, sorted: equal states compare equal."""
-        snap = self._snapshot()
+        snap = self._table.snapshot
         specs = (
             tuple(sorted((r.spec() for r in snap.tunnels_of(session.agent_id)), key=str))
             if session.serves

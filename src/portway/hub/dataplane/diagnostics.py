@@ -90,14 +90,14 @@ class Diagnostics:
         *,
         db: Database,
         clock: Clock,
-        snapshot: Callable[[], routes.Snapshot],
+        table: routes.RouteTable,
         serving: Callable[[uuid.UUID], list[AgentSession]],
         desired: DesiredStates,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
     ) -> None:
         self._db = db
         self._clock = clock
-        self._snapshot = snapshot
+        self._table = table
         self._serving = serving
         self._desired = desired
         self._spawn = spawn
@@ -124,7 +124,7 @@ class Diagnostics:
 
         Only a session this hub has pushed the tunnel to qualifies. The agent takes it on
         receipt, though an assignment on a data channel may reach it first (see `_attempt`)."""
-        route = self._snapshot().routes.get(tunnel_id)
+        route = self._table.snapshot.routes.get(tunnel_id)
         if route is None:
             return _NotYet(NOT_SERVED_YET)
         if route.paused:

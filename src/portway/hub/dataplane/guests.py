@@ -50,12 +50,12 @@ class Guest:
 
 
 class Guests:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, access_log: AccessLog) -> None:
         self._db = db
         self._clock = clock
+        self._access_log = access_log
         self.by_session: dict[str, Guest] = {}
         self.limiter = SlidingWindow()
-        self.access_log: AccessLog | None = None  # set by the hub once its writer runs
 
     def is_guest(self, session: AgentSession) -> bool:
         return session.id in self.by_session
@@ -128,9 +128,7 @@ class Guests:
         return None
 
     def _log(self, guest: Guest, refusal: tuple[Reason, str] | None) -> None:
-        if self.access_log is None:
-            return
-        self.access_log.add(Access(
+        self._access_log.add(Access(
             share_id=guest.share_id, workspace_id=guest.workspace_id, at=self._clock.now(),
             remote_addr=guest.remote_addr or "guest", method="CONNECT", path="",
             status=200 if refusal is None else 403, allowed=refusal is None,

@@ -1,7 +1,8 @@
 """Pairing a visitor (public port or reach connection) with a stream dialled by the agent.
 
 `DataPlane` owns one `Pairing`; public ports call `visitor()`, the control-session handler
-calls `reach()`, the HTTP edge and UDP ports `open_channel()`. A public visitor is paired in
+calls `reach()` (a UDP tunnel's reach goes on to `udp.reach_udp`). The exposing agent's side
+of each comes from `channels.TargetChannels`. A public visitor is paired in
 callbacks, with no task: its stream opens in the protocol factory with the `assign` on the SYN,
 the visitor's bytes follow as they come (to an agent that holds them, `FEATURE_EARLY_DATA`)
 and the agent's answer is read off the stream's first bytes (`_Answer`). Elsewhere the only
@@ -13,22 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Protocol as Interface
+from typing import cast
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.sessions import (
-    ASSIGN_TIMEOUT_SECONDS,
-    AgentSession,
-    NoChannel,
-    assign,
+from portway.hub.dataplane.channels import (
+    TargetChannels,
+    Unavailable,
+    dial_message,
+    reaching_channel,
+    why,
 )
+from portway.hub.dataplane.sessions import ASSIGN_TIMEOUT_SECONDS, AgentSession, NoChannel
 from portway.hub.dataplane.traffic import Traffic
+from portway.hub.dataplane.udp import UdpContext, reach_udp
 from portway.net.framed import ConnectionClosed
 from portway.net.mux import MuxStream
 from portway.net.mux_bridge import StreamBridge
@@ -38,9 +41,7 @@ from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.messages import (
     FEATURE_EARLY_DATA,
-    Assign,
     AssignError,
-    AssignMode,
     AssignOk,
     Message,
     Protocol,
@@ -54,41 +55,32 @@ log = logging.getLogger("portway.hub.pairing")
 BIND_PREFIX = "tunnel:"  # a reach bind an agent holds on its own (`portway reach`)
 
 
-class Unavailable(Exception):
-    """No channel to the tunnel's target could be had; `reason` and `message` say why."""
+class ReachSplices(Interface):
+    """Told about every reach splice (`Guests`: a guest's connections end on revocation)."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    def track(self, session: AgentSession, splice: StreamBridge) -> None: ...
 
 
 class Pairing:
     def __init__(
         self,
-        *,
-        snapshot: Callable[[], routes.Snapshot],
-        serving: Callable[[uuid.UUID], list[AgentSession]],
+        channels: TargetChannels,
+        table: routes.RouteTable,
         traffic: Traffic,
         clock: Clock,
-        on_target: Callable[[AgentSession, uuid.UUID, bool, str], None],
-        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        *,
+        udp: UdpContext,
+        splices: ReachSplices,
     ) -> None:
-        self._snapshot = snapshot
-        self._serving = serving
+        self._channels = channels
+        self._table = table
         self._traffic = traffic
         self._clock = clock
-        self._on_target = on_target
-        self._spawn = spawn
+        self._udp = udp
+        self._splices = splices
         # A visitor's connection id: unique on this hub without a uuid4 (a syscall) per visitor.
         self._conn_prefix = uuid.uuid4().hex[:16]
         self._conn_count = itertools.count(1)
-        self.udp_reach: (
-            Callable[[AgentSession, ReachOpen, routes.Route], Coroutine[Any, Any, None]] | None
-        ) = None
-        """Serves reach for UDP tunnels (`hub.dataplane.udp.reach_udp`); set by `DataPlane`."""
-        # Told about every reach splice (guest sessions' connections are ended on revocation).
-        self.on_reach_splice: Callable[[AgentSession, StreamBridge], None] | None = None
 
     def visitor(self, tunnel_id: uuid.UUID) -> SocketStream:
         """The protocol of a visitor on a public port (`PublicPort`'s factory). Its stream
@@ -99,13 +91,13 @@ class Pairing:
         visitor = SocketStream(on_close=lambda s: self._traffic.closed(tunnel_id, s))
         conn_id = f"{self._conn_prefix}{next(self._conn_count):x}"
         try:
-            route, session = self._serving_session(tunnel_id)
+            route, session = self._channels.serving_session(tunnel_id)
         except Unavailable as exc:
             visitor.reset(exc.reason)
             return visitor
         early = FEATURE_EARLY_DATA in session.features
         try:
-            assign_frame = encode(self._assign(route, conn_id, tls=False))
+            assign_frame = encode(dial_message(route, conn_id, tls=False))
             stream = session.open_stream(assign_frame, after_reads=early)
         except NoChannel as exc:
             log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
@@ -116,60 +108,6 @@ class Pairing:
         _Answer(self, stream, visitor, route, session, conn_id, early=early)
         return visitor
 
-    async def open_channel(
-        self,
-        tunnel_id: uuid.UUID,
-        conn_id: str,
-        *,
-        tls: bool = False,
-    ) -> tuple[asyncio.Transport, bytes, routes.Route]:
-        """A stream the tunnel's agent has dialled to the target, as a transport detached from
-        its `assign` framing, with the target's bytes already read after `assign_ok`; raises
-        `Unavailable`.
-
-        The caller (a splice here, or the HTTP edge) must take over the transport at once,
-        with no await in between, by setting its own protocol. `tls` (the HTTP edge, for an
-        https tunnel) asks the exposing agent to speak TLS to the target itself.
-        """
-        route, session = self._serving_session(tunnel_id)
-        try:
-            channel, answer = await assign(session, self._assign(route, conn_id, tls=tls))
-        except NoChannel as exc:
-            log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
-            raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE)) from None
-        if isinstance(answer, AssignError):
-            channel.close()
-            self._on_target(session, route.id, False, answer.message)
-            raise Unavailable(answer.reason, answer.message or _why(route, answer.reason))
-        self._on_target(session, route.id, True, "")
-        transport, rest = channel.detach()
-        return transport, rest, route
-
-    def _serving_session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession]:
-        """The tunnel's route and its agent's least-loaded serving session; raises
-        `Unavailable` (no such tunnel, paused, no agent online)."""
-        route = self._snapshot().routes.get(tunnel_id)
-        if route is None:
-            raise Unavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
-        if route.paused:
-            raise Unavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
-        serving = self._serving(route.agent_id)
-        if not serving:
-            raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE))
-        return route, min(serving, key=lambda s: s.load)
-
-    @staticmethod
-    def _assign(route: routes.Route, conn_id: str, *, tls: bool) -> Assign:
-        message = Assign(
-            conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
-            protocol=route.wire_protocol, host=route.host, port=route.port,
-        )  # fmt: skip
-        if tls and route.protocol == "https":
-            message = dataclasses.replace(
-                message, protocol=Protocol.HTTPS, tls_verify=None if route.tls_verify else False
-            )
-        return message
-
     async def dial(
         self, tunnel_id: uuid.UUID, relay: SocketStream | StreamBridge, conn_id: str
     ) -> bool:
@@ -177,7 +115,7 @@ class Pairing:
         agent dialled to the target, once the agent answered. Called by `reach`; a public
         visitor is paired in callbacks instead (`visitor`)."""
         try:
-            transport, rest, route = await self.open_channel(tunnel_id, conn_id)
+            transport, rest, route = await self._channels.open_channel(tunnel_id, conn_id)
         except Unavailable as exc:
             relay.reset(exc.reason)
             return False
@@ -196,41 +134,29 @@ class Pairing:
             with contextlib.suppress(ConnectionClosed):
                 session.control.send(ReachReject(request.conn, *route))
             return
-        if route.wire_protocol is Protocol.UDP and self.udp_reach is not None:
-            await self.udp_reach(session, request, route)
+        if route.wire_protocol is Protocol.UDP:
+            await reach_udp(self._udp, session, request, route)
             return
         tunnel_id = route.id
         splice = StreamBridge(on_close=lambda b: self._traffic.closed(tunnel_id, b))
-        if self.on_reach_splice is not None:
-            self.on_reach_splice(session, splice)
-        reaching = Assign(
-            conn=request.conn, mode=AssignMode.REACH, tunnel=str(route.id),
-            protocol=route.wire_protocol, host=route.host, port=route.port,
-        )  # fmt: skip
+        self._splices.track(session, splice)
 
         async def attach_reaching() -> None:
-            try:
-                channel, answer = await assign(session, reaching)
-            except NoChannel:
-                splice.reset(Reason.UNAVAILABLE)
-                return
-            if isinstance(answer, AssignError) or not splice.open:
-                channel.close()
-                splice.reset(answer.reason if isinstance(answer, AssignError) else Reason.GONE)
-                return
-            transport, rest = channel.detach()
-            splice.join(splice.a, cast(StreamTransport, transport).release(), rest)
+            reaching = await reaching_channel(session, request, route, splice)
+            if reaching is not None:
+                transport, rest = reaching
+                splice.join(splice.a, cast(StreamTransport, transport).release(), rest)
 
         reach_task = asyncio.create_task(attach_reaching())
         if not await self.dial(route.id, splice, request.conn):
             reason = splice.result or Reason.UNAVAILABLE
             with contextlib.suppress(ConnectionClosed):
-                session.control.send(ReachReject(request.conn, reason, _why(route, reason)))
+                session.control.send(ReachReject(request.conn, reason, why(route, reason)))
         await reach_task
 
     def _reach_route(self, session: AgentSession, bind: str) -> routes.Route | tuple[Reason, str]:
         """The tunnel a reach bind leads to, if this session may use it; else why not."""
-        snap = self._snapshot()
+        snap = self._table.snapshot
         route: routes.Route | None = None
         if bind.startswith(BIND_PREFIX):
             with contextlib.suppress(ValueError):
@@ -290,7 +216,7 @@ class _Answer(FirstMessage):
         self.timer.cancel()
         pairing, stream, visitor, route = self.pairing, self.stream, self.visitor, self.route
         if isinstance(message, AssignOk) and message.conn == self.conn:
-            pairing._on_target(self.session, route.id, True, "")
+            pairing._channels.on_target(self.session, route.id, True, "")
             if not visitor.open:
                 stream.reset(Reason.RESET)  # the visitor left while the agent dialled
                 return
@@ -301,7 +227,7 @@ class _Answer(FirstMessage):
             pairing._traffic.opened(route.id, visitor, pairing._clock.now())
         elif isinstance(message, AssignError) and message.conn == self.conn:
             stream.reset(message.reason)
-            pairing._on_target(self.session, route.id, False, message.message)
+            pairing._channels.on_target(self.session, route.id, False, message.message)
             visitor.reset(message.reason)
         else:
             self._unpaired(f"agent {self.session.agent_name} answered the assign with {message!r}")
@@ -320,14 +246,3 @@ class _Answer(FirstMessage):
         log.warning("cannot pair connection", extra={"tunnel": self.route.name, "error": error})
         self.stream.reset(Reason.RESET)
         self.visitor.reset(Reason.UNAVAILABLE)
-
-
-def _why(route: routes.Route, reason: Reason) -> str:
-    return {
-        Reason.TARGET_REFUSED: f"the target of {route.name} refused the connection",
-        Reason.TARGET_UNREACHABLE: f"the target of {route.name} is unreachable",
-        Reason.TARGET_TIMEOUT: f"the target of {route.name} did not answer in time",
-        Reason.DENIED: f"the exposing agent's policy denies the target of {route.name}",
-        Reason.PAUSED: f"tunnel {route.name} is paused",
-        Reason.UNAVAILABLE: f"no agent is serving {route.name} right now",
-    }.get(reason, f"connection to {route.name} failed")

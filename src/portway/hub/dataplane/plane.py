@@ -19,23 +19,25 @@ from functools import partial
 from typing import Any
 
 from portway.domain.clock import Clock
+from portway.hub.core.access_log import AccessLog
 from portway.hub.core.config import HubConfig
 from portway.hub.core.presence import AgentPresence
 from portway.hub.core.ticker import Ticker
 from portway.hub.dataplane import counters, refresh, routes
 from portway.hub.dataplane.admission import Admission, check_join, lapsed, refuse
+from portway.hub.dataplane.channels import TargetChannels
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.diagnostics import Diagnostics
 from portway.hub.dataplane.endpoint import AgentEndpoint, agent_endpoint
 from portway.hub.dataplane.guests import CHECK_SECONDS, Guests
 from portway.hub.dataplane.hub_ports import HubPorts
 from portway.hub.dataplane.links import AgentLinks
-from portway.hub.dataplane.pairing import Pairing, Unavailable
+from portway.hub.dataplane.pairing import Pairing
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.dataplane.statuses import Statuses
 from portway.hub.dataplane.traffic import Traffic
-from portway.hub.dataplane.udp import UdpContext, reach_udp
+from portway.hub.dataplane.udp import UdpContext
 from portway.net import agent_port
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
@@ -62,16 +64,26 @@ HELLO_TIMEOUT = 10.0
 
 
 class DataPlane:
+    """Built by `Hub.start()` with everything it depends on; every part gets what it uses at
+    construction (the route table, the session registry, the channel opener), never later."""
+
     def __init__(
-        self, config: HubConfig, db: Database, clock: Clock, presence: AgentPresence
+        self,
+        config: HubConfig,
+        db: Database,
+        clock: Clock,
+        presence: AgentPresence,
+        access_log: AccessLog,
+        *,
+        events_moved: Callable[[], None],
     ) -> None:
         self.config = config
         self.db = db
         self.clock = clock
-        self.presence = presence
-        self.snapshot = routes.Snapshot(routes={}, binds={}, agent_workspaces={})
+        self.table = routes.RouteTable()
         self.traffic = Traffic()
         self.endpoint: AgentEndpoint | None = None
+        self._events_moved = events_moved  # the store's event log moved (wakes webhooks)
         self._server: asyncio.Server | None = None
         self._links = AgentLinks(
             self._accept, self._spawn, hello_timeout=HELLO_TIMEOUT,
@@ -79,29 +91,23 @@ class DataPlane:
         )  # fmt: skip
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[Ticker] = []
-        # Called when the store's event log moved (`Hub` adds the webhook worker's `wake`).
-        self.event_listeners: list[Callable[[], None]] = []
-        self._sessions = SessionRegistry(presence)
-        self._desired = DesiredStates(lambda: self.snapshot, self._sessions)
+        sessions = self._sessions = SessionRegistry(presence)
+        self._desired = DesiredStates(self.table, sessions)
+        self.channels = TargetChannels(self.table, sessions.serving, self._target_result)
+        self.udp = UdpContext(self.channels, self.table, self.traffic, clock, self._spawn)
+        # `portway join` sessions authenticated by a share
+        self.guests = Guests(db, clock, access_log)
         self.pairing = Pairing(
-            snapshot=lambda: self.snapshot, serving=self._sessions.serving, traffic=self.traffic,
-            clock=clock, on_target=self._target_result, spawn=self._spawn,
-        )  # fmt: skip
-        self.udp = UdpContext(
-            open_channel=self.pairing.open_channel, route=self._route, traffic=self.traffic,
-            clock=clock, spawn=self._spawn, unavailable=Unavailable,
-        )  # fmt: skip
-        self.pairing.udp_reach = lambda s, m, r: reach_udp(self.udp, s, m, r)
-        self.guests = Guests(db, clock)  # `portway join` sessions authenticated by a share
-        self.pairing.on_reach_splice = self.guests.track
+            self.channels, self.table, self.traffic, clock, udp=self.udp, splices=self.guests
+        )
         self._admission = Admission(db, clock, self.guests)
         self._hub_ports = HubPorts(config.edge_listen.host, self.pairing.visitor, self.udp)
         self._statuses = Statuses(
-            db=db, clock=clock, snapshot=lambda: self.snapshot, serving=self._sessions.serving,
+            db=db, clock=clock, table=self.table, serving=sessions.serving,
             port_error=self._hub_ports.error_of,
         )  # fmt: skip
         self.diagnostics = Diagnostics(
-            db=db, clock=clock, snapshot=lambda: self.snapshot, serving=self._sessions.serving,
+            db=db, clock=clock, table=self.table, serving=sessions.serving,
             desired=self._desired, spawn=self._spawn,
         )  # fmt: skip
 
@@ -158,13 +164,6 @@ class DataPlane:
                 await task
         with contextlib.suppress(Exception):
             await counters.flush(self.db, self.traffic)
-
-    def _events_moved(self) -> None:
-        for listener in self.event_listeners:
-            listener()
-
-    def _route(self, tunnel_id: uuid.UUID) -> routes.Route | None:
-        return self.snapshot.routes.get(tunnel_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -311,7 +310,7 @@ class DataPlane:
         """Reload the snapshot and bring everything that follows it into line: live
         connections, hub ports, sessions whose token lapsed, desired states, statuses."""
         loaded = await refresh.load(self.db)
-        old, self.snapshot = self.snapshot, loaded.snapshot
+        old, self.table.snapshot = self.table.snapshot, loaded.snapshot
         for tunnel_id, reason in refresh.interrupted(old, loaded.snapshot):
             self.traffic.reset(tunnel_id, reason)
         # Desired states go out before a new tunnel's hub port opens: its first visitor's

@@ -99,6 +99,26 @@ class Snapshot:
         ]
 
 
+EMPTY = Snapshot(routes={}, binds={}, agent_workspaces={})
+
+
+class RouteTable:
+    """The snapshot in force: replaced whole by the data plane's refresh, read by every part
+    that routes a connection (pairing, UDP ports, statuses, diagnostics, the edge's router).
+
+    One shared holder instead of a getter per part: a reader always sees the latest snapshot,
+    and a snapshot itself never changes once built.
+    """
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: Snapshot = EMPTY) -> None:
+        self.snapshot = snapshot
+
+    def route(self, tunnel_id: uuid.UUID) -> Route | None:
+        return self.snapshot.routes.get(tunnel_id)
+
+
 async def load(session: AsyncSession) -> Snapshot:
     routes = {
         t.id: Route(

@@ -30,13 +30,13 @@ class Statuses:
         *,
         db: Database,
         clock: Clock,
-        snapshot: Callable[[], routes.Snapshot],
+        table: routes.RouteTable,
         serving: Callable[[uuid.UUID], list[AgentSession]],
         port_error: Callable[[uuid.UUID], str | None],
     ) -> None:
         self._db = db
         self._clock = clock
-        self._snapshot = snapshot
+        self._table = table
         self._serving = serving
         self._port_error = port_error
         self._written: dict[uuid.UUID, Observed] = {}
@@ -58,7 +58,7 @@ class Statuses:
         """Write the status of every unpaused tunnel whose observed status changed."""
         now = self._clock.now()
         changes: list[tuple[uuid.UUID, Observed]] = []
-        for route in self._snapshot().routes.values():
+        for route in self._table.snapshot.routes.values():
             if route.paused:
                 self._written.pop(route.id, None)
                 continue

@@ -1,8 +1,8 @@
 """UDP tunnels on the hub: public UDP hub ports, and reach sessions between two agents.
 
 `HubPorts.sync` (`hub_ports.py`) opens a `UdpPort` for every public UDP tunnel with a hub
-port, as it opens a `PublicPort` for TCP. `Pairing.reach` hands a `reach_open` for a UDP tunnel to
-`reach_udp`. Every session (one per visitor address, or one per reaching agent's local client)
+port, as it opens a `PublicPort` for TCP. `Pairing.reach` hands a `reach_open` for a UDP tunnel
+to `reach_udp`. Every session (one per visitor address, or one per reaching agent's local client)
 is a `portway.net.udp.UdpSession` registered with `Traffic`, so pausing or deleting the tunnel
 ends it (CLOSE with the reason), and its datagram counters reach the store in the usual batches.
 The hub ends a session after the tunnel's idle timeout (`Route.udp_idle_timeout`); the agents
@@ -21,31 +21,28 @@ from typing import Any
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
+from portway.hub.dataplane.channels import ChannelOpener, Unavailable, reaching_channel
+from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.udp import Address, DatagramChannel, UdpSession, UdpSessionTable
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, AssignMode, ReachOpen, ReachReject
+from portway.wire.messages import ReachOpen, ReachReject
 
 log = logging.getLogger("portway.hub.udp")
 
 MAX_SESSIONS = 10_000  # per hub port: each session holds a data channel and an agent socket
-
-# `Pairing.open_channel`: a channel dialled to the tunnel's target, detached; raises Unavailable.
-OpenChannel = Callable[[uuid.UUID, str], Coroutine[Any, Any, tuple[asyncio.Transport, bytes, Any]]]
 
 
 @dataclass(frozen=True)
 class UdpContext:
     """What UDP sessions need from the data plane; built once by `DataPlane`."""
 
-    open_channel: OpenChannel
-    route: Callable[[uuid.UUID], routes.Route | None]
+    channels: ChannelOpener
+    table: routes.RouteTable
     traffic: Traffic
     clock: Clock
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
-    unavailable: type[Exception]  # `pairing.Unavailable` (it carries `.reason`)
 
 
 class UdpPort:
@@ -80,12 +77,12 @@ class UdpPort:
         return 0 if self._table is None else len(self._table.sessions)
 
     def _idle_timeout(self) -> float:
-        route = self._ctx.route(self.tunnel_id)
+        route = self._ctx.table.route(self.tunnel_id)
         return routes.DEFAULT_UDP_IDLE_TIMEOUT if route is None else route.udp_idle_timeout
 
     def _open_session(self, session: UdpSession) -> bool:
         ctx = self._ctx
-        route = ctx.route(self.tunnel_id)
+        route = ctx.table.route(self.tunnel_id)
         if route is None or route.paused or self.sessions >= MAX_SESSIONS:
             ctx.traffic.dropped(self.tunnel_id)
             return False
@@ -95,9 +92,11 @@ class UdpPort:
 
     async def _pair(self, session: UdpSession) -> None:
         try:
-            transport, rest, _route = await self._ctx.open_channel(self.tunnel_id, _conn_id())
-        except self._ctx.unavailable as exc:
-            session.reset(getattr(exc, "reason", Reason.UNAVAILABLE))
+            transport, rest, _route = await self._ctx.channels.open_channel(
+                self.tunnel_id, _conn_id()
+            )
+        except Unavailable as exc:
+            session.reset(exc.reason)
             return
         session.attach(transport, rest)
 
@@ -130,34 +129,21 @@ async def reach_udp(
         ctx.traffic.closed(route.id, udp)
 
     udp = UdpSession(None, to_reacher, ended, idle_timeout=route.udp_idle_timeout)
-    message = Assign(
-        conn=request.conn, mode=AssignMode.REACH, tunnel=str(route.id),
-        protocol=route.wire_protocol, host=route.host, port=route.port,
-    )  # fmt: skip
 
     async def attach_reaching() -> None:
         nonlocal reaching
-        try:
-            channel, answer = await assign(session, message)
-        except NoChannel:
-            udp.reset(Reason.UNAVAILABLE)
-            return
-        if isinstance(answer, AssignError) or not udp.open:
-            channel.close()
-            udp.reset(answer.reason if isinstance(answer, AssignError) else Reason.GONE)
-            return
-        transport, rest = channel.detach()
-        reaching = DatagramChannel(udp.from_sender, udp.reset)
-        reaching.attach(transport, rest)
+        channel = await reaching_channel(session, request, route, udp)
+        if channel is not None:
+            reaching = DatagramChannel(udp.from_sender, udp.reset)
+            reaching.attach(*channel)
 
     reach_task = asyncio.create_task(attach_reaching())
     try:
-        transport, rest, _route = await ctx.open_channel(route.id, request.conn)
-    except ctx.unavailable as exc:
-        reason = getattr(exc, "reason", Reason.UNAVAILABLE)
-        udp.reset(reason)
+        transport, rest, _route = await ctx.channels.open_channel(route.id, request.conn)
+    except Unavailable as exc:
+        udp.reset(exc.reason)
         with contextlib.suppress(ConnectionClosed):
-            session.control.send(ReachReject(request.conn, reason, str(exc)))
+            session.control.send(ReachReject(request.conn, exc.reason, str(exc)))
     else:
         if udp.open:
             ctx.traffic.opened(route.id, udp, ctx.clock.now())

@@ -2,12 +2,12 @@
 `Conversation` (conversation.py), which decides everything.
 
 `Edge` (listener.py) makes an `EdgeConnection` of each accepted connection. Every callback of
-the client transport and of the upstream `Channel` (the stream `Pairing.open_channel` gave) is
-handed to the conversation, then its actions are carried out in order (`_run`); an action whose
-effect calls back in (a write that pauses the writer) only appends to the same list. The only
-tasks are a store lookup for a request the router could not decide from memory and the opening
-of a channel, one at a time; nothing awaits per chunk. A `Watchdog` (timeouts.py) times the
-client phases the conversation names.
+the client transport and of the upstream `Channel` (the stream `TargetChannels.open_channel`
+gave) is handed to the conversation, then its actions are carried out in order (`_run`); an
+action whose effect calls back in (a write that pauses the writer) only appends to the same
+list. The only tasks are a store lookup for a request the router could not decide from memory
+and the opening of a channel, one at a time; nothing awaits per chunk. A `Watchdog`
+(timeouts.py) times the client phases the conversation names.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from portway.hub.dataplane.pairing import Unavailable
+from portway.hub.dataplane.channels import Unavailable
 from portway.hub.edge.actions import Asking, Logged, Op
 from portway.hub.edge.conversation import UNAVAILABLE, Conversation
 from portway.hub.edge.entries import share_entry
@@ -182,7 +182,7 @@ class EdgeConnection(asyncio.Protocol):
         target), or the answer when none can be had."""
         edge = self.edge
         try:
-            transport, rest, route = await edge.pairing.open_channel(
+            transport, rest, route = await edge.channels.open_channel(
                 decision.route.id, uuid.uuid4().hex, tls=True
             )
         except Unavailable as exc:

@@ -14,7 +14,7 @@ import socket
 
 from portway.domain.clock import Clock
 from portway.hub.core.access_log import AccessLog
-from portway.hub.dataplane.pairing import Pairing
+from portway.hub.dataplane.channels import ChannelOpener
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.edge.connection import EdgeConnection
 from portway.hub.edge.cut import LiveShares
@@ -26,14 +26,14 @@ class Edge:
     def __init__(
         self,
         router: Router,
-        pairing: Pairing,
+        channels: ChannelOpener,
         traffic: Traffic,
         clock: Clock,
         access: AccessLog,
         timeouts: Timeouts | None = None,
     ) -> None:
         self.router = router
-        self.pairing = pairing
+        self.channels = channels
         self.traffic = traffic
         self.clock = clock
         self.access = access

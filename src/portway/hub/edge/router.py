@@ -13,7 +13,7 @@ about every share in use twice a second.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -85,12 +85,12 @@ class Router:
         self,
         db: Database,
         clock: Clock,
-        snapshot: Callable[[], routes.Snapshot],
+        table: routes.RouteTable,
         public_domain: str,
     ) -> None:
         self._db = db
         self._clock = clock
-        self._snapshot = snapshot
+        self._table = table
         self._domain = public_domain
         self.limiter = SlidingWindow()
         self.shares = ShareCache(db)
@@ -104,7 +104,7 @@ class Router:
             share = self.shares.cached(shared[0])
             return None if share is MISS else self._share(method, *shared, share)
         slug = host_slug(host, self._domain)
-        route = None if slug is None else self._snapshot().web.get(slug)
+        route = None if slug is None else self._table.snapshot.web.get(slug)
         if route is None:
             return Deny(404, "not_found", f"no public tunnel answers at {host or 'this host'}")
         if route.paused:
@@ -129,7 +129,7 @@ class Router:
         status = share_status(share.revoked_at, share.expires_at, now)
         if status != "active":
             return _stale(status, ref)
-        route = self._snapshot().routes.get(share.tunnel_id)
+        route = self._table.snapshot.routes.get(share.tunnel_id)
         if route is None:
             return _gone(ref)
         if rest == "" or rest.startswith("?"):
@@ -169,7 +169,7 @@ class Router:
                 )
             ).all()  # fmt: skip
         found = {row.id: row for row in rows}
-        snapshot = self._snapshot()
+        snapshot = self._table.snapshot
         out: dict[uuid.UUID, Deny] = {}
         for share_id in share_ids:
             row = found.get(share_id)

@@ -1,0 +1,152 @@
+"""Channels to a tunnel's target: a stream the serving agent dialled, and the reaching side.
+
+`DataPlane` owns one `TargetChannels`. The HTTP edge and UDP ports call `open_channel()`;
+`Pairing` uses it for reach and for the session a public visitor goes to. Both reach paths (TCP
+splices and UDP sessions) get the reaching agent's side from `reaching_channel()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Protocol as Interface
+
+from portway.hub.dataplane import routes
+from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
+from portway.wire.codes import Reason
+from portway.wire.messages import Assign, AssignError, AssignMode, Protocol, ReachOpen
+
+log = logging.getLogger("portway.hub.pairing")
+
+
+class Unavailable(Exception):
+    """No channel to the tunnel's target could be had; `reason` and `message` say why."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ChannelOpener(Interface):
+    """What the edge and UDP ports need: `TargetChannels`, or a test's stand-in."""
+
+    async def open_channel(
+        self, tunnel_id: uuid.UUID, conn_id: str, *, tls: bool = False
+    ) -> tuple[asyncio.Transport, bytes, routes.Route]: ...
+
+
+class ReachEnd(Interface):
+    """The hub's end of a reach connection (a `StreamBridge` or a `UdpSession`)."""
+
+    @property
+    def open(self) -> bool: ...
+
+    def reset(self, reason: Reason) -> None: ...
+
+
+# Told how a tunnel's target answered: (session, tunnel id, reachable, the agent's message).
+TargetResult = Callable[[AgentSession, uuid.UUID, bool, str], None]
+
+
+class TargetChannels:
+    def __init__(
+        self,
+        table: routes.RouteTable,
+        serving: Callable[[uuid.UUID], list[AgentSession]],
+        on_target: TargetResult,
+    ) -> None:
+        self._table = table
+        self._serving = serving
+        self.on_target = on_target
+
+    async def open_channel(
+        self, tunnel_id: uuid.UUID, conn_id: str, *, tls: bool = False
+    ) -> tuple[asyncio.Transport, bytes, routes.Route]:
+        """A stream the tunnel's agent has dialled to the target, as a transport detached from
+        its `assign` framing, with the target's bytes already read after `assign_ok`; raises
+        `Unavailable`.
+
+        The caller (a splice, a UDP session or the HTTP edge) must take over the transport at
+        once, with no await in between, by setting its own protocol. `tls` (the HTTP edge, for
+        an https tunnel) asks the exposing agent to speak TLS to the target itself.
+        """
+        route, session = self.serving_session(tunnel_id)
+        try:
+            channel, answer = await assign(session, dial_message(route, conn_id, tls=tls))
+        except NoChannel as exc:
+            log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
+            raise Unavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE)) from None
+        if isinstance(answer, AssignError):
+            channel.close()
+            self.on_target(session, route.id, False, answer.message)
+            raise Unavailable(answer.reason, answer.message or why(route, answer.reason))
+        self.on_target(session, route.id, True, "")
+        transport, rest = channel.detach()
+        return transport, rest, route
+
+    def serving_session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession]:
+        """The tunnel's route and its agent's least-loaded serving session; raises
+        `Unavailable` (no such tunnel, paused, no agent online)."""
+        route = self._table.route(tunnel_id)
+        if route is None:
+            raise Unavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
+        if route.paused:
+            raise Unavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
+        serving = self._serving(route.agent_id)
+        if not serving:
+            raise Unavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE))
+        return route, min(serving, key=lambda s: s.load)
+
+
+def dial_message(route: routes.Route, conn_id: str, *, tls: bool) -> Assign:
+    """The `assign` that asks the exposing agent to dial the tunnel's target."""
+    message = Assign(
+        conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
+        protocol=route.wire_protocol, host=route.host, port=route.port,
+    )  # fmt: skip
+    if tls and route.protocol == "https":
+        message = dataclasses.replace(
+            message, protocol=Protocol.HTTPS, tls_verify=None if route.tls_verify else False
+        )
+    return message
+
+
+async def reaching_channel(
+    session: AgentSession, request: ReachOpen, route: routes.Route, end: ReachEnd
+) -> tuple[asyncio.Transport, bytes] | None:
+    """The reaching agent's side of `request`, detached, or None once `end` is reset: the
+    agent could not be asked, refused, or `end` closed while it answered.
+
+    Runs concurrently with the exposing side's `open_channel`; the caller attaches the
+    transport to `end` before any further await.
+    """
+    message = Assign(
+        conn=request.conn, mode=AssignMode.REACH, tunnel=str(route.id),
+        protocol=route.wire_protocol, host=route.host, port=route.port,
+    )  # fmt: skip
+    try:
+        channel, answer = await assign(session, message)
+    except NoChannel:
+        end.reset(Reason.UNAVAILABLE)
+        return None
+    if isinstance(answer, AssignError) or not end.open:
+        channel.close()
+        end.reset(answer.reason if isinstance(answer, AssignError) else Reason.GONE)
+        return None
+    return channel.detach()
+
+
+def why(route: routes.Route, reason: Reason) -> str:
+    """What a user is told when a connection to `route` failed for `reason`."""
+    return {
+        Reason.TARGET_REFUSED: f"the target of {route.name} refused the connection",
+        Reason.TARGET_UNREACHABLE: f"the target of {route.name} is unreachable",
+        Reason.TARGET_TIMEOUT: f"the target of {route.name} did not answer in time",
+        Reason.DENIED: f"the exposing agent's policy denies the target of {route.name}",
+        Reason.PAUSED: f"tunnel {route.name} is paused",
+        Reason.UNAVAILABLE: f"no agent is serving {route.name} right now",
+    }.get(reason, f"connection to {route.name} failed")
