@@ -18,8 +18,10 @@ import pytest
 from portway.api.app import create_app
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
+from portway.hub import egress
 from portway.hub.bootstrap import ensure_admin
 from portway.hub.core.config import load_hub_config
+from portway.hub.core.presence import AgentPresence
 from portway.store import Database, migrate
 from portway.testing.postgres import PostgresCluster, find_pg_bin, throwaway_cluster
 from portway.testing.programs import unavailable
@@ -137,9 +139,17 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def ctx(db: Database, clock: FrozenClock, tmp_path: Path) -> ApiContext:
+def presence() -> AgentPresence:
+    return AgentPresence()
+
+
+@pytest.fixture
+async def ctx(
+    db: Database, clock: FrozenClock, presence: AgentPresence, tmp_path: Path
+) -> ApiContext:
     config = load_hub_config({"data_dir": str(tmp_path / "hub")}, {})
-    return ApiContext(config=config, db=db, clock=clock)
+    guard = egress.Guard(config.webhooks_allow_private)
+    return ApiContext(config=config, db=db, presence=presence, url_guard=guard, clock=clock)
 
 
 @pytest.fixture

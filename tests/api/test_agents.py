@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from portway.api.context import ApiContext
+from portway.hub.core.presence import AgentPresence
 from tests.api.helpers import assert_error, error_fields
 
 
@@ -114,15 +115,17 @@ async def test_rotation_and_deletion_invalidate_tokens(
     assert_error(await api.get(f"/v1/agents/{agent['id']}"), 404)
 
 
-async def test_online_reflects_live_sessions(api: httpx.AsyncClient, ctx: ApiContext) -> None:
+async def test_online_reflects_live_sessions(
+    api: httpx.AsyncClient, presence: AgentPresence
+) -> None:
     agent = (await api.post("/v1/agents", json={"name": "live"})).json()
     agent_id, s1, s2 = uuid.UUID(agent["id"]), uuid.uuid4(), uuid.uuid4()
-    ctx.presence.add(agent_id, s1)
-    ctx.presence.add(agent_id, s2)
+    presence.add(agent_id, s1)
+    presence.add(agent_id, s2)
     shown = (await api.get("/v1/agents/live")).json()
     assert shown["online"] is True and shown["sessions"] == 2
-    ctx.presence.remove(agent_id, s1)
-    ctx.presence.remove(agent_id, s2)
+    presence.remove(agent_id, s1)
+    presence.remove(agent_id, s2)
     assert (await api.get("/v1/agents/live")).json()["online"] is False
 
 

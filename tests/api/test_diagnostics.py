@@ -3,7 +3,9 @@ tests/e2e/test_probes.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -86,6 +88,16 @@ async def test_diagnostics_need_a_data_plane(api: httpx.AsyncClient) -> None:
     assert_error(await api.post(f"/v1/tunnels/{uuid.uuid4()}/diagnostics"), 404)
 
 
+@dataclasses.dataclass
+class ScriptedDiagnostics:
+    """Stands in for the data plane's `Diagnostics` (`portway.services.Diagnoser`)."""
+
+    script: Callable[[uuid.UUID], Awaitable[Report]]
+
+    async def run(self, tunnel_id: uuid.UUID) -> Report:
+        return await self.script(tunnel_id)
+
+
 async def test_runs_are_kept_newest_first_and_capped_at_fifty(
     api: httpx.AsyncClient, ctx: ApiContext, clock: FrozenClock
 ) -> None:
@@ -100,7 +112,7 @@ async def test_runs_are_kept_newest_first_and_capped_at_fifty(
         )
         return Report(steps, None if failed else 1.9, None if failed else POSTGRES)
 
-    ctx.diagnose = diagnose
+    ctx.diagnostics = ScriptedDiagnostics(diagnose)
     agent = await new_agent(api)
     tunnel = await new_tunnel(api, agent)
     other = await new_tunnel(api, agent, target="localhost:6379")

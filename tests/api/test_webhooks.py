@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from portway.api.context import ApiContext
+from portway.hub import egress
 from tests.api.helpers import assert_error, error_fields
 
 PUBLIC_URL = "https://93.184.215.14/hooks/portway"
@@ -17,7 +17,7 @@ PUBLIC_URL = "https://93.184.215.14/hooks/portway"
 
 def allow_private(ctx: ApiContext, allowed: bool = True) -> None:
     """Run the in-process API as a hub started with(out) --webhooks-allow-private."""
-    ctx.config = dataclasses.replace(ctx.config, webhooks_allow_private=allowed)
+    ctx.url_guard = egress.Guard(allowed)
 
 
 async def new_webhook(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

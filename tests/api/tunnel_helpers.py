@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
+from portway.hub.core.config import HubConfig
 from portway.store.models import Event
 
 
@@ -76,4 +77,5 @@ def frozen(ctx: ApiContext) -> FrozenClock:
 
 def set_port_range(ctx: ApiContext, low: int, high: int) -> None:
     """Narrow the hub's port range for this test (the app reads ctx.config per request)."""
+    assert isinstance(ctx.config, HubConfig)
     ctx.config = dataclasses.replace(ctx.config, port_range=(low, high))

@@ -17,6 +17,7 @@ import pytest
 from portway.api.context import ApiContext
 from portway.domain.clock import FrozenClock
 from portway.domain.webhook_rules import RetryPolicy
+from portway.hub import egress
 from portway.hub.webhook_delivery import DeliverySettings, DeliveryWorker
 from portway.store import Database
 from tests.api.tunnel_helpers import events, new_agent, new_tunnel
@@ -30,7 +31,7 @@ SETTINGS = DeliverySettings(
 @pytest.fixture(autouse=True)
 def _private_allowed(ctx: ApiContext) -> None:
     # The receiver listens on loopback, which only a hub started with the flag accepts.
-    ctx.config = dataclasses.replace(ctx.config, webhooks_allow_private=True)
+    ctx.url_guard = egress.Guard(allow_private=True)
 
 
 @pytest.fixture

@@ -45,6 +45,17 @@ class Destination:
     sni_hostname: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The guard as the webhooks API holds it (`portway.services.UrlGuard`), with the hub's
+    `--webhooks-allow-private` setting; built by `hub/server.py`."""
+
+    allow_private: bool
+
+    async def check(self, url: str) -> None:
+        await check(url, allow_private=self.allow_private)
+
+
 async def system_resolve(host: str, port: int) -> list[str]:
     """Every address the system resolver gives for `host` (TCP)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)

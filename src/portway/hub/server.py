@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
+from portway.hub import egress
 from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.core.access_log import AccessLog
 from portway.hub.core.config import HubConfig
@@ -196,11 +197,12 @@ class Hub:
         ctx = ApiContext(
             config=self.config,
             db=db,
-            clock=self.clock,
             presence=self.presence,
+            url_guard=egress.Guard(self.config.webhooks_allow_private),
+            clock=self.clock,
             agent_endpoint=dataplane.endpoint,
-            diagnose=dataplane.diagnostics.run,
-            share_revoked=edge.router.shares.forget,
+            diagnostics=dataplane.diagnostics,
+            revocations=edge.router.shares,
         )
         config = uvicorn.Config(
             create_app(ctx),

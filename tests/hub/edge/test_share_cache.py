@@ -42,7 +42,7 @@ async def test_rows_are_reused_within_the_ttl_and_dropped_on_revocation(
     created = (await api.post(f"/v1/tunnels/{tunnel_id}/shares", json={"name": "b"})).json()
     other = urlsplit(created["shareUrl"]).path
     assert isinstance(await router.decide("GET", other + "x", "edge"), Forward)
-    ctx.share_revoked = router.shares.forget
+    ctx.revocations = router.shares
     assert (await api.delete(f"/v1/shares/{created['id']}")).status_code == 204
     revoked = await router.decide("GET", other + "x", "edge")
     assert isinstance(revoked, Deny) and revoked.status == 410

@@ -48,9 +48,9 @@ async def run_diagnostics(tunnel_ref: TunnelRef, auth: Auth, ctx: Ctx) -> Diagno
     """
     async with ctx.db.session() as session:
         tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
-    if ctx.diagnose is None:
+    if ctx.diagnostics is None:
         raise Unavailable("this hub runs without a data plane", code="no_data_plane")
-    report = await ctx.diagnose(tunnel.id)
+    report = await ctx.diagnostics.run(tunnel.id)
     async with ctx.db.session() as session:
         tunnel = await find_tunnel(session, auth.workspace_id, str(tunnel.id))
         row = await diagnostics.add(

@@ -198,7 +198,8 @@ async def revoke_share(share_id: ShareId, auth: Auth, ctx: Ctx) -> Response:
     async with ctx.db.session() as session:
         share = await _find_share(session, auth.workspace_id, share_id)
         await shares.revoke(session, share, now=ctx.clock.now())
-    ctx.share_revoked()
+    if ctx.revocations is not None:
+        ctx.revocations.forget()
     return Response(status_code=204)
 
 

@@ -87,7 +87,7 @@ async def _find(session: AsyncSession, workspace_id: uuid.UUID, webhook_id: str)
 async def _allowed_url(url: str, ctx: ApiContext) -> str:
     """`url` if the SSRF guard lets it through now; a 422 naming `url` otherwise."""
     try:
-        await egress.check(url, allow_private=ctx.config.webhooks_allow_private)
+        await ctx.url_guard.check(url)
     except egress.EgressError as exc:
         code = "url_not_allowed" if isinstance(exc, egress.Refused) else "url_unresolvable"
         raise Unprocessable(

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, replace
 
 from portway.domain.addresses import display_host
 from portway.hub.core.config import HubConfig
 from portway.net import tls
+from portway.services import AgentEndpoint
 
 _PEM_START = "-----BEGIN CERTIFICATE-----"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentEndpoint:
-    """Where agents connect and the CA they pin (None for both with `--agent-tls off`)."""
-
-    host: str
-    port: int
-    tls: bool
-    ca_fingerprint: str | None
-    ca_certificate: str | None
-
-    def on_port(self, port: int) -> AgentEndpoint:
-        return replace(self, port=port)
 
 
 def agent_endpoint(config: HubConfig) -> tuple[ssl.SSLContext | None, AgentEndpoint]:

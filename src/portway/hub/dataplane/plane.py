@@ -28,7 +28,7 @@ from portway.hub.dataplane.admission import Admission, check_join, lapsed, refus
 from portway.hub.dataplane.channels import TargetChannels
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.diagnostics import Diagnostics
-from portway.hub.dataplane.endpoint import AgentEndpoint, agent_endpoint
+from portway.hub.dataplane.endpoint import agent_endpoint
 from portway.hub.dataplane.guests import CHECK_SECONDS, Guests
 from portway.hub.dataplane.hub_ports import HubPorts
 from portway.hub.dataplane.links import AgentLinks
@@ -42,6 +42,7 @@ from portway.net import agent_port
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.mux import MuxConnection
+from portway.services import AgentEndpoint
 from portway.store import Database
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError
