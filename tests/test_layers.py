@@ -57,4 +57,5 @@ def test_a_broken_rule_fails_the_lint(
     assert result.returncode != 0
     broken = result.stdout.split("Broken contracts", 1)[-1]
     importer = "portway." + module.removesuffix(".py").replace("/", ".")
-    assert contract in broken and f"{importer} -> {line.split()[-1]}" in broken, result.stdout
+    imported = line.rsplit(maxsplit=1)[-1]
+    assert contract in broken and f"{importer} -> {imported}" in broken, result.stdout

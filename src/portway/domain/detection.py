@@ -47,14 +47,14 @@ def contradiction(protocol: str, detected: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Verdict:
     """What the hub stores after a probe: the transport (maybe switched) and any conflict."""
 
     protocol: str
     mismatch: str | None
 
 
-def apply(requested: str, protocol: str, detected: str) -> Outcome:
+def apply(requested: str, protocol: str, detected: str) -> Verdict:
     """Decide a tunnel's transport after a probe found `detected`.
 
     `requested: auto` takes the finding where it can without moving the tunnel's address: an
@@ -63,8 +63,8 @@ def apply(requested: str, protocol: str, detected: str) -> Outcome:
     probe. An explicit protocol is never overridden: the contradiction is reported instead.
     """
     if requested == "auto" and protocol in ("http", "https") and detected in ("http", "https"):
-        return Outcome(detected, None)
-    return Outcome(protocol, contradiction(protocol, detected))
+        return Verdict(detected, None)
+    return Verdict(protocol, contradiction(protocol, detected))
 
 
 @dataclass(frozen=True, slots=True)

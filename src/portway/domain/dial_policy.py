@@ -1,7 +1,7 @@
 """Which targets an agent agrees to dial: ``--allow`` / ``--deny CIDR[:PORTS]`` rules.
 
 The exposing agent checks every resolved target address before dialling, so a workspace key
-alone cannot turn an agent into a way into places its operator did not intend. Decision order:
+alone cannot turn an agent into a way into places its operator did not intend. DialDecision order:
 
 1. the most specific user rule matching the address and port wins (a tie goes to deny);
 2. otherwise link-local and cloud metadata addresses are denied;
@@ -80,7 +80,7 @@ def parse_rule(text: str, *, allow: bool) -> Rule:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class DialDecision:
     allowed: bool
     reason: str
 
@@ -92,7 +92,7 @@ class TargetPolicy:
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self.rules = tuple(rules)
         self.allowlist = any(rule.allow for rule in self.rules)
-        self._decided: dict[tuple[str, int], Decision] = {}
+        self._decided: dict[tuple[str, int], DialDecision] = {}
 
     @classmethod
     def from_flags(cls, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> TargetPolicy:
@@ -100,7 +100,7 @@ class TargetPolicy:
         rules += [parse_rule(r, allow=False) for r in deny]
         return cls(rules)
 
-    def check(self, address: str | IPAddress, port: int) -> Decision:
+    def check(self, address: str | IPAddress, port: int) -> DialDecision:
         """May this agent dial `address:port`? Called with every resolved address, for every
         connection: answers for textual addresses are remembered (the rules never change)."""
         if isinstance(address, str):
@@ -113,19 +113,19 @@ class TargetPolicy:
             return decided
         return self._check(address, port)
 
-    def _check(self, ip: IPAddress, port: int) -> Decision:
+    def _check(self, ip: IPAddress, port: int) -> DialDecision:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
         matching = [rule for rule in self.rules if rule.matches(ip, port)]
         if matching:
             best = max(matching, key=lambda r: (r.network.prefixlen, not r.allow))
             verdict = "allowed" if best.allow else "denied"
-            return Decision(best.allow, f"{ip}:{port} {verdict} by rule '{best}'")
+            return DialDecision(best.allow, f"{ip}:{port} {verdict} by rule '{best}'")
         for network, what in BUILTIN_DENIED:
             if ip.version == network.version and ip in network:
-                return Decision(
+                return DialDecision(
                     False, f"{ip} is a {what}; start the agent with --allow {network} to permit it"
                 )
         if self.allowlist:
-            return Decision(False, f"{ip}:{port} matches no --allow rule of this agent")
-        return Decision(True, "allowed")
+            return DialDecision(False, f"{ip}:{port} matches no --allow rule of this agent")
+        return DialDecision(True, "allowed")

@@ -16,7 +16,7 @@ WINDOW_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RateDecision:
     allowed: bool
     limit: int
     remaining: int
@@ -41,7 +41,7 @@ class SlidingWindow:
         self.window = window
         self._hits: dict[str, deque[float]] = {}
 
-    def hit(self, key: str, limit: int, now: float) -> Decision:
+    def hit(self, key: str, limit: int, now: float) -> RateDecision:
         """Count one request for `key` at `now` (seconds) if fewer than `limit` passed in the
         last `window` seconds; otherwise refuse it without counting it."""
         hits = self._hits.setdefault(key, deque())
@@ -51,7 +51,7 @@ class SlidingWindow:
         if allowed:
             hits.append(now)
         reset = math.ceil(hits[0] + self.window - now) if hits else 0
-        return Decision(allowed, limit, max(0, limit - len(hits)), max(0, reset))
+        return RateDecision(allowed, limit, max(0, limit - len(hits)), max(0, reset))
 
     def forget(self, key: str) -> None:
         self._hits.pop(key, None)

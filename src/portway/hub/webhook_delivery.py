@@ -38,7 +38,7 @@ from portway.domain import webhook_rules as rules
 from portway.domain.clock import Clock
 from portway.hub import egress
 from portway.store import Database, deliveries
-from portway.store.deliveries import Outcome
+from portway.store.deliveries import Attempt
 from portway.store.event_feed import GAP_GRACE_SECONDS, EventTail
 from portway.store.models import Webhook, WebhookDelivery
 
@@ -157,15 +157,15 @@ class DeliveryWorker:
             )  # fmt: skip
         self._wake.set()
 
-    async def _send(self, delivery: WebhookDelivery, webhook: Webhook) -> Outcome:
+    async def _send(self, delivery: WebhookDelivery, webhook: Webhook) -> Attempt:
         try:
             target = await egress.check(
                 webhook.url, allow_private=self.allow_private, resolve=self.settings.resolve
             )
         except egress.Refused as exc:
-            return Outcome(ok=False, status_code=None, latency_ms=None, error=f"refused: {exc}")
+            return Attempt(ok=False, status_code=None, latency_ms=None, error=f"refused: {exc}")
         except egress.EgressError as exc:
-            return Outcome(ok=False, status_code=None, latency_ms=None, error=str(exc))
+            return Attempt(ok=False, status_code=None, latency_ms=None, error=str(exc))
         body = rules.message_body(delivery.type, delivery.occurred_at, delivery.payload)
         timestamp = int(self.clock.now().timestamp())
         headers = rules.headers(webhook.secret, str(delivery.id), timestamp, body)
@@ -189,13 +189,13 @@ class DeliveryWorker:
                 response = await self._http().send(request, stream=True)
                 await response.aclose()
         except TimeoutError:
-            return Outcome(False, None, elapsed(), f"timed out after {timeout:g} s")
+            return Attempt(False, None, elapsed(), f"timed out after {timeout:g} s")
         except httpx.HTTPError as exc:
-            return Outcome(False, None, elapsed(), f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return Attempt(False, None, elapsed(), f"{type(exc).__name__}: {exc}".rstrip(": "))
         status = response.status_code
         if 200 <= status < 300:
-            return Outcome(True, status, elapsed(), None)
-        return Outcome(False, status, elapsed(), f"answered HTTP {status}")
+            return Attempt(True, status, elapsed(), None)
+        return Attempt(False, status, elapsed(), f"answered HTTP {status}")
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:

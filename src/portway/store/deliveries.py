@@ -35,7 +35,7 @@ MAX_ERROR = 500
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Attempt:
     """What one HTTP attempt gave: a 2xx (`ok`), another status, or an error without one."""
 
     ok: bool
@@ -138,7 +138,7 @@ async def claim(
 async def record(
     session: AsyncSession,
     delivery_id: uuid.UUID,
-    outcome: Outcome,
+    outcome: Attempt,
     *,
     owner: str,
     now: datetime,
