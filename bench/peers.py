@@ -2,7 +2,7 @@
 
 Each peer is a path like those of `bench.paths`: a context manager `factory(origins, work)`
 that starts its processes on free loopback ports, yields `Endpoints`, and stops everything when
-the block ends. `bench.run` registers them next to socat and ssh:
+the block ends. `bench.runner` registers them next to socat and ssh:
 
 * `ssh`: ``ssh -N -L`` (or ``-R``) through a throwaway sshd with its own keys; ``-L`` is the
   baseline for ``reach/tls``, ``-R`` for ``public/tls``;
@@ -44,7 +44,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.paths import Endpoints, Origins, _wait_listening
+from bench.origins import Origins
+from bench.paths import Endpoints, _wait_listening
 from bench.procs import Proc, wait_for
 from bench.tools import Endpoint
 from portway.testing.ports import free_port

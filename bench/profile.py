@@ -24,10 +24,13 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from bench.paths import PortwayStack
+from bench.origins import origins
+from bench.portway_stack import PortwayStack
 from bench.procs import Proc, raise_nofile
-from bench.run import RESULTS_DIR, origins
-from bench.scenarios import PGBENCH_USER, Settings, idle_memory
+from bench.run import RESULTS_DIR
+from bench.scenarios.base import Settings
+from bench.scenarios.idle import idle_memory
+from bench.scenarios.traffic import PGBENCH_USER
 from bench.tools import iperf3_tcp, pgbench, redis_benchmark, wrk
 
 # Frames every sample passes through (CLI start-up, the event loop's entry): not informative.

@@ -1,4 +1,5 @@
-"""The printed tables and the JSON written to bench/results/ (the targets: `bench.targets`)."""
+"""The printed tables, and the JSON written to bench/results/ with the charts beside it
+(`publish`; the targets: `bench.targets`, the charts: `bench.plot`)."""
 
 from __future__ import annotations
 
@@ -181,6 +182,25 @@ def write_json(out_dir: Path, stamp: str, payload: dict[str, Any]) -> Path:
     path = out_dir / f"{stamp}.json"
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def publish(payload: dict[str, Any], out_dir: Path, order: list[str]) -> Path:
+    """Write a run's JSON (`write_json`) and its PNG charts beside it, and print its tables (the
+    paths in `order`) and its targets; the JSON's path."""
+    stamp = payload["timestamp"]
+    written = write_json(out_dir, stamp, payload)
+    machine = payload["machine"]
+    print(f"\nPortway benchmark, {payload['mode']} run, {stamp}: {machine['cpu_model']}, "
+          f"{machine['cores']} cores, Python {machine['versions']['python']}\n")  # fmt: skip
+    print(table(payload["results"], order))
+    print()
+    print(targets_table(payload["targets"]))
+    print(f"\nwritten to {written} in {payload['duration_s']:.0f} s")
+    from bench.plot import write_charts  # matplotlib: only once the figures are in
+
+    for chart in write_charts(payload, out_dir, stamp):
+        print(f"chart {chart}")
+    return written
 
 
 def summary(results: Results, paths: list[str]) -> str:

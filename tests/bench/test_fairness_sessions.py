@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from bench.scenarios import fairness
 
-from bench import procs, report, scenarios, targets
+from bench import procs, report, targets
 
 # Two listeners, an established connection to port 9000 (0x2328) and one in TIME_WAIT (06,
 # inode 0) to the same port, as /proc/<pid>/net/tcp prints them; and an IPv6 row.
@@ -31,27 +32,27 @@ PROC_NET_TCP6 = """\
 
 def test_latency_summary_takes_nearest_rank_percentiles() -> None:
     samples = [float(n) for n in range(100, 0, -1)]  # 1..100 ms, in no particular order
-    assert scenarios.latency_summary(samples) == {
+    assert fairness.latency_summary(samples) == {
         "p50_ms": 50.0, "p99_ms": 99.0, "max_ms": 100.0, "round_trips": 100.0,
     }  # fmt: skip
     # One slow round trip in 1,000 is above p99 but is the max.
-    summary = scenarios.latency_summary([0.2] * 999 + [40.0], prefix="idle_")
+    summary = fairness.latency_summary([0.2] * 999 + [40.0], prefix="idle_")
     assert summary["idle_p99_ms"] == 0.2
     assert summary["idle_max_ms"] == 40.0
     assert summary["idle_round_trips"] == 1000
     # Eleven slow ones in 1,000 are p99.
-    assert scenarios.latency_summary([0.2] * 989 + [7.0] * 11)["p99_ms"] == 7.0
-    assert scenarios.latency_summary([3.5]) == {
+    assert fairness.latency_summary([0.2] * 989 + [7.0] * 11)["p99_ms"] == 7.0
+    assert fairness.latency_summary([3.5]) == {
         "p50_ms": 3.5, "p99_ms": 3.5, "max_ms": 3.5, "round_trips": 1.0,
     }  # fmt: skip
     with pytest.raises(ValueError, match="no round trips"):
-        scenarios.latency_summary([])
+        fairness.latency_summary([])
 
 
 @pytest.fixture
 def echo_pair() -> Iterator[tuple[socket.socket, list[int]]]:
     """A connected pair whose far end echoes (after a 5 ms pause for each write of at least
-    scenarios.ECHO_BYTES), and the sizes of the writes it saw."""
+    fairness.ECHO_BYTES), and the sizes of the writes it saw."""
     near, far = socket.socketpair()
     seen: list[int] = []
 
@@ -74,17 +75,17 @@ def echo_pair() -> Iterator[tuple[socket.socket, list[int]]]:
 def test_echo_round_trips_one_at_a_time(echo_pair: tuple[socket.socket, list[int]]) -> None:
     sock, seen = echo_pair
     deadline = time.monotonic() + 0.2
-    samples = scenarios.echo_round_trips(sock, lambda: time.monotonic() >= deadline, interval=0.001)
+    samples = fairness.echo_round_trips(sock, lambda: time.monotonic() >= deadline, interval=0.001)
     # Each takes the echo's 5 ms (more than the interval: the next starts at once).
     assert 10 <= len(samples) <= 41, samples
     assert all(4.5 <= ms < 100 for ms in samples), samples
-    assert sum(seen) == scenarios.ECHO_BYTES * len(samples)  # one request in flight at a time
+    assert sum(seen) == fairness.ECHO_BYTES * len(samples)  # one request in flight at a time
 
 
 def test_echo_round_trips_paced_by_the_interval(echo_pair: tuple[socket.socket, list[int]]) -> None:
     sock, _seen = echo_pair
     deadline = time.monotonic() + 0.3
-    samples = scenarios.echo_round_trips(sock, lambda: time.monotonic() >= deadline, interval=0.05)
+    samples = fairness.echo_round_trips(sock, lambda: time.monotonic() >= deadline, interval=0.05)
     assert 5 <= len(samples) <= 7, samples  # one every 50 ms, though each takes ~5 ms
 
 
@@ -92,7 +93,7 @@ def test_echo_round_trips_fail_when_the_echo_closes() -> None:
     near, far = socket.socketpair()
     far.close()
     with near, pytest.raises((ConnectionError, OSError)):
-        scenarios.echo_round_trips(near, lambda: False)
+        fairness.echo_round_trips(near, lambda: False)
 
 
 def test_parse_proc_net_tcp_reads_ports_state_and_inode() -> None:

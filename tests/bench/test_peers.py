@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.paths import Endpoints, Origins
+from bench.origins import Origins
+from bench.paths import Endpoints
 from bench.procs import port_open, wait_for
-from bench.scenarios import origin_open_connections
+from bench.scenarios.idle import origin_open_connections
 from bench.tools import Endpoint
 
 from bench import peers

@@ -30,7 +30,7 @@ from portway.wire.mux_frames import (
     encode_ping,
 )
 
-from .test_data_plane import expose, tunnel, wait_status
+from .tunnels import expose, tunnel, wait_status
 
 
 def agent_port(api: httpx.Client) -> tuple[int, bool]:
