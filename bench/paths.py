@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.origins import Origins, free_tcp_udp_port
 from bench.procs import Proc, port_open, wait_for
+from bench.servers import Origins, free_tcp_udp_port
 from bench.tools import Endpoint
 from portway.testing.ports import free_port
 

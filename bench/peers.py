@@ -44,9 +44,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.origins import Origins
 from bench.paths import Endpoints, _wait_listening
 from bench.procs import Proc, wait_for
+from bench.servers import Origins
 from bench.tools import Endpoint
 from portway.testing.ports import free_port
 

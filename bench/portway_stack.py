@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from bench.origins import Origins, free_tcp_udp_port
 from bench.paths import Endpoints, tcp_forward
 from bench.procs import Proc, port_open, wait_for
+from bench.servers import Origins, free_tcp_udp_port
 from bench.tools import Endpoint
 from portway.testing.hub import HubProcess
 from portway.testing.machines import Background, Machine

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from bench.origins import origins
 from bench.portway_stack import PortwayStack
 from bench.procs import Proc, raise_nofile
 from bench.run import RESULTS_DIR
 from bench.scenarios.base import Settings
 from bench.scenarios.idle import idle_memory
 from bench.scenarios.traffic import PGBENCH_USER
+from bench.servers import origins
 from bench.tools import iperf3_tcp, pgbench, redis_benchmark, wrk
 
 # Frames every sample passes through (CLI start-up, the event loop's entry): not informative.

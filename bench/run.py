@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, targets
-from bench.origins import origins
 from bench.procs import raise_nofile
 from bench.runner import ALL_SCENARIOS, BASELINE_PATHS, PORTWAY_PATHS, TLS_MODES, Runner, log
 from bench.scenarios import CURVES_META
 from bench.scenarios.base import Settings
+from bench.servers import origins
 
 RESULTS_DIR = Path(__file__).parent / "results"
 PROGRAMS = ("iperf3", "wrk", "socat", "redis-server", "redis-benchmark", "pgbench")

@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 
 from bench import paths, peers, targets
-from bench.origins import Origins
 from bench.paths import Endpoints
 from bench.portway_stack import PortwayStack
 from bench.procs import wait_quiet
@@ -22,6 +21,7 @@ from bench.scenarios import CURVES, IDLE_CURVE, SCENARIOS
 from bench.scenarios.base import Metrics, NotApplicable, Settings
 from bench.scenarios.idle import idle_memory
 from bench.scenarios.restart import hub_restart
+from bench.servers import Origins
 from bench.tools import wrk
 
 BaselineFactory = Callable[[Origins, Path], AbstractContextManager[Endpoints]]

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.origins import Origins
 from bench.paths import Endpoints
 from bench.procs import port_open, wait_for
 from bench.scenarios.idle import origin_open_connections
+from bench.servers import Origins
 from bench.tools import Endpoint
 
 from bench import peers
