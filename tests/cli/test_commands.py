@@ -9,33 +9,14 @@ import stat
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from portway.cli import cli
 from portway.cli.profile import config_path
 from portway.testing.hub import HubThread
 from portway.testing.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    with HubThread(tmp_path_factory.mktemp("cli") / "hub") as running:
-        yield running
-
-
-def run(*args: str, ok: bool = True) -> Result:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def login(hub: HubThread) -> None:
-    run("login", "--hub", hub.api_url, "--api-key", hub.admin_key)
+from tests.cli.helpers import run
 
 
 def test_login_saves_a_private_profile(hub: HubThread) -> None:
@@ -62,8 +43,8 @@ def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:
     assert not config_path().exists()
 
 
-def test_agents_lifecycle(hub: HubThread) -> None:
-    login(hub)
+@pytest.mark.usefixtures("logged_in")
+def test_agents_lifecycle() -> None:
     created = json.loads(
         run("agents", "create", "--name", "cli-agent", "--label", "box", "--json").output
     )
@@ -81,8 +62,8 @@ def test_agents_lifecycle(hub: HubThread) -> None:
     assert missing.exit_code == 1 and missing.output == "error: agent not found\n"
 
 
-def test_keys_lifecycle(hub: HubThread) -> None:
-    login(hub)
+@pytest.mark.usefixtures("logged_in")
+def test_keys_lifecycle() -> None:
     created = json.loads(run("keys", "create", "deploy", "--json").output)
     assert created["key"].startswith("pw_")
     assert "deploy" in run("keys", "ls").output
@@ -97,8 +78,8 @@ def test_keys_lifecycle(hub: HubThread) -> None:
     ]
 
 
-def test_workspaces_lifecycle(hub: HubThread) -> None:
-    login(hub)
+@pytest.mark.usefixtures("logged_in")
+def test_workspaces_lifecycle() -> None:
     created = json.loads(run("workspaces", "create", "team-cli", "--json").output)
     assert "team-cli" in run("workspaces", "ls").output
     # A key of the new workspace is refused on workspace management.

@@ -14,9 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from portway.cli import cli
 from portway.cli.common import ApiOptions
 from portway.cli.doctor import Doctor, clock_skew, run_checks
 from portway.cli.env import prefix, quote, update_dotenv
@@ -30,6 +28,7 @@ from portway.cli.reaching import (
     reach_dir,
     record,
 )
+from tests.cli.helpers import run
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -47,10 +46,6 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def test_reach_state_round_trips_and_stale_files_are_removed() -> None:
@@ -71,19 +66,18 @@ def test_reach_state_round_trips_and_stale_files_are_removed() -> None:
 
 def test_env_uses_local_reach_state_without_a_hub(tmp_path: Path) -> None:
     record("default", state())
-    result = invoke("env", "prod-db")
-    assert result.exit_code == 0, result.output
+    result = run("env", "prod-db")
     assert result.output.splitlines() == [
         "PROD_DB_HOST=localhost",
         "PROD_DB_PORT=15432",
         "PROD_DB_URL=postgresql://ro@localhost:15432/app",
     ]
     out = tmp_path / "app.env"
-    missing = invoke("env", "prod-db", "cache", "--output", str(out))
+    missing = run("env", "prod-db", "cache", "--output", str(out), ok=False)
     assert missing.exit_code == 1
     assert missing.output == ("error: cache is not being reached here; run: portway reach cache\n")
     assert not out.exists()
-    written = invoke("env", "prod-db", "--output", str(out), "--json")
+    written = run("env", "prod-db", "--output", str(out), "--json")
     assert json.loads(written.output)["variables"]["PROD_DB_PORT"] == "15432"
     assert out.stat().st_mode & 0o777 == 0o600
 
@@ -125,7 +119,7 @@ def test_clock_skew_is_a_warning_above_a_few_seconds() -> None:
 
 
 def test_doctor_without_a_profile_says_to_log_in() -> None:
-    result = invoke("doctor")
+    result = run("doctor", ok=False)
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith("FAIL  profile    no profile 'default' in ")

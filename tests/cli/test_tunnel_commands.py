@@ -5,69 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
 
-from portway.cli import cli
 from portway.store import shares as share_store
 from portway.testing.hub import HubThread
+from tests.cli.helpers import new_agent, new_tunnel, run, suffix
 
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    with HubThread(tmp_path_factory.mktemp("cli-tunnels") / "hub") as running:
-        yield running
-
-
-@pytest.fixture
-def api(hub: HubThread) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {hub.admin_key}"}
-    with httpx.Client(base_url=hub.api_url, headers=headers) as client:
-        yield client
-
-
-def run(*args: str, ok: bool = True) -> Result:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-@pytest.fixture(autouse=True)
-def _logged_in(hub: HubThread) -> None:
-    run("login", "--hub", hub.api_url, "--api-key", hub.admin_key)
-
-
-def _suffix() -> str:
-    return uuid.uuid4().hex[:6]
-
-
-def _agent(api: httpx.Client, name: str) -> dict[str, Any]:
-    response = api.post("/v1/agents", json={"name": name})
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def _tunnel(api: httpx.Client, agent_id: str, **fields: Any) -> dict[str, Any]:
-    response = api.post(
-        "/v1/tunnels", json={"target": "localhost:5432", "agentId": agent_id, **fields}
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+pytestmark = pytest.mark.usefixtures("logged_in")
 
 
 def test_tunnels_ls_and_filters(api: httpx.Client) -> None:
-    s = _suffix()
-    laptop, server = _agent(api, f"laptop-{s}"), _agent(api, f"server-{s}")
-    pg = _tunnel(api, laptop["id"], name=f"pg-{s}")
-    web = _tunnel(api, server["id"], name=f"web-{s}", target="localhost:8080", public=True)
-    dns = _tunnel(api, server["id"], name=f"dns-{s}", target="[::1]:53", protocol="udp")
+    s = suffix()
+    laptop, server = new_agent(api, f"laptop-{s}"), new_agent(api, f"server-{s}")
+    pg = new_tunnel(api, laptop, name=f"pg-{s}")
+    web = new_tunnel(api, server, name=f"web-{s}", target="localhost:8080", public=True)
+    dns = new_tunnel(api, server, name=f"dns-{s}", target="[::1]:53", protocol="udp")
     api.patch(f"/v1/tunnels/{dns['id']}", json={"status": "paused"})
 
     listed = json.loads(run("tunnels", "ls", "--json").output)
@@ -77,10 +31,10 @@ def test_tunnels_ls_and_filters(api: httpx.Client) -> None:
     assert web["publicUrl"] in table and "[::1]:53" in table
     by_agent = json.loads(run("tunnels", "ls", "--agent", f"server-{s}", "--json").output)
     assert {t["name"] for t in by_agent} == {f"web-{s}", f"dns-{s}"}
-    by_agent_id = json.loads(run("tunnels", "ls", "--agent", laptop["id"], "--json").output)
+    by_agent_id = json.loads(run("tunnels", "ls", "--agent", laptop, "--json").output)
     assert [t["name"] for t in by_agent_id] == [f"pg-{s}"]
     paused = json.loads(
-        run("tunnels", "ls", "--status", "paused", "--agent", server["id"], "--json").output
+        run("tunnels", "ls", "--status", "paused", "--agent", server, "--json").output
     )
     assert [t["name"] for t in paused] == [f"dns-{s}"]
     udp = json.loads(run("tunnels", "ls", "--protocol", "udp", "--json").output)
@@ -92,9 +46,9 @@ def test_tunnels_ls_and_filters(api: httpx.Client) -> None:
 
 
 def test_tunnel_show_pause_resume_rename_rm(api: httpx.Client) -> None:
-    s = _suffix()
-    agent = _agent(api, f"exposer-{s}")
-    tunnel = _tunnel(api, agent["id"], name=f"db-{s}", metadata={"team": "data"}, expiresIn="7d")
+    s = suffix()
+    agent = new_agent(api, f"exposer-{s}")
+    tunnel = new_tunnel(api, agent, name=f"db-{s}", metadata={"team": "data"}, expiresIn="7d")
 
     shown = run("tunnels", "show", f"db-{s}").output
     for expected in (tunnel["id"], "connecting", "localhost:5432", "tcp (requested auto)",
@@ -114,7 +68,7 @@ def test_tunnel_show_pause_resume_rename_rm(api: httpx.Client) -> None:
 
     renamed = run("tunnels", "rename", f"db-{s}", f"warehouse-{s}").output
     assert renamed == f"Renamed tunnel db-{s} to warehouse-{s}.\n"
-    clash = _tunnel(api, agent["id"], name=f"other-{s}")
+    clash = new_tunnel(api, agent, name=f"other-{s}")
     taken = run("tunnels", "rename", f"warehouse-{s}", clash["name"], ok=False)
     assert taken.exit_code == 1 and "already exists" in taken.output
     invalid = run("tunnels", "rename", f"warehouse-{s}", "has space", ok=False)
@@ -131,10 +85,10 @@ def test_tunnel_show_pause_resume_rename_rm(api: httpx.Client) -> None:
 
 
 def test_shares_ls_show_revoke(api: httpx.Client) -> None:
-    s = _suffix()
-    agent = _agent(api, f"sharer-{s}")
-    web = _tunnel(api, agent["id"], name=f"site-{s}", target="localhost:3000")
-    db = _tunnel(api, agent["id"], name=f"pg-{s}")
+    s = suffix()
+    agent = new_agent(api, f"sharer-{s}")
+    web = new_tunnel(api, agent, name=f"site-{s}", target="localhost:3000")
+    db = new_tunnel(api, agent, name=f"pg-{s}")
     share = api.post(
         f"/v1/tunnels/{web['id']}/shares",
         json={"name": "Preview", "allowedMethods": ["GET"], "rateLimit": 30, "expiresIn": "7d"},
@@ -166,9 +120,9 @@ def test_shares_ls_show_revoke(api: httpx.Client) -> None:
 
 
 def test_share_logs(api: httpx.Client, hub: HubThread) -> None:
-    s = _suffix()
-    agent = _agent(api, f"logger-{s}")
-    web = _tunnel(api, agent["id"], name=f"app-{s}", target="localhost:3000")
+    s = suffix()
+    agent = new_agent(api, f"logger-{s}")
+    web = new_tunnel(api, agent, name=f"app-{s}", target="localhost:3000")
     share = api.post(f"/v1/tunnels/{web['id']}/shares", json={"name": "Logged"}).json()
     assert run("shares", "logs", share["id"]).output == "(none)\n"
     workspace = uuid.UUID(api.get("/v1/hub").json()["workspace"]["id"])

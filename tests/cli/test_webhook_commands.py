@@ -4,54 +4,23 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from portway.cli import cli
-from portway.testing.hub import HubThread
 from portway.testing.waiting import wait_until
+from tests.cli.helpers import new_agent, new_tunnel, run, suffix
 from tests.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.usefixtures("logged_in")
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
+def hub_flags() -> dict[str, str]:
     # The receiver listens on loopback, so this hub allows private webhook URLs.
-    path = tmp_path_factory.mktemp("cli-webhooks") / "hub"
-    with HubThread(path, webhooks_allow_private="on") as running:
-        yield running
-
-
-@pytest.fixture
-def api(hub: HubThread) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {hub.admin_key}"}
-    with httpx.Client(base_url=hub.api_url, headers=headers) as client:
-        yield client
-
-
-def run(*args: str, ok: bool = True) -> Result:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-@pytest.fixture(autouse=True)
-def _logged_in(hub: HubThread) -> None:
-    run("login", "--hub", hub.api_url, "--api-key", hub.admin_key)
-
-
-def new_tunnel(api: httpx.Client, name: str) -> dict[str, Any]:
-    agent = api.post("/v1/agents", json={}).json()["id"]
-    body = {"target": "localhost:5432", "agentId": agent, "name": name}
-    response = api.post("/v1/tunnels", json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return {"webhooks_allow_private": "on"}
 
 
 def test_webhook_lifecycle() -> None:
@@ -105,8 +74,8 @@ def test_create_refuses_bad_input() -> None:
 
 
 def test_events_list_and_filter(api: httpx.Client) -> None:
-    name = "ev-" + uuid.uuid4().hex[:6]
-    tunnel = new_tunnel(api, name)
+    name = "ev-" + suffix()
+    tunnel = new_tunnel(api, new_agent(api), name=name)
     api.delete(f"/v1/tunnels/{tunnel['id']}")
     latest = json.loads(run("events", "--limit", "2", "--json").output)
     assert [e["type"] for e in latest] == ["tunnel.created", "tunnel.deleted"]
@@ -126,18 +95,16 @@ def test_events_follow(api: httpx.Client) -> None:
     outcome: dict[str, Result] = {}
 
     def follow() -> None:
-        outcome["result"] = CliRunner().invoke(
-            cli,
-            ["events", "--follow", "--after", str(last["seq"]), "--count", "2", "--json",
-             "--type", "tunnel.created"],
-            catch_exceptions=False,
+        outcome["result"] = run(
+            "events", "--follow", "--after", str(last["seq"]), "--count", "2", "--json",
+            "--type", "tunnel.created", ok=False,
         )  # fmt: skip
 
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
-    first = new_tunnel(api, "follow-" + uuid.uuid4().hex[:6])
+    first = new_tunnel(api, new_agent(api), name="follow-" + suffix())
     api.delete(f"/v1/tunnels/{first['id']}")  # filtered out
-    second = new_tunnel(api, "follow-" + uuid.uuid4().hex[:6])
+    second = new_tunnel(api, new_agent(api), name="follow-" + suffix())
     watcher.join(timeout=30)
     assert not watcher.is_alive(), "portway events --follow did not see both tunnels"
     result = outcome["result"]

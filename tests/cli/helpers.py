@@ -1,0 +1,40 @@
+"""Plain helpers of the CLI tests: run a command in-process, create what a test needs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from click.testing import CliRunner, Result
+
+from portway.cli import cli
+
+
+def run(*args: str, ok: bool = True) -> Result:
+    """`portway ARGS` in-process; with `ok`, asserts it exited 0."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def suffix() -> str:
+    """A short random suffix that keeps names unique on a hub shared by a module's tests."""
+    return uuid.uuid4().hex[:6]
+
+
+def new_agent(api: httpx.Client, name: str | None = None) -> str:
+    """Enrol an agent in `api`'s workspace; returns its id."""
+    response = api.post("/v1/agents", json={"name": name} if name else {})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def new_tunnel(api: httpx.Client, agent_id: str, **fields: Any) -> dict[str, Any]:
+    """Create a tunnel (default target localhost:5432) and return its representation."""
+    body = {"target": "localhost:5432", "agentId": agent_id, **fields}
+    response = api.post("/v1/tunnels", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
