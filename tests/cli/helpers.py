@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -17,6 +18,21 @@ def run(*args: str, ok: bool = True) -> Result:
     if ok:
         assert result.exit_code == 0, result.output
     return result
+
+
+def json_of(result: Result) -> Any:
+    """The one JSON document `result` printed on stdout, checked to be printed as every `--json`
+    document is: indented by two, keys in the API's order."""
+    document = json.loads(result.stdout)
+    assert result.stdout == json.dumps(document, indent=2) + "\n", result.stdout
+    return document
+
+
+def json_lines(result: Result) -> list[Any]:
+    """The JSON objects `result` printed on stdout one per line (`--json` of streams)."""
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.stdout == "".join(json.dumps(d) + "\n" for d in documents), result.stdout
+    return documents
 
 
 def suffix() -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -16,13 +16,15 @@ import pytest
 from portway.cli.profile import config_path
 from portway.testing.hub import HubThread
 from portway.testing.ports import free_port
-from tests.cli.helpers import run
+from tests.cli.helpers import json_of, run
+
+UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def test_login_saves_a_private_profile(hub: HubThread) -> None:
     result = run("login", "--hub", hub.api_url + "/", "--api-key", hub.admin_key)
-    assert f"Logged in to {hub.api_url} (workspace default)" in result.output
     path = config_path()
+    assert result.output == f"Logged in to {hub.api_url} (workspace default). Saved to {path}.\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     saved = tomllib.loads(path.read_text())["profiles"]["default"]
     assert saved["hub"] == hub.api_url
@@ -34,6 +36,9 @@ def test_login_saves_a_private_profile(hub: HubThread) -> None:
     assert saved["agent_tls"] == "on"
     assert saved["ca_fingerprint"] == endpoint.ca_fingerprint
     assert saved["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    again = json_of(run("login", "--hub", hub.api_url, "--api-key", hub.admin_key, "--json"))
+    assert again.pop("workspace")["name"] == "default"
+    assert again == {"hub": hub.api_url, "profile": "default", "configFile": str(path)}
 
 
 def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:
@@ -45,30 +50,40 @@ def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:
 
 @pytest.mark.usefixtures("logged_in")
 def test_agents_lifecycle() -> None:
-    created = json.loads(
-        run("agents", "create", "--name", "cli-agent", "--label", "box", "--json").output
-    )
+    created = json_of(run("agents", "create", "--name", "cli-agent", "--label", "box", "--json"))
     assert created["token"].startswith("pwa_")
-    listed = json.loads(run("agents", "ls", "--json").output)
+    listed = json_of(run("agents", "ls", "--json"))
     assert "cli-agent" in [a["name"] for a in listed]
     table = run("agents", "ls").output
     assert "cli-agent" in table and created["id"] in table and "offline" in table
     shown = run("agents", "show", "cli-agent").output
     assert "label" in shown and "box" in shown
-    assert json.loads(run("agents", "show", created["id"], "--json").output)["name"] == "cli-agent"
+    assert json_of(run("agents", "show", created["id"], "--json"))["name"] == "cli-agent"
     removed = run("agents", "rm", "cli-agent").output
-    assert "Removed agent cli-agent" in removed
+    assert removed == f"Removed agent cli-agent ({created['id']}); its token no longer works.\n"
+    printed = run("agents", "create", "--name", "cli-human").output
+    match = re.fullmatch(
+        rf"Created agent cli-human \(({UUID})\)\.\nToken \(shown once\): pwa_\S+\n", printed
+    )
+    assert match, printed
+    assert json_of(run("agents", "rm", match[1], "--json")) == {"deleted": match[1]}
     missing = run("agents", "show", "cli-agent", ok=False)
     assert missing.exit_code == 1 and missing.output == "error: agent not found\n"
 
 
 @pytest.mark.usefixtures("logged_in")
 def test_keys_lifecycle() -> None:
-    created = json.loads(run("keys", "create", "deploy", "--json").output)
+    created = json_of(run("keys", "create", "deploy", "--json"))
     assert created["key"].startswith("pw_")
     assert "deploy" in run("keys", "ls").output
-    assert created["id"] in [k["id"] for k in json.loads(run("keys", "ls", "--json").output)]
-    assert "Revoked" in run("keys", "revoke", created["id"]).output
+    assert created["id"] in [k["id"] for k in json_of(run("keys", "ls", "--json"))]
+    assert run("keys", "revoke", created["id"]).output == f"Revoked API key {created['id']}.\n"
+    printed = run("keys", "create", "human").output
+    match = re.fullmatch(
+        rf"Created API key human \(({UUID})\)\.\nKey \(shown once\): pw_\S+\n", printed
+    )
+    assert match, printed
+    assert json_of(run("keys", "revoke", match[1], "--json")) == {"revoked": match[1]}
     # The revoked key no longer works, and says so in one line with a hint.
     denied = run("agents", "ls", "--api-key", created["key"], ok=False)
     assert denied.exit_code == 1
@@ -80,13 +95,20 @@ def test_keys_lifecycle() -> None:
 
 @pytest.mark.usefixtures("logged_in")
 def test_workspaces_lifecycle() -> None:
-    created = json.loads(run("workspaces", "create", "team-cli", "--json").output)
+    created = json_of(run("workspaces", "create", "team-cli", "--json"))
     assert "team-cli" in run("workspaces", "ls").output
+    assert created["id"] in [w["id"] for w in json_of(run("workspaces", "ls", "--json"))]
     # A key of the new workspace is refused on workspace management.
     denied = run("workspaces", "ls", "--api-key", created["apiKey"], ok=False)
     assert denied.exit_code == 1 and "admin workspace" in denied.output
-    assert "Deleted workspace" in run("workspaces", "rm", created["id"]).output
+    removed = run("workspaces", "rm", created["id"]).output
+    assert removed == f"Deleted workspace {created['id']} and everything in it.\n"
     assert "team-cli" not in run("workspaces", "ls").output
+    printed = run("workspaces", "create", "team-human").output
+    pattern = rf"Created workspace team-human \(({UUID})\)\.\nIts API key \(shown once\): pw_\S+\n"
+    match = re.fullmatch(pattern, printed)
+    assert match, printed
+    assert json_of(run("workspaces", "rm", match[1], "--json")) == {"deleted": match[1]}
 
 
 def test_env_and_flags_override_profile(hub: HubThread, monkeypatch: pytest.MonkeyPatch) -> None:
