@@ -20,11 +20,18 @@ def run(*args: str, ok: bool = True) -> Result:
     return result
 
 
+def split_document(stdout: str) -> tuple[Any, str]:
+    """The JSON document at the start of `stdout` and what follows it, checked to be printed
+    as every `--json` document is: indented by two, keys in the API's order, then a newline."""
+    document, end = json.JSONDecoder().raw_decode(stdout)
+    assert stdout[:end] == json.dumps(document, indent=2) and stdout[end] == "\n", stdout
+    return document, stdout[end + 1 :]
+
+
 def json_of(result: Result) -> Any:
-    """The one JSON document `result` printed on stdout, checked to be printed as every `--json`
-    document is: indented by two, keys in the API's order."""
-    document = json.loads(result.stdout)
-    assert result.stdout == json.dumps(document, indent=2) + "\n", result.stdout
+    """The one JSON document `result` printed on stdout (see `split_document`)."""
+    document, rest = split_document(result.stdout)
+    assert rest == "", result.stdout
     return document
 
 

@@ -18,7 +18,7 @@ import pytest
 from portway.agent.runtime import AgentRuntime
 from portway.cli.profile import load_profile
 from portway.cli.reaching import live_reaches
-from tests.cli.helpers import new_agent, new_tunnel, run, suffix
+from tests.cli.helpers import new_agent, new_tunnel, run, split_document, suffix
 
 pytestmark = pytest.mark.usefixtures("logged_in")
 
@@ -70,13 +70,6 @@ def foreground(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for command in ("up", "expose", "reach", "join"):
         monkeypatch.setattr(f"portway.cli.{command}.run_foreground", run_foreground)
-
-
-def split_document(stdout: str) -> tuple[Any, str]:
-    """The indented JSON document at the start of `stdout`, and what follows it."""
-    document, end = json.JSONDecoder().raw_decode(stdout)
-    assert stdout[:end] == json.dumps(document, indent=2) and stdout[end] == "\n", stdout
-    return document, stdout[end + 1 :]
 
 
 def enrolled(api: httpx.Client) -> str:

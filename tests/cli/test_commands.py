@@ -21,6 +21,15 @@ from tests.cli.helpers import json_of, run
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
+def shown_id(printed: str, template: str) -> str:
+    """The id in `printed`, which must read as `template` with an id for `{id}` and a secret
+    (shown once) for `{secret}`."""
+    pattern = re.escape(template).replace(re.escape("{id}"), f"({UUID})")
+    match = re.fullmatch(pattern.replace(re.escape("{secret}"), r"\S+"), printed)
+    assert match, printed
+    return match[1]
+
+
 def test_login_saves_a_private_profile(hub: HubThread) -> None:
     result = run("login", "--hub", hub.api_url + "/", "--api-key", hub.admin_key)
     path = config_path()
@@ -61,12 +70,11 @@ def test_agents_lifecycle() -> None:
     assert json_of(run("agents", "show", created["id"], "--json"))["name"] == "cli-agent"
     removed = run("agents", "rm", "cli-agent").output
     assert removed == f"Removed agent cli-agent ({created['id']}); its token no longer works.\n"
-    printed = run("agents", "create", "--name", "cli-human").output
-    match = re.fullmatch(
-        rf"Created agent cli-human \(({UUID})\)\.\nToken \(shown once\): pwa_\S+\n", printed
+    agent_id = shown_id(
+        run("agents", "create", "--name", "cli-human").output,
+        "Created agent cli-human ({id}).\nToken (shown once): pwa_{secret}\n",
     )
-    assert match, printed
-    assert json_of(run("agents", "rm", match[1], "--json")) == {"deleted": match[1]}
+    assert json_of(run("agents", "rm", agent_id, "--json")) == {"deleted": agent_id}
     missing = run("agents", "show", "cli-agent", ok=False)
     assert missing.exit_code == 1 and missing.output == "error: agent not found\n"
 
@@ -78,12 +86,11 @@ def test_keys_lifecycle() -> None:
     assert "deploy" in run("keys", "ls").output
     assert created["id"] in [k["id"] for k in json_of(run("keys", "ls", "--json"))]
     assert run("keys", "revoke", created["id"]).output == f"Revoked API key {created['id']}.\n"
-    printed = run("keys", "create", "human").output
-    match = re.fullmatch(
-        rf"Created API key human \(({UUID})\)\.\nKey \(shown once\): pw_\S+\n", printed
+    key_id = shown_id(
+        run("keys", "create", "human").output,
+        "Created API key human ({id}).\nKey (shown once): pw_{secret}\n",
     )
-    assert match, printed
-    assert json_of(run("keys", "revoke", match[1], "--json")) == {"revoked": match[1]}
+    assert json_of(run("keys", "revoke", key_id, "--json")) == {"revoked": key_id}
     # The revoked key no longer works, and says so in one line with a hint.
     denied = run("agents", "ls", "--api-key", created["key"], ok=False)
     assert denied.exit_code == 1
@@ -104,11 +111,11 @@ def test_workspaces_lifecycle() -> None:
     removed = run("workspaces", "rm", created["id"]).output
     assert removed == f"Deleted workspace {created['id']} and everything in it.\n"
     assert "team-cli" not in run("workspaces", "ls").output
-    printed = run("workspaces", "create", "team-human").output
-    pattern = rf"Created workspace team-human \(({UUID})\)\.\nIts API key \(shown once\): pw_\S+\n"
-    match = re.fullmatch(pattern, printed)
-    assert match, printed
-    assert json_of(run("workspaces", "rm", match[1], "--json")) == {"deleted": match[1]}
+    workspace_id = shown_id(
+        run("workspaces", "create", "team-human").output,
+        "Created workspace team-human ({id}).\nIts API key (shown once): pw_{secret}\n",
+    )
+    assert json_of(run("workspaces", "rm", workspace_id, "--json")) == {"deleted": workspace_id}
 
 
 def test_env_and_flags_override_profile(hub: HubThread, monkeypatch: pytest.MonkeyPatch) -> None:
