@@ -2,46 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from portway.cli import cli
 from portway.cli.profile import config_path
 from portway.testing.hub import HubThread
 from portway.testing.ports import free_port
+from tests.cli.helpers import json_of, run
+
+UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    with HubThread(tmp_path_factory.mktemp("cli") / "hub") as running:
-        yield running
-
-
-def run(*args: str, ok: bool = True) -> Result:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def login(hub: HubThread) -> None:
-    run("login", "--hub", hub.api_url, "--api-key", hub.admin_key)
+def shown_id(printed: str, template: str) -> str:
+    """The id in `printed`, which must read as `template` with an id for `{id}` and a secret
+    (shown once) for `{secret}`."""
+    pattern = re.escape(template).replace(re.escape("{id}"), f"({UUID})")
+    match = re.fullmatch(pattern.replace(re.escape("{secret}"), r"\S+"), printed)
+    assert match, printed
+    return match[1]
 
 
 def test_login_saves_a_private_profile(hub: HubThread) -> None:
     result = run("login", "--hub", hub.api_url + "/", "--api-key", hub.admin_key)
-    assert f"Logged in to {hub.api_url} (workspace default)" in result.output
     path = config_path()
+    assert result.output == f"Logged in to {hub.api_url} (workspace default). Saved to {path}.\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     saved = tomllib.loads(path.read_text())["profiles"]["default"]
     assert saved["hub"] == hub.api_url
@@ -53,6 +45,9 @@ def test_login_saves_a_private_profile(hub: HubThread) -> None:
     assert saved["agent_tls"] == "on"
     assert saved["ca_fingerprint"] == endpoint.ca_fingerprint
     assert saved["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    again = json_of(run("login", "--hub", hub.api_url, "--api-key", hub.admin_key, "--json"))
+    assert again.pop("workspace")["name"] == "default"
+    assert again == {"hub": hub.api_url, "profile": "default", "configFile": str(path)}
 
 
 def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:
@@ -62,32 +57,40 @@ def test_login_rejects_wrong_key_without_saving(hub: HubThread) -> None:
     assert not config_path().exists()
 
 
-def test_agents_lifecycle(hub: HubThread) -> None:
-    login(hub)
-    created = json.loads(
-        run("agents", "create", "--name", "cli-agent", "--label", "box", "--json").output
-    )
+@pytest.mark.usefixtures("logged_in")
+def test_agents_lifecycle() -> None:
+    created = json_of(run("agents", "create", "--name", "cli-agent", "--label", "box", "--json"))
     assert created["token"].startswith("pwa_")
-    listed = json.loads(run("agents", "ls", "--json").output)
+    listed = json_of(run("agents", "ls", "--json"))
     assert "cli-agent" in [a["name"] for a in listed]
     table = run("agents", "ls").output
     assert "cli-agent" in table and created["id"] in table and "offline" in table
     shown = run("agents", "show", "cli-agent").output
     assert "label" in shown and "box" in shown
-    assert json.loads(run("agents", "show", created["id"], "--json").output)["name"] == "cli-agent"
+    assert json_of(run("agents", "show", created["id"], "--json"))["name"] == "cli-agent"
     removed = run("agents", "rm", "cli-agent").output
-    assert "Removed agent cli-agent" in removed
+    assert removed == f"Removed agent cli-agent ({created['id']}); its token no longer works.\n"
+    agent_id = shown_id(
+        run("agents", "create", "--name", "cli-human").output,
+        "Created agent cli-human ({id}).\nToken (shown once): pwa_{secret}\n",
+    )
+    assert json_of(run("agents", "rm", agent_id, "--json")) == {"deleted": agent_id}
     missing = run("agents", "show", "cli-agent", ok=False)
     assert missing.exit_code == 1 and missing.output == "error: agent not found\n"
 
 
-def test_keys_lifecycle(hub: HubThread) -> None:
-    login(hub)
-    created = json.loads(run("keys", "create", "deploy", "--json").output)
+@pytest.mark.usefixtures("logged_in")
+def test_keys_lifecycle() -> None:
+    created = json_of(run("keys", "create", "deploy", "--json"))
     assert created["key"].startswith("pw_")
     assert "deploy" in run("keys", "ls").output
-    assert created["id"] in [k["id"] for k in json.loads(run("keys", "ls", "--json").output)]
-    assert "Revoked" in run("keys", "revoke", created["id"]).output
+    assert created["id"] in [k["id"] for k in json_of(run("keys", "ls", "--json"))]
+    assert run("keys", "revoke", created["id"]).output == f"Revoked API key {created['id']}.\n"
+    key_id = shown_id(
+        run("keys", "create", "human").output,
+        "Created API key human ({id}).\nKey (shown once): pw_{secret}\n",
+    )
+    assert json_of(run("keys", "revoke", key_id, "--json")) == {"revoked": key_id}
     # The revoked key no longer works, and says so in one line with a hint.
     denied = run("agents", "ls", "--api-key", created["key"], ok=False)
     assert denied.exit_code == 1
@@ -97,15 +100,22 @@ def test_keys_lifecycle(hub: HubThread) -> None:
     ]
 
 
-def test_workspaces_lifecycle(hub: HubThread) -> None:
-    login(hub)
-    created = json.loads(run("workspaces", "create", "team-cli", "--json").output)
+@pytest.mark.usefixtures("logged_in")
+def test_workspaces_lifecycle() -> None:
+    created = json_of(run("workspaces", "create", "team-cli", "--json"))
     assert "team-cli" in run("workspaces", "ls").output
+    assert created["id"] in [w["id"] for w in json_of(run("workspaces", "ls", "--json"))]
     # A key of the new workspace is refused on workspace management.
     denied = run("workspaces", "ls", "--api-key", created["apiKey"], ok=False)
     assert denied.exit_code == 1 and "admin workspace" in denied.output
-    assert "Deleted workspace" in run("workspaces", "rm", created["id"]).output
+    removed = run("workspaces", "rm", created["id"]).output
+    assert removed == f"Deleted workspace {created['id']} and everything in it.\n"
     assert "team-cli" not in run("workspaces", "ls").output
+    workspace_id = shown_id(
+        run("workspaces", "create", "team-human").output,
+        "Created workspace team-human ({id}).\nIts API key (shown once): pw_{secret}\n",
+    )
+    assert json_of(run("workspaces", "rm", workspace_id, "--json")) == {"deleted": workspace_id}
 
 
 def test_env_and_flags_override_profile(hub: HubThread, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,13 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from portway.cli import cli
 from portway.cli.common import ApiOptions
 from portway.cli.doctor import Doctor, clock_skew, run_checks
 from portway.cli.env import prefix, quote, update_dotenv
-from portway.cli.profile import Profile
+from portway.cli.profile import Profile, config_path
 from portway.cli.reaching import (
     ReachState,
     describe_process,
@@ -30,6 +28,7 @@ from portway.cli.reaching import (
     reach_dir,
     record,
 )
+from tests.cli.helpers import json_of, run
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -47,10 +46,6 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def test_reach_state_round_trips_and_stale_files_are_removed() -> None:
@@ -71,21 +66,30 @@ def test_reach_state_round_trips_and_stale_files_are_removed() -> None:
 
 def test_env_uses_local_reach_state_without_a_hub(tmp_path: Path) -> None:
     record("default", state())
-    result = invoke("env", "prod-db")
-    assert result.exit_code == 0, result.output
+    result = run("env", "prod-db")
     assert result.output.splitlines() == [
         "PROD_DB_HOST=localhost",
         "PROD_DB_PORT=15432",
         "PROD_DB_URL=postgresql://ro@localhost:15432/app",
     ]
+    variables = {
+        "PROD_DB_HOST": "localhost",
+        "PROD_DB_PORT": "15432",
+        "PROD_DB_URL": "postgresql://ro@localhost:15432/app",
+    }
+    assert json_of(run("env", "prod-db", "--json")) == variables
     out = tmp_path / "app.env"
-    missing = invoke("env", "prod-db", "cache", "--output", str(out))
+    missing = run("env", "prod-db", "cache", "--output", str(out), ok=False)
     assert missing.exit_code == 1
     assert missing.output == ("error: cache is not being reached here; run: portway reach cache\n")
     assert not out.exists()
-    written = invoke("env", "prod-db", "--output", str(out), "--json")
-    assert json.loads(written.output)["variables"]["PROD_DB_PORT"] == "15432"
+    written = run("env", "prod-db", "--output", str(out), "--json")
+    assert json_of(written) == {"output": str(out), "variables": variables}
     assert out.stat().st_mode & 0o777 == 0o600
+    # For people the file is the output: one line on stderr says what was written.
+    again = run("env", "prod-db", "--output", str(out))
+    assert (again.stdout, again.stderr) == ("", f"Wrote 3 variables to {out}.\n")
+    assert out.read_text().splitlines() == [f"{k}={v}" for k, v in variables.items()]
 
 
 def test_dotenv_update_replaces_keys_in_place_and_keeps_the_rest() -> None:
@@ -125,10 +129,30 @@ def test_clock_skew_is_a_warning_above_a_few_seconds() -> None:
 
 
 def test_doctor_without_a_profile_says_to_log_in() -> None:
-    result = invoke("doctor")
-    assert result.exit_code == 1
-    lines = result.output.splitlines()
-    assert lines[0].startswith("FAIL  profile    no profile 'default' in ")
-    assert lines[1].strip() == "→ run: portway login --hub URL --api-key KEY"
+    result = run("doctor", ok=False)
+    assert result.exit_code == 1 and result.stderr == ""
+    assert result.stdout.splitlines() == [
+        f"FAIL  profile    no profile 'default' in {config_path()}",
+        "                 → run: portway login --hub URL --api-key KEY",
+        "skip  hub        no hub URL to check",
+        "skip  api-key    not checked: no API key or no hub",
+        "skip  agent-tls  no agent endpoint in the profile",
+        "skip  clock      not checked: no answer from the hub",
+        "ok    agent      no agent enrolled yet; portway up, expose or reach do it",
+        "ok    ports      no tunnels being reached here",
+    ]
+    as_json = run("doctor", "--json", ok=False)
+    assert as_json.exit_code == 1
+    profile, *rest = json_of(as_json)
+    assert profile == {
+        "check": "profile",
+        "status": "fail",
+        "message": f"no profile 'default' in {config_path()}",
+        "hint": "run: portway login --hub URL --api-key KEY",
+    }
+    assert [(f["check"], f["status"], f["hint"]) for f in rest] == [
+        ("hub", "skip", None), ("api-key", "skip", None), ("agent-tls", "skip", None),
+        ("clock", "skip", None), ("agent", "ok", None), ("ports", "ok", None),
+    ]  # fmt: skip
     findings = run_checks(Doctor(api=ApiOptions(None, None, "default", True), profile=Profile()))
     assert [f.status for f in findings] == ["fail", "skip", "skip", "skip", "skip", "ok", "ok"]

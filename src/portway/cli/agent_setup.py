@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import socket
 import sys
@@ -16,6 +15,7 @@ import click
 
 from portway.agent.runtime import AgentRefused, AgentRuntime, AgentSettings
 from portway.cli.common import ApiOptions
+from portway.cli.output import Output
 from portway.cli.profile import Profile, load_profile, profile_lock, save_profile
 from portway.client import PortwayClient
 from portway.domain.addresses import parse_host_port
@@ -100,7 +100,7 @@ def settings_from(
     )  # fmt: skip
 
 
-def reporter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
+def reporter(output: Output) -> Callable[[str, dict[str, Any]], None]:
     """Print the runtime's state changes: one plain line each, or JSON lines with --json."""
     messages: dict[str, Callable[[dict[str, Any]], str]] = {
         "connected": lambda i: "Connected to the hub.",
@@ -112,10 +112,8 @@ def reporter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
     }
 
     def report(event: str, info: dict[str, Any]) -> None:
-        if as_json:
-            click.echo(json.dumps({"event": event, **info}))
-        elif event in messages:
-            click.echo(messages[event](info), err=True)
+        say = messages.get(event)
+        output.line({"event": event, **info}, lambda: say(info) if say else None, err=True)
 
     return report
 

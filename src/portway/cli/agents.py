@@ -6,14 +6,7 @@ from typing import Any
 
 import click
 
-from portway.cli.common import (
-    ApiOptions,
-    api_options,
-    emit_json,
-    list_items,
-    show_item,
-    when,
-)
+from portway.cli.common import ApiOptions, api_options, list_items, show_item, when
 from portway.cli.group import PortwayGroup
 
 
@@ -73,11 +66,11 @@ def create_agent(name: str | None, label: str | None, api: ApiOptions) -> None:
     body = {k: v for k, v in {"name": name, "label": label}.items() if v is not None}
     with api.client() as client:
         created = client.post("/v1/agents", body)
-    if api.as_json:
-        emit_json(created)
-        return
-    click.echo(f"Created agent {created['name']} ({created['id']}).")
-    click.echo(f"Token (shown once): {created['token']}")
+    api.output.result(
+        created,
+        f"Created agent {created['name']} ({created['id']}).\n"
+        f"Token (shown once): {created['token']}",
+    )
 
 
 @agents.command("rm")
@@ -88,7 +81,7 @@ def remove_agent(agent: str, api: ApiOptions) -> None:
     with api.client() as client:
         found = client.get(f"/v1/agents/{agent}")
         client.delete(f"/v1/agents/{found['id']}")
-    if api.as_json:
-        emit_json({"deleted": found["id"]})
-        return
-    click.echo(f"Removed agent {found['name']} ({found['id']}); its token no longer works.")
+    api.output.result(
+        {"deleted": found["id"]},
+        f"Removed agent {found['name']} ({found['id']}); its token no longer works.",
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from portway.cli.common import ApiOptions, api_options, emit_json, table, when
+from portway.cli.common import ApiOptions, Columns, api_options, table, when
 
 # The hub answers within its own 30 s bound whatever the target does; leave room for that.
 CHECK_TIMEOUT = 45.0
@@ -15,6 +15,20 @@ MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "-"}
 
 def _ms(value: float | None) -> str | None:
     return None if value is None else f"{value:.1f} ms"
+
+
+def _first_failure(run: dict[str, Any]) -> str | None:
+    failed = next((s for s in run["steps"] if s["status"] == "fail"), None)
+    return None if failed is None else f"{failed['name']}: {failed['detail']}"
+
+
+# The table of `check --history`: one row per kept run.
+HISTORY: Columns = [
+    ("WHEN", lambda r: when(r["createdAt"])),
+    ("RESULT", lambda r: "ok" if r["ok"] else "FAIL"),
+    ("LATENCY", lambda r: _ms(r["latencyMs"])),
+    ("FAILED STEP", _first_failure),
+]
 
 
 def print_diagnostic(run: dict[str, Any]) -> None:
@@ -45,28 +59,9 @@ def check(tunnel: str, history: bool, api: ApiOptions) -> None:
     with api.client(timeout=CHECK_TIMEOUT) as client:
         if history:
             runs = client.get(f"/v1/tunnels/{tunnel}/diagnostics")["items"]
-            if api.as_json:
-                emit_json(runs)
-                return
-            table(
-                runs,
-                [
-                    ("WHEN", lambda r: when(r["createdAt"])),
-                    ("RESULT", lambda r: "ok" if r["ok"] else "FAIL"),
-                    ("LATENCY", lambda r: _ms(r["latencyMs"])),
-                    ("FAILED STEP", _first_failure),
-                ],
-            )
+            api.output.result(runs, lambda: table(runs, HISTORY))
             return
         run = client.post(f"/v1/tunnels/{tunnel}/diagnostics")
-    if api.as_json:
-        emit_json(run)
-    else:
-        print_diagnostic(run)
+    api.output.result(run, lambda: print_diagnostic(run))
     if not run["ok"]:
         raise SystemExit(1)
-
-
-def _first_failure(run: dict[str, Any]) -> str | None:
-    failed = next((s for s in run["steps"] if s["status"] == "fail"), None)
-    return None if failed is None else f"{failed['name']}: {failed['detail']}"

@@ -1,9 +1,8 @@
-"""What every CLI command shares: hub/key resolution, `--json`, tables, and one-line errors."""
+"""What every CLI command shares: hub/key resolution, `--json`, tables and detail views."""
 
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -14,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from portway.cli.output import Output
 from portway.cli.profile import DEFAULT_PROFILE, load_profile
 from portway.client import DEFAULT_TIMEOUT, PortwayClient
 from portway.errors import ConfigError
@@ -47,7 +47,7 @@ class ApiOptions:
         saved = load_profile(profile)
         self.hub = hub or saved.hub
         self.api_key = api_key or saved.api_key
-        self.as_json = as_json
+        self.output = Output(as_json)
 
     def client(self, timeout: float = DEFAULT_TIMEOUT) -> PortwayClient:
         if not self.hub:
@@ -55,10 +55,6 @@ class ApiOptions:
         if not self.api_key:
             raise ConfigError("no API key: pass --api-key, set PORTWAY_API_KEY or 'portway login'")
         return PortwayClient(self.hub, self.api_key, timeout=timeout)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
 def when(value: str | None) -> str:
@@ -93,14 +89,6 @@ def details(pairs: Sequence[tuple[str, Any]]) -> None:
         click.echo(f"{key.ljust(width)}  {'-' if value is None else value}")
 
 
-def emit_items(api: ApiOptions, items: list[Item], columns: Columns) -> None:
-    """`items` as JSON with --json, else as a table of `columns`."""
-    if api.as_json:
-        emit_json(items)
-        return
-    table(items, columns)
-
-
 def list_items(
     api: ApiOptions, path: str, columns: Columns, *, limit: int | None = None, **params: Any
 ) -> None:
@@ -108,7 +96,7 @@ def list_items(
     --json: the `ls` commands. `params` filter the list; None ones are left out."""
     with api.client() as client:
         items = list(islice(client.paginate(path, **params), limit))
-    emit_items(api, items, columns)
+    api.output.result(items, lambda: table(items, columns))
 
 
 def show_item(
@@ -118,7 +106,4 @@ def show_item(
     `show` commands."""
     with api.client() as client:
         found = client.get(path)
-    if api.as_json:
-        emit_json(found)
-        return
-    details(fields(found))
+    api.output.result(found, lambda: details(fields(found)))

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import click
 import httpx
 
-from portway.cli.common import ApiOptions, api_options, emit_json, when
+from portway.cli.common import ApiOptions, api_options, when
 from portway.cli.group import HINTS
 from portway.cli.profile import Profile, config_path, load_profile
 from portway.cli.reaching import ReachState, describe_process, is_portway, live_reaches
@@ -338,18 +338,22 @@ def run_checks(doc: Doctor) -> list[Finding]:
     return findings
 
 
+def _text(findings: list[Finding]) -> str:
+    """The findings for people: one line each, with the hint under a warning or a failure."""
+    lines = []
+    for f in findings:
+        lines.append(f"{MARKS[f.status]}  {f.check:<9}  {f.message}")
+        if f.hint and f.status in ("warn", "fail"):
+            lines.append(f"{'':17}→ {f.hint}")
+    return "\n".join(lines)
+
+
 @click.command()
 @api_options
 def doctor(api: ApiOptions) -> None:
     """Check the profile, the hub, its CA, clocks, the agent and local ports; say what to fix."""
     profile, reaches = load_profile(api.profile_name), live_reaches(api.profile_name)
     findings = run_checks(Doctor(api=api, profile=profile, reaches=reaches))
-    if api.as_json:
-        emit_json([asdict(f) for f in findings])
-    else:
-        for f in findings:
-            click.echo(f"{MARKS[f.status]}  {f.check:<9}  {f.message}")
-            if f.hint and f.status in ("warn", "fail"):
-                click.echo(f"{'':17}→ {f.hint}")
+    api.output.result([asdict(f) for f in findings], lambda: _text(findings))
     if any(f.status == "fail" for f in findings):
         click.get_current_context().exit(1)

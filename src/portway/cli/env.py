@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from portway.cli.common import ApiOptions, api_options, emit_json
+from portway.cli.common import ApiOptions, api_options
 from portway.cli.profile import load_profile
 from portway.cli.reaching import ReachState, live_reaches
 from portway.client import PortwayClient
@@ -181,13 +181,10 @@ def env(names: tuple[str, ...], output: Path | None, api: ApiOptions) -> None:
     values = resolve(names, api)
     if output is not None:
         write_dotenv(output, values)
-        if api.as_json:
-            emit_json({"output": str(output), "variables": values})
-        else:
-            click.echo(f"Wrote {len(values)} variables to {output}.", err=True)
+        api.output.result(
+            {"output": str(output), "variables": values},
+            f"Wrote {len(values)} variables to {output}.",
+            err=True,
+        )
         return
-    if api.as_json:
-        emit_json(values)
-        return
-    for key, value in values.items():
-        click.echo(f"{key}={quote(value)}")
+    api.output.result(values, "\n".join(f"{key}={quote(value)}" for key, value in values.items()))

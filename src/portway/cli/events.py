@@ -13,7 +13,7 @@ import click
 import httpx
 
 from portway import __version__
-from portway.cli.common import ApiOptions, api_options, emit_json
+from portway.cli.common import ApiOptions, api_options
 from portway.client import error_from_response
 from portway.domain.backoff import Backoff
 from portway.domain.event_kinds import EVENT_TYPES
@@ -34,15 +34,13 @@ def _summary(event: dict[str, Any]) -> str:
     return str(data.get("name") or "")
 
 
-def _print(event: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(event))
-        return
+def _text(event: dict[str, Any]) -> str:
+    """One event as one line for people."""
     at = datetime.fromisoformat(event["createdAt"].replace("Z", "+00:00")).astimezone()
     reason = event["data"].get("reason")
     line = f"{at:%Y-%m-%d %H:%M:%S}  #{event['seq']}  {event['type']:<22} {event['objectId']}"
     extra = " ".join(p for p in (_summary(event), f"({reason})" if reason else "") if p)
-    click.echo(f"{line}  {extra}".rstrip())
+    return f"{line}  {extra}".rstrip()
 
 
 def parse_sse(lines: Iterable[str]) -> Iterator[dict[str, str]]:
@@ -86,7 +84,7 @@ def _follow(
                 for message in parse_sse(response.iter_lines()):
                     event = json.loads(message["data"])
                     position = int(event["seq"])
-                    _print(event, api.as_json)
+                    api.output.line(event, _text(event))
                     backoff.reset()
                     if remaining is not None:
                         remaining -= 1
@@ -150,13 +148,11 @@ def events(
             latest = client.get("/v1/events", limit=1)["items"]
             position = int(latest[0]["seq"]) if latest else 0
         hub_url = client.hub_url
-    if api.as_json and not follow:
-        emit_json(shown)
+    if not follow:
+        api.output.result(shown, lambda: "\n".join(map(_text, shown)) or "(none)")
         return
     for event in shown:
-        _print(event, api.as_json)
-    if not follow and not shown and not api.as_json:
-        click.echo("(none)")
+        api.output.line(event, _text(event))
     remaining = None if count is None else count - len(shown)
-    if follow and remaining != 0:
+    if remaining != 0:
         _follow(api, hub_url, position, wanted, remaining)

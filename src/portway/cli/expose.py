@@ -14,7 +14,7 @@ from portway.cli.agent_setup import (
     sessions_option,
     settings_from,
 )
-from portway.cli.common import ApiOptions, api_options, details, emit_json
+from portway.cli.common import ApiOptions, api_options, details
 from portway.client import PortwayClient
 from portway.domain.addresses import AddressError, parse_host_port
 from portway.errors import ApiError, ConfigError
@@ -90,10 +90,9 @@ def expose(
     if public:
         body["public"] = True
     tunnel, created = _find_or_create(client, profile.agent_id, target, body)
-    if api.as_json:
-        emit_json({**tunnel, "created": created})
-    else:
-        details(
+    api.output.result(
+        {**tunnel, "created": created},
+        lambda: details(
             [
                 ("tunnel", f"{tunnel['name']} ({'created' if created else 're-attached'})"),
                 ("id", tunnel["id"]),
@@ -104,7 +103,8 @@ def expose(
                 ("hub port", tunnel.get("hubPort")),
                 ("reach it", f"portway reach {tunnel['name']}"),
             ]
-        )
+        ),
+    )
     settings = settings_from(
         profile, serve=True, hold_binds=False, allow=allow, deny=deny, sessions=sessions
     )
@@ -122,4 +122,4 @@ def expose(
         finally:
             client.close()
 
-    run_foreground(AgentRuntime(settings, on_state=reporter(api.as_json)), cleanup=cleanup)
+    run_foreground(AgentRuntime(settings, on_state=reporter(api.output)), cleanup=cleanup)

@@ -17,7 +17,7 @@ import httpx
 from portway.agent.reach import LOCALHOST, first_free_port
 from portway.agent.runtime import AgentRuntime, AgentSettings
 from portway.cli.agent_setup import reporter, run_foreground
-from portway.cli.common import emit_json
+from portway.cli.output import Output
 from portway.errors import ConfigError
 
 
@@ -56,17 +56,18 @@ def join(share_url: str, local_port: int | None, as_json: bool) -> None:
         ca_certificate=endpoint.get("caCertificate"), ca_fingerprint=endpoint.get("caFingerprint"),
         serve=False, hold_binds=False,
     )  # fmt: skip
-    runtime = AgentRuntime(settings, on_state=reporter(as_json))
+    output = Output(as_json)
+    runtime = AgentRuntime(settings, on_state=reporter(output))
 
     async def prepare(rt: AgentRuntime) -> None:
         bound = await rt.add_reach(
             tunnel["id"], tunnel["name"], port, LOCALHOST, protocol=tunnel["protocol"]
         )
-        if as_json:
-            emit_json({"tunnel": tunnel["name"], "localPort": bound})
-        else:
-            click.echo(f"Joined {tunnel['name']} on localhost:{bound}" + (" (UDP)" if udp else ""))
-            click.echo(f"  expires: {info.get('expiresAt') or 'never'}")
-            click.echo("Press Ctrl-C to stop.")
+        output.result(
+            {"tunnel": tunnel["name"], "localPort": bound},
+            f"Joined {tunnel['name']} on localhost:{bound}{' (UDP)' if udp else ''}\n"
+            f"  expires: {info.get('expiresAt') or 'never'}\n"
+            "Press Ctrl-C to stop.",
+        )
 
     run_foreground(runtime, prepare=prepare)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from portway.cli.common import ApiOptions, api_options, emit_json, list_items, when
+from portway.cli.common import ApiOptions, api_options, list_items, when
 from portway.cli.group import PortwayGroup
 
 
@@ -37,11 +37,10 @@ def create_key(name: str, api: ApiOptions) -> None:
     """Create an API key and print it once."""
     with api.client() as client:
         created = client.post("/v1/api-keys", {"name": name})
-    if api.as_json:
-        emit_json(created)
-        return
-    click.echo(f"Created API key {created['name']} ({created['id']}).")
-    click.echo(f"Key (shown once): {created['key']}")
+    api.output.result(
+        created,
+        f"Created API key {created['name']} ({created['id']}).\nKey (shown once): {created['key']}",
+    )
 
 
 @keys.command("revoke")
@@ -51,7 +50,4 @@ def revoke_key(key_id: str, api: ApiOptions) -> None:
     """Revoke an API key by id; it stops working at once."""
     with api.client() as client:
         client.delete(f"/v1/api-keys/{key_id}")
-    if api.as_json:
-        emit_json({"revoked": key_id})
-        return
-    click.echo(f"Revoked API key {key_id}.")
+    api.output.result({"revoked": key_id}, f"Revoked API key {key_id}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from portway.cli.agent_setup import pin_endpoint
-from portway.cli.common import emit_json
+from portway.cli.output import Output
 from portway.cli.profile import DEFAULT_PROFILE, Profile, load_profile, save_profile
 from portway.client import PortwayClient, normalise_hub_url
 
@@ -47,9 +47,7 @@ def login(
         pin_endpoint(saved, info, ca_fingerprint)
     path = save_profile(saved, profile)
     workspace = info["workspace"]
-    if as_json:
-        emit_json(
-            {"hub": hub_url, "profile": profile, "configFile": str(path), "workspace": workspace}
-        )
-        return
-    click.echo(f"Logged in to {hub_url} (workspace {workspace['name']}). Saved to {path}.")
+    Output(as_json).result(
+        {"hub": hub_url, "profile": profile, "configFile": str(path), "workspace": workspace},
+        f"Logged in to {hub_url} (workspace {workspace['name']}). Saved to {path}.",
+    )

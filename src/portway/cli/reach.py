@@ -21,7 +21,7 @@ from portway.cli.agent_setup import (
     sessions_option,
     settings_from,
 )
-from portway.cli.common import ApiOptions, api_options, emit_json
+from portway.cli.common import ApiOptions, api_options
 from portway.cli.reaching import ReachState, forget, local_host, process_start, record
 from portway.domain.tunnel_rules import connection_string, service_kind
 from portway.errors import ConfigError
@@ -66,7 +66,7 @@ def reach(
     kind = service_kind(found["protocol"], found["target"]["port"], found.get("detectedProtocol"))
     host = local_host(addresses)
     settings = settings_from(profile, serve=False, hold_binds=False, sessions=sessions)
-    runtime = AgentRuntime(settings, on_state=reporter(api.as_json))
+    runtime = AgentRuntime(settings, on_state=reporter(api.output))
     written: list[Path] = []
 
     async def prepare(rt: AgentRuntime) -> None:
@@ -82,20 +82,16 @@ def reach(
             connection_string=url, process_start=process_start(os.getpid()),
         )  # fmt: skip
         written.append(record(api.profile_name, state))
-        if api.as_json:
-            emit_json(
-                {
-                    "tunnel": found["name"],
-                    "localHost": host,
-                    "localPort": bound,
-                    "connectionString": url,
-                }
-            )
-        else:
-            where = f"{host}:{bound}" + (" (UDP)" if udp else "")
-            click.echo(f"Reaching {found['name']} on {where}")
-            click.echo(f"  {url}")
-            click.echo("Press Ctrl-C to stop.")
+        where = f"{host}:{bound}" + (" (UDP)" if udp else "")
+        api.output.result(
+            {
+                "tunnel": found["name"],
+                "localHost": host,
+                "localPort": bound,
+                "connectionString": url,
+            },
+            f"Reaching {found['name']} on {where}\n  {url}\nPress Ctrl-C to stop.",
+        )
 
     def cleanup() -> None:
         for path in written:

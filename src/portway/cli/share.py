@@ -10,10 +10,24 @@ from typing import Any
 
 import click
 
-from portway.cli.common import ApiOptions, api_options, details, emit_json
+from portway.cli.common import ApiOptions, api_options, details
 from portway.domain.share_rules import uses_edge
 
 EXPIRES = ("1h", "24h", "7d", "30d", "never")
+
+
+def _print_link(tunnel: dict[str, Any], created: dict[str, Any]) -> None:
+    edge = uses_edge(tunnel["protocol"])
+    rows: list[tuple[str, Any]] = [
+        ("share", f"{created['name']} ({created['id']})"),
+        ("tunnel", tunnel["name"]),
+        ("expires", created.get("expiresAt") or "never"),
+        ("URL" if edge else "join link", created["shareUrl"]),
+    ]
+    if not edge:
+        rows.append(("guest runs", f"portway join {created['shareUrl']}"))
+    details(rows)
+    click.echo("The link is shown only once; revoke it with 'portway shares revoke ID'.")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -46,17 +60,4 @@ def share(
         }  # fmt: skip
         body.update({k: v for k, v in fields.items() if v is not None})
         created: dict[str, Any] = client.post(f"/v1/tunnels/{found['id']}/shares", body)
-    if api.as_json:
-        emit_json(created)
-        return
-    edge = uses_edge(found["protocol"])
-    rows: list[tuple[str, Any]] = [
-        ("share", f"{created['name']} ({created['id']})"),
-        ("tunnel", found["name"]),
-        ("expires", created.get("expiresAt") or "never"),
-        ("URL" if edge else "join link", created["shareUrl"]),
-    ]
-    if not edge:
-        rows.append(("guest runs", f"portway join {created['shareUrl']}"))
-    details(rows)
-    click.echo("The link is shown only once; revoke it with 'portway shares revoke ID'.")
+    api.output.result(created, lambda: _print_link(found, created))

@@ -10,16 +10,9 @@ from typing import Any
 
 import click
 
-from portway.cli.common import (
-    ApiOptions,
-    api_options,
-    emit_items,
-    emit_json,
-    list_items,
-    show_item,
-    when,
-)
+from portway.cli.common import ApiOptions, api_options, list_items, show_item, table, when
 from portway.cli.group import PortwayGroup
+from portway.client import PortwayClient
 from portway.domain.share_rules import SHARE_STATUSES
 
 
@@ -29,6 +22,24 @@ def _listed(values: list[str] | None) -> str:
 
 def _rate(share: dict[str, Any]) -> str:
     return "unlimited" if share["rateLimit"] is None else f"{share['rateLimit']}/min"
+
+
+def _print_shares(items: list[dict[str, Any]], client: PortwayClient) -> None:
+    """The `shares ls` table. Tunnel names make it readable; JSON has ids only, so only this
+    view lists the tunnels."""
+    names = {t["id"]: t["name"] for t in client.paginate("/v1/tunnels")}
+    table(
+        items,
+        [
+            ("NAME", lambda s: s["name"]),
+            ("ID", lambda s: s["id"]),
+            ("TUNNEL", lambda s: names.get(s["tunnelId"], s["tunnelId"])),
+            ("STATUS", lambda s: s["status"]),
+            ("TOKEN", lambda s: s["tokenPrefix"] + "…"),
+            ("EXPIRES", lambda s: when(s["expiresAt"]) if s["expiresAt"] else "never"),
+            ("USES", lambda s: s["accessCount"]),
+        ],
+    )
 
 
 @click.group(cls=PortwayGroup)
@@ -45,21 +56,7 @@ def list_shares(tunnel: str | None, status: str | None, api: ApiOptions) -> None
     with api.client() as client:
         tunnel_id = client.get(f"/v1/tunnels/{tunnel}")["id"] if tunnel else None
         items = list(client.paginate("/v1/shares", tunnelId=tunnel_id, status=status))
-        # Tunnel names make the table readable; scripts get ids only, so skip the extra calls.
-        names = {} if api.as_json else {t["id"]: t["name"] for t in client.paginate("/v1/tunnels")}
-    emit_items(
-        api,
-        items,
-        [
-            ("NAME", lambda s: s["name"]),
-            ("ID", lambda s: s["id"]),
-            ("TUNNEL", lambda s: names.get(s["tunnelId"], s["tunnelId"])),
-            ("STATUS", lambda s: s["status"]),
-            ("TOKEN", lambda s: s["tokenPrefix"] + "…"),
-            ("EXPIRES", lambda s: when(s["expiresAt"]) if s["expiresAt"] else "never"),
-            ("USES", lambda s: s["accessCount"]),
-        ],
-    )
+        api.output.result(items, lambda: _print_shares(items, client))
 
 
 @shares.command("show")
@@ -97,10 +94,9 @@ def revoke_share(share_id: str, api: ApiOptions) -> None:
     with api.client() as client:
         client.delete(f"/v1/shares/{share_id}")
         found = client.get(f"/v1/shares/{share_id}")
-    if api.as_json:
-        emit_json(found)
-        return
-    click.echo(f"Revoked share {found['name']} ({found['id']}); its link no longer works.")
+    api.output.result(
+        found, f"Revoked share {found['name']} ({found['id']}); its link no longer works."
+    )
 
 
 @shares.command("logs")

@@ -13,11 +13,11 @@ import click
 
 from portway.cli.common import (
     ApiOptions,
+    Columns,
     api_options,
     details,
-    emit_items,
-    emit_json,
     show_item,
+    table,
     when,
 )
 from portway.cli.group import PortwayGroup
@@ -89,6 +89,19 @@ def _fields(tunnel: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+# The table `tunnels ls` prints.
+COLUMNS: Columns = [
+    ("NAME", lambda t: t["name"]),
+    ("ID", lambda t: t["id"]),
+    ("STATUS", _status),
+    ("PROTOCOL", lambda t: t["protocol"]),
+    ("TARGET", _target),
+    ("PUBLIC", _exposed),
+    ("CONNS", lambda t: t["stats"]["activeConnections"]),
+    ("CREATED", lambda t: when(t["createdAt"])),
+]
+
+
 def print_tunnel(tunnel: dict[str, Any]) -> None:
     """The detail view `tunnels show` prints, for any command that has a tunnel to show."""
     details(_fields(tunnel))
@@ -113,20 +126,7 @@ def list_tunnels(
         items = list(
             client.paginate("/v1/tunnels", status=status, agentId=agent_id, protocol=protocol)
         )
-    emit_items(
-        api,
-        items,
-        [
-            ("NAME", lambda t: t["name"]),
-            ("ID", lambda t: t["id"]),
-            ("STATUS", _status),
-            ("PROTOCOL", lambda t: t["protocol"]),
-            ("TARGET", _target),
-            ("PUBLIC", _exposed),
-            ("CONNS", lambda t: t["stats"]["activeConnections"]),
-            ("CREATED", lambda t: when(t["createdAt"])),
-        ],
-    )
+    api.output.result(items, lambda: table(items, COLUMNS))
 
 
 @tunnels.command("show")
@@ -150,10 +150,9 @@ def _patch(api: ApiOptions, tunnel: str, body: dict[str, Any]) -> dict[str, Any]
 def pause_tunnel(tunnel: str, api: ApiOptions) -> None:
     """Refuse new connections and close live ones until resumed."""
     updated = _patch(api, tunnel, {"status": "paused"})
-    if api.as_json:
-        emit_json(updated)
-        return
-    click.echo(f"Paused tunnel {updated['name']}; 'portway tunnels resume' brings it back.")
+    api.output.result(
+        updated, f"Paused tunnel {updated['name']}; 'portway tunnels resume' brings it back."
+    )
 
 
 @tunnels.command("resume")
@@ -162,10 +161,7 @@ def pause_tunnel(tunnel: str, api: ApiOptions) -> None:
 def resume_tunnel(tunnel: str, api: ApiOptions) -> None:
     """Accept connections again after a pause."""
     updated = _patch(api, tunnel, {"status": "active"})
-    if api.as_json:
-        emit_json(updated)
-        return
-    click.echo(f"Resumed tunnel {updated['name']} (status: {_status(updated)}).")
+    api.output.result(updated, f"Resumed tunnel {updated['name']} (status: {_status(updated)}).")
 
 
 @tunnels.command("rename")
@@ -175,10 +171,7 @@ def resume_tunnel(tunnel: str, api: ApiOptions) -> None:
 def rename_tunnel(tunnel: str, new_name: str, api: ApiOptions) -> None:
     """Give a tunnel a new name (its public URL does not change)."""
     updated = _patch(api, tunnel, {"name": new_name})
-    if api.as_json:
-        emit_json(updated)
-        return
-    click.echo(f"Renamed tunnel {tunnel} to {updated['name']}.")
+    api.output.result(updated, f"Renamed tunnel {tunnel} to {updated['name']}.")
 
 
 @tunnels.command("rm")
@@ -189,9 +182,7 @@ def remove_tunnel(tunnel: str, api: ApiOptions) -> None:
     with api.client() as client:
         found = client.get(f"/v1/tunnels/{tunnel}")
         client.delete(f"/v1/tunnels/{found['id']}")
-    if api.as_json:
-        emit_json({"deleted": found["id"]})
-        return
-    click.echo(
-        f"Removed tunnel {found['name']} ({found['id']}); its connections and shares are gone."
+    api.output.result(
+        {"deleted": found["id"]},
+        f"Removed tunnel {found['name']} ({found['id']}); its connections and shares are gone.",
     )

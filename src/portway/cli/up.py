@@ -41,4 +41,4 @@ def up(
         profile, serve=True, hold_binds=True, allow=allow, deny=deny, sessions=sessions
     )
     click.echo(f"Agent {profile.agent_id} serving; press Ctrl-C to stop.", err=True)
-    run_foreground(AgentRuntime(settings, on_state=reporter(api.as_json)))
+    run_foreground(AgentRuntime(settings, on_state=reporter(api.output)))

@@ -6,14 +6,7 @@ from typing import Any
 
 import click
 
-from portway.cli.common import (
-    ApiOptions,
-    api_options,
-    emit_json,
-    list_items,
-    show_item,
-    when,
-)
+from portway.cli.common import ApiOptions, api_options, list_items, show_item, when
 from portway.cli.group import PortwayGroup
 from portway.domain.webhook_rules import DELIVERY_STATUSES
 
@@ -75,11 +68,11 @@ def create_webhook(
         body["description"] = description
     with api.client() as client:
         created = client.post("/v1/webhooks", body)
-    if api.as_json:
-        emit_json(created)
-        return
-    click.echo(f"Created webhook {created['id']} for {created['url']}.")
-    click.echo(f"Signing secret (shown once): {created['secret']}")
+    api.output.result(
+        created,
+        f"Created webhook {created['id']} for {created['url']}.\n"
+        f"Signing secret (shown once): {created['secret']}",
+    )
 
 
 @webhooks.command("show")
@@ -110,19 +103,13 @@ def remove_webhook(webhook_id: str, api: ApiOptions) -> None:
     """Delete a webhook with its queued deliveries."""
     with api.client() as client:
         client.delete(f"/v1/webhooks/{webhook_id}")
-    if api.as_json:
-        emit_json({"deleted": webhook_id})
-        return
-    click.echo(f"Removed webhook {webhook_id}.")
+    api.output.result({"deleted": webhook_id}, f"Removed webhook {webhook_id}.")
 
 
 def _set_enabled(webhook_id: str, enabled: bool, api: ApiOptions) -> None:
     with api.client() as client:
         found = client.patch(f"/v1/webhooks/{webhook_id}", {"enabled": enabled})
-    if api.as_json:
-        emit_json(found)
-        return
-    click.echo(f"Webhook {found['id']} is {_state(found)}.")
+    api.output.result(found, f"Webhook {found['id']} is {_state(found)}.")
 
 
 @webhooks.command("enable")
@@ -148,11 +135,11 @@ def test_webhook(webhook_id: str, api: ApiOptions) -> None:
     """Queue a signed `webhook.test` message to the webhook's URL."""
     with api.client() as client:
         delivery = client.post(f"/v1/webhooks/{webhook_id}/test")
-    if api.as_json:
-        emit_json(delivery)
-        return
-    click.echo(f"Queued test delivery {delivery['id']}.")
-    click.echo(f"Follow it with: portway webhooks deliveries {webhook_id}")
+    api.output.result(
+        delivery,
+        f"Queued test delivery {delivery['id']}.\n"
+        f"Follow it with: portway webhooks deliveries {webhook_id}",
+    )
 
 
 @webhooks.command("rotate-secret")
@@ -162,10 +149,9 @@ def rotate_secret(webhook_id: str, api: ApiOptions) -> None:
     """Issue a new signing secret (shown once); the old one stops being used at once."""
     with api.client() as client:
         rotated = client.post(f"/v1/webhooks/{webhook_id}/rotate-secret")
-    if api.as_json:
-        emit_json(rotated)
-        return
-    click.echo(f"New signing secret for webhook {rotated['id']} (shown once): {rotated['secret']}")
+    api.output.result(
+        rotated, f"New signing secret for webhook {rotated['id']} (shown once): {rotated['secret']}"
+    )
 
 
 @webhooks.command("deliveries")

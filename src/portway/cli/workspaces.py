@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from portway.cli.common import ApiOptions, api_options, emit_json, list_items, when
+from portway.cli.common import ApiOptions, api_options, list_items, when
 from portway.cli.group import PortwayGroup
 
 
@@ -35,11 +35,11 @@ def create_workspace(name: str, api: ApiOptions) -> None:
     """Create a workspace and print its first API key once."""
     with api.client() as client:
         created = client.post("/v1/workspaces", {"name": name})
-    if api.as_json:
-        emit_json(created)
-        return
-    click.echo(f"Created workspace {created['name']} ({created['id']}).")
-    click.echo(f"Its API key (shown once): {created['apiKey']}")
+    api.output.result(
+        created,
+        f"Created workspace {created['name']} ({created['id']}).\n"
+        f"Its API key (shown once): {created['apiKey']}",
+    )
 
 
 @workspaces.command("rm")
@@ -49,7 +49,6 @@ def remove_workspace(workspace_id: str, api: ApiOptions) -> None:
     """Delete a workspace and everything in it."""
     with api.client() as client:
         client.delete(f"/v1/workspaces/{workspace_id}")
-    if api.as_json:
-        emit_json({"deleted": workspace_id})
-        return
-    click.echo(f"Deleted workspace {workspace_id} and everything in it.")
+    api.output.result(
+        {"deleted": workspace_id}, f"Deleted workspace {workspace_id} and everything in it."
+    )
