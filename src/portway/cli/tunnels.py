@@ -15,7 +15,6 @@ from portway.cli.common import (
     ApiOptions,
     Columns,
     api_options,
-    details,
     show_item,
     table,
     when,
@@ -100,11 +99,6 @@ COLUMNS: Columns = [
     ("CONNS", lambda t: t["stats"]["activeConnections"]),
     ("CREATED", lambda t: when(t["createdAt"])),
 ]
-
-
-def print_tunnel(tunnel: dict[str, Any]) -> None:
-    """The detail view `tunnels show` prints, for any command that has a tunnel to show."""
-    details(_fields(tunnel))
 
 
 @click.group(cls=PortwayGroup)
