@@ -56,7 +56,7 @@ def api_schema(hub: HubThread) -> Any:
 
 
 # An event stream never ends on its own, so it cannot be fuzzed like a request/response;
-# tests/api/test_event_stream.py covers it.
+# tests/api/routers/test_event_stream.py covers it.
 ENDLESS = {("GET", "/v1/events/stream")}
 
 
