@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from portway.domain.clock import FrozenClock
-from portway.hub.dataplane.pairing import Unavailable
+from portway.hub.dataplane.pairing import TunnelUnavailable
 from portway.hub.dataplane.routes import Route
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, UdpPort
@@ -41,7 +41,7 @@ class FakePlane:
         self, tunnel_id: uuid.UUID, conn_id: str
     ) -> tuple[asyncio.Transport, bytes, Any]:
         if self.fail is not None:
-            raise Unavailable(self.fail, "no agent")
+            raise TunnelUnavailable(self.fail, "no agent")
         near, far = socket.socketpair()
         transport, _ = await asyncio.get_running_loop().create_connection(
             asyncio.Protocol, sock=near
@@ -66,7 +66,7 @@ class FakePlane:
         return UdpContext(
             open_channel=self.open_channel, route=lambda _t: self.route, traffic=self.traffic,
             clock=FrozenClock(datetime(2026, 1, 1, tzinfo=UTC)), spawn=self.spawn,
-            unavailable=Unavailable,
+            unavailable=TunnelUnavailable,
         )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from portway import errors
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.sessions import (
@@ -54,13 +55,23 @@ log = logging.getLogger("portway.hub.pairing")
 BIND_PREFIX = "tunnel:"  # a reach bind an agent holds on its own (`portway reach`)
 
 
-class Unavailable(Exception):
-    """No channel to the tunnel's target could be had; `reason` and `message` say why."""
+class TunnelUnavailable(errors.Unavailable):
+    """No channel to the tunnel's target could be had; `reason` and `message` say why.
+
+    Raised by `Pairing.open_channel` (the HTTP edge answers it with an error page, UDP ports
+    and `dial` reset their visitor with `reason`).
+    """
+
+    code = "tunnel_unavailable"
 
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-        self.message = message
+
+
+# The old name, which `hub.dataplane.plane` still imports (that file is being rewritten
+# elsewhere); remove once it imports `TunnelUnavailable`.
+Unavailable = TunnelUnavailable
 
 
 class Pairing:
@@ -100,7 +111,7 @@ class Pairing:
         conn_id = f"{self._conn_prefix}{next(self._conn_count):x}"
         try:
             route, session = self._serving_session(tunnel_id)
-        except Unavailable as exc:
+        except TunnelUnavailable as exc:
             visitor.reset(exc.reason)
             return visitor
         early = FEATURE_EARLY_DATA in session.features
@@ -125,7 +136,7 @@ class Pairing:
     ) -> tuple[asyncio.Transport, bytes, routes.Route]:
         """A stream the tunnel's agent has dialled to the target, as a transport detached from
         its `assign` framing, with the target's bytes already read after `assign_ok`; raises
-        `Unavailable`.
+        `TunnelUnavailable`.
 
         The caller (a splice here, or the HTTP edge) must take over the transport at once,
         with no await in between, by setting its own protocol. `tls` (the HTTP edge, for an
@@ -136,26 +147,26 @@ class Pairing:
             channel, answer = await assign(session, self._assign(route, conn_id, tls=tls))
         except NoChannel as exc:
             log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
-            raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE)) from None
+            raise TunnelUnavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE)) from None
         if isinstance(answer, AssignError):
             channel.close()
             self._on_target(session, route.id, False, answer.message)
-            raise Unavailable(answer.reason, answer.message or _why(route, answer.reason))
+            raise TunnelUnavailable(answer.reason, answer.message or _why(route, answer.reason))
         self._on_target(session, route.id, True, "")
         transport, rest = channel.detach()
         return transport, rest, route
 
     def _serving_session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession]:
         """The tunnel's route and its agent's least-loaded serving session; raises
-        `Unavailable` (no such tunnel, paused, no agent online)."""
+        `TunnelUnavailable` (no such tunnel, paused, no agent online)."""
         route = self._snapshot().routes.get(tunnel_id)
         if route is None:
-            raise Unavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
+            raise TunnelUnavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
         if route.paused:
-            raise Unavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
+            raise TunnelUnavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
         serving = self._serving(route.agent_id)
         if not serving:
-            raise Unavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE))
+            raise TunnelUnavailable(Reason.UNAVAILABLE, _why(route, Reason.UNAVAILABLE))
         return route, min(serving, key=lambda s: s.load)
 
     @staticmethod
@@ -178,7 +189,7 @@ class Pairing:
         visitor is paired in callbacks instead (`visitor`)."""
         try:
             transport, rest, route = await self.open_channel(tunnel_id, conn_id)
-        except Unavailable as exc:
+        except TunnelUnavailable as exc:
             relay.reset(exc.reason)
             return False
         if not relay.open:
