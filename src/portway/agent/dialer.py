@@ -13,17 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from portway.domain.dial_policy import TargetPolicy
+from portway.errors import Unavailable
 from portway.wire.codes import Reason
 
 DIAL_TIMEOUT = 10.0
 PROBE_TIMEOUT = 3.0
 
 
-class DialError(Exception):
+class DialError(Unavailable):
+    """The target could not be dialled (denied by the policy, unresolvable, refused, timed out);
+    `reason` is what the hub is told. Raised by every `Dialer` method."""
+
+    code = "dial_failed"
+
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from portway.agent.targets import TargetWatch
 from portway.agent.udp import UdpReachListener
 from portway.domain.backoff import Backoff
 from portway.domain.dial_policy import TargetPolicy
+from portway.errors import Unauthorized
 from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
@@ -69,7 +70,7 @@ PROBE_INTERVAL = 15.0
 REACH_WAIT = 30.0  # how long a local client may wait for the hub before it is closed
 
 
-class AgentRefused(Exception):
+class AgentRefused(Unauthorized):
     """The hub refused this agent for a reason retrying cannot fix (revoked or rotated token)."""
 
     def __init__(self, code: SessionCode, message: str) -> None:

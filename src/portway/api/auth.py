@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from portway.api.context import ApiContext, get_context
-from portway.api.problems import Forbidden, Unauthorized
+from portway.errors import Forbidden, Unauthorized
 from portway.store import api_keys
 
 # auto_error=False: we produce our own 401 in the common error shape.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from portway.api.problems import NotFound
+from portway.errors import NotFound
 
 
 def parse_id(value: str, kind: str) -> uuid.UUID:

@@ -1,14 +1,16 @@
 """The API's single error shape and the handlers that guarantee it.
 
 Every error response is ``{"error": {"code": "...", "message": "...", "details": ...}}``.
-Handlers raise a `Problem` subclass; validation failures, unknown routes and unexpected
-exceptions are converted here, so no response ever has another shape.
+Routers raise the families of `portway.errors` or let the store's and the domain's errors
+propagate; `STATUS` below is the one place a family becomes an HTTP status. Validation
+failures, unknown routes and unexpected exceptions are converted here too, so no response ever
+has another shape.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +18,32 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from portway.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    PortwayError,
+    ProtocolViolation,
+    Unauthorized,
+    Unavailable,
+)
+
 log = logging.getLogger("portway.api")
+
+STATUS: dict[type[PortwayError], int] = {
+    InvalidInput: 422,
+    ProtocolViolation: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Gone: 410,
+    Conflict: 409,
+    Unavailable: 503,
+}
+"""The status of each family (a member takes its nearest family's). Any other `PortwayError`
+(`ClientError`, a bare root) reaching a handler is a bug and answers 500 like any exception."""
 
 
 class ErrorBody(BaseModel):
@@ -29,45 +56,13 @@ class ErrorDocument(BaseModel):
     error: ErrorBody
 
 
-class Problem(Exception):
-    """An error a handler reports on purpose; subclasses fix the HTTP status."""
-
-    status: ClassVar[int] = 400
-    default_code: ClassVar[str] = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.default_code
-        self.details = details
-
-
-class BadRequest(Problem):
-    status, default_code = 400, "bad_request"
-
-
-class Unauthorized(Problem):
-    status, default_code = 401, "unauthorized"
-
-
-class Forbidden(Problem):
-    status, default_code = 403, "forbidden"
-
-
-class NotFound(Problem):
-    status, default_code = 404, "not_found"
-
-
-class Conflict(Problem):
-    status, default_code = 409, "conflict"
-
-
-class Unprocessable(Problem):
-    status, default_code = 422, "validation_failed"
-
-
-class Unavailable(Problem):
-    status, default_code = 503, "unavailable"
+def status_of(exc: PortwayError) -> int | None:
+    """The HTTP status for `exc`: its nearest family's in `STATUS`, None when it has none."""
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return None
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -126,10 +121,16 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Problem)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+async def _on_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Any `PortwayError`: its family's status, its code, its message ("field: message" when it
+    names a field) and its details."""
+    assert isinstance(exc, PortwayError)
+    status = status_of(exc)
+    if status is None:
+        raise exc  # no family the API answers for: the unexpected-error path logs it, 500
+    message = exc.message if exc.field is None else f"{exc.field}: {exc.message}"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.code, message, exc.details, headers)
 
 
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
@@ -161,7 +162,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`; called once by `portway.api.app.create_app`."""
-    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(PortwayError, _on_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -1,7 +1,8 @@
 """Request and response bodies of `/v1/tunnels`, connections and shares.
 
 Bounds live here (pydantic turns a breach into a 422 naming the field); rules that need no
-I/O are delegated to `portway.domain.tunnel_rules` and `portway.domain.share_rules`. Integers and
+I/O are delegated to `portway.domain.tunnel_rules` and `portway.domain.share_rules`, whose
+errors (`AddressError`, ...) are `ValueError`s pydantic reports like its own. Integers and
 booleans are strict: `"5432"` or `true` is not a port, `1` is not `public`.
 """
 
@@ -27,7 +28,7 @@ from portway.api.tunnel_examples import (
 )
 from portway.domain import share_rules
 from portway.domain import tunnel_rules as rules
-from portway.domain.addresses import AddressError, parse_host_port
+from portway.domain.addresses import parse_host_port
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 TtlSeconds = Annotated[int, Field(ge=1, le=rules.MAX_TTL_SECONDS, description="Seconds")]
@@ -48,23 +49,13 @@ ExpiresIn = Annotated[
 ]
 
 
-def _host(value: str) -> str:
-    try:
-        return rules.check_target_host(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
-
-
 def _target_from_text(value: Any) -> Any:
     """Turn `"host:port"` into the object form; objects pass through to `Target`."""
     if not isinstance(value, str):
         return value
     if len(value) > MAX_TARGET_TEXT:
         raise ValueError(f"target must be at most {MAX_TARGET_TEXT} characters")
-    try:
-        parsed = parse_host_port(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
+    parsed = parse_host_port(value)  # an AddressError is a ValueError: pydantic's 422
     return {"host": parsed.host, "port": parsed.port}
 
 
@@ -85,9 +76,9 @@ Metadata = Annotated[
 class Target(Model):
     """Where the exposing agent dials: a host name or IP literal (IPv6 without brackets)."""
 
-    host: Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_host)] = Field(
-        examples=["localhost"]
-    )
+    host: Annotated[
+        str, Field(min_length=1, max_length=253), AfterValidator(rules.check_target_host)
+    ] = Field(examples=["localhost"])
     port: Port = Field(examples=[5432])
 
 

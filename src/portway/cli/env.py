@@ -19,7 +19,7 @@ from portway.cli.common import ApiOptions, api_options
 from portway.cli.profile import load_profile
 from portway.cli.reaching import ReachState, live_reaches
 from portway.client import PortwayClient
-from portway.errors import ApiError, HubUnreachable, PortwayError
+from portway.errors import ApiError, ClientError, HubUnreachable
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@%+,=\[\]-]*")
 _KEY = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
@@ -28,8 +28,10 @@ _KEY = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 NO_SUCH_TUNNEL = "no such tunnel"
 
 
-class NotReached(PortwayError):
+class NotReached(ClientError):
     """One or more names are not reached on this machine; the message says how to fix it."""
+
+    code = "not_reached"
 
 
 def prefix(name: str) -> str:

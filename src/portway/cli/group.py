@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from portway.errors import ApiError, PortwayError
+from portway.errors import ApiError, ClientError, ConfigError
 
 HINTS = {
     "invalid_api_key": "check --api-key, PORTWAY_API_KEY or run 'portway login' again",
@@ -20,12 +20,13 @@ HINTS = {
 
 
 class PortwayGroup(click.Group):
-    """A click group whose commands report Portway errors as one line on stderr, exit 1."""
+    """A click group whose commands report a `ConfigError` or a `ClientError` (the hub said
+    no, or could not be reached) as one line on stderr, exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PortwayError as exc:
+        except (ConfigError, ClientError) as exc:
             message = str(exc.message if isinstance(exc, ApiError) else exc)
             click.echo(f"error: {message}", err=True)
             if isinstance(exc, ApiError) and exc.code in HINTS:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from portway.errors import InvalidInput
+
 MAX_HOST_LENGTH = 253
 
 
-class AddressError(ValueError):
-    """A host, port or range that cannot be used; the message says which part and why."""
+class AddressError(InvalidInput):
+    """A host, port or range that cannot be used; the message says which part and why.
+
+    Raised by the parsers here and `tunnel_rules.check_target_host`; the API's validators let
+    it through to pydantic (a 422 naming the field), the hub's config and the CLI wrap it in a
+    `ConfigError` naming the flag.
+    """
+
+    code = "invalid_address"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from portway.errors import InvalidInput
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -27,8 +29,14 @@ BUILTIN_DENIED: tuple[tuple[IPNetwork, str], ...] = (
 )
 
 
-class PolicyError(ValueError):
-    """A rule that cannot be parsed; the message quotes it."""
+class PolicyError(InvalidInput):
+    """A rule that cannot be parsed; the message quotes it.
+
+    Raised by `parse_rule` and `TargetPolicy.from_flags`; `portway up --allow/--deny` turns it
+    into a `ConfigError`.
+    """
+
+    code = "invalid_policy"
 
 
 @dataclass(frozen=True, slots=True)

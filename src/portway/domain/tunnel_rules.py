@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, get_args
 from urllib.parse import quote
 
 from portway.domain.addresses import AddressError, validate_host
+from portway.errors import InvalidInput
 
 RequestedProtocol = Literal["auto", "tcp", "udp", "http", "https"]
 Protocol = Literal["tcp", "udp", "http", "https"]
@@ -183,8 +184,13 @@ def uses_hub_port(protocol: str, public: bool) -> bool:
     return public and protocol in ("tcp", "udp")
 
 
-class HubPortError(ValueError):
-    """A requested hub port the tunnel cannot have; the message says why."""
+class HubPortError(InvalidInput):
+    """A requested hub port the tunnel cannot have; the message says why.
+
+    Raised by `check_hub_port`, which `POST /v1/tunnels` runs: a 422 naming `hubPort`.
+    """
+
+    field = "hubPort"
 
 
 def check_hub_port(port: int, port_range: tuple[int, int], protocol: str, public: bool) -> None:

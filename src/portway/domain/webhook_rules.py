@@ -22,6 +22,7 @@ from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from portway.domain.event_kinds import EVENT_TYPES
+from portway.errors import InvalidInput
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a prefix, not a secret
 SECRET_BYTES: Final = 32
@@ -44,8 +45,13 @@ DISABLE_AFTER: Final = timedelta(days=1)
 REASON_FAILING: Final = "failing"
 
 
-class UrlError(ValueError):
-    """A webhook URL that cannot be used; the message is meant for users."""
+class UrlError(InvalidInput):
+    """A webhook URL that cannot be used; the message is meant for users.
+
+    Raised by `check_url`, which the webhooks API's body validator runs (a 422 naming `url`).
+    """
+
+    code = "invalid_url"
 
 
 def new_secret() -> str:

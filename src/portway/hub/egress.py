@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from portway.domain.netguard import forbidden_reason, parse_address
+from portway.errors import InvalidInput, field_details
 
 RESOLVE_TIMEOUT_SECONDS = 5.0
 ALLOW_HINT = "start the hub with --webhooks-allow-private to allow private addresses"
@@ -24,8 +25,18 @@ ALLOW_HINT = "start the hub with --webhooks-allow-private to allow private addre
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
-class EgressError(Exception):
-    """The URL may not be requested now; the message is meant for users."""
+class EgressError(InvalidInput):
+    """The URL may not be requested now; the message is meant for users.
+
+    Raised by `check`: the webhooks API answers a 422 naming `url` with the error's code, the
+    delivery worker records the message as the attempt's error.
+    """
+
+    code = "url_not_allowed"
+    field = "url"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, details=field_details("url", message, self.code))
 
 
 class Refused(EgressError):
@@ -34,6 +45,8 @@ class Refused(EgressError):
 
 class Unresolvable(EgressError):
     """The host name does not resolve (or not in time)."""
+
+    code = "url_unresolvable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,20 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+from portway.errors import Unavailable
 from portway.net.mux_transport import StreamTransport
 from portway.wire.frames import MAX_HELLO_PAYLOAD
 from portway.wire.messages import Message, MessageReader, encode
 
 
-class ConnectionClosed(ConnectionError):
-    """The connection ended (EOF, error, or :meth:`FramedConnection.close`) before a message."""
+class ConnectionClosed(Unavailable, ConnectionError):
+    """The connection ended (EOF, error, or :meth:`FramedConnection.close`) before a message.
+
+    Raised by :meth:`FramedConnection.recv` and ``send``. Still a `ConnectionError`: callers that
+    catch `OSError` around a session (`portway up`'s foreground runner) catch it too.
+    """
+
+    code = "connection_closed"
 
 
 class FramedConnection(asyncio.Protocol):

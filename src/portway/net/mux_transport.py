@@ -23,13 +23,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from portway.errors import Unavailable
 from portway.net.mux import MuxStream
 from portway.wire.codes import Reason
 from portway.wire.frames import Bytes
 
 
-class StreamReset(ConnectionResetError):
-    """The peer reset the stream (``reason``), or its session was lost."""
+class StreamReset(Unavailable, ConnectionResetError):
+    """The peer reset the stream (``reason``), or its session was lost.
+
+    What a :class:`StreamTransport`'s protocol gets in ``connection_lost``; a
+    `ConnectionResetError` still, as asyncio's streams and the relays expect of a lost peer.
+    """
+
+    code = "stream_reset"
 
     def __init__(self, reason: Reason) -> None:
         super().__init__(f"stream reset: {reason.value}")

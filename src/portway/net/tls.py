@@ -32,14 +32,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from portway.errors import InvalidInput
+
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "::1")
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=397)
 RENEW_BEFORE = datetime.timedelta(days=30)
 
 
-class PinMismatch(ValueError):
-    """The CA certificate given to :func:`client_context` does not have the pinned fingerprint."""
+class PinMismatch(InvalidInput):
+    """The CA certificate given to :func:`client_context` does not have the pinned fingerprint.
+
+    Raised by :func:`client_context` (an agent's session, `portway doctor`): the saved CA and
+    pin disagree, so nothing is trusted.
+    """
+
+    code = "pin_mismatch"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,17 @@ from datetime import UTC
 
 from cryptography import x509
 
+from portway.errors import ProtocolViolation
 
-class ProbeError(Exception):
+
+class ProbeError(ProtocolViolation):
     """A reply that cannot be what the probe asked for (malformed BSON, absurd lengths, ...).
 
     Raised by the sans-IO parsers; the runner takes it as "not this protocol" and moves on, so it
     never escapes `detect()`.
     """
+
+    code = "unexpected_reply"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""Agent identities: a name, a label and a token stored as SHA-256."""
+"""Agent identities: a name, a label and a token stored as SHA-256.
+
+Raises `Duplicate` (`agent_name_taken`) from `create` and `update`, `NoSuchRow`
+(`agent_not_found`) from `get`.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import secrets
-from portway.store.errors import Duplicate, NotFound
+from portway.errors import field_details
+from portway.store.errors import Duplicate, NoSuchRow
 from portway.store.models import Agent
 from portway.store.pages import Page, paginate
+from portway.store.refs import by_ref
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -29,7 +35,9 @@ async def _ensure_name_free(
     if exclude is not None:
         stmt = stmt.where(Agent.id != exclude)
     if await session.scalar(stmt) is not None:
-        raise Duplicate(f"an agent named {name!r} already exists in this workspace")
+        raise Duplicate(
+            f"an agent named {name!r} already exists in this workspace", code="agent_name_taken"
+        )
 
 
 async def create(
@@ -65,21 +73,24 @@ async def create(
     return agent, issued.value
 
 
-async def get(session: AsyncSession, workspace_id: uuid.UUID, ref: str) -> Agent:
-    """An agent of this workspace by id or by name."""
-    if "\x00" in ref:
-        # No name holds NUL, and PostgreSQL refuses it even in a query parameter.
-        raise NotFound("agent not found")
-    stmt = select(Agent).where(Agent.workspace_id == workspace_id)
-    try:
-        agent = await session.scalar(stmt.where(Agent.id == uuid.UUID(ref)))
-    except ValueError:
-        agent = None
-    if agent is None:
-        agent = await session.scalar(stmt.where(Agent.name == ref))
-    if agent is None:
-        raise NotFound("agent not found")
-    return agent
+def not_found(field: str | None = None) -> NoSuchRow:
+    """The error for a missing agent: `agent_not_found`, naming `field` when a request body
+    field (`agentId`) named the agent rather than the path."""
+    if field is None:
+        return NoSuchRow("agent not found", code="agent_not_found")
+    return NoSuchRow(
+        "no agent with this id in your workspace",
+        code="agent_not_found",
+        field=field,
+        details=field_details(field, "agent not found", "not_found"),
+    )
+
+
+async def get(
+    session: AsyncSession, workspace_id: uuid.UUID, ref: str, *, field: str | None = None
+) -> Agent:
+    """An agent of this workspace by id or by name; `not_found(field)` otherwise."""
+    return await by_ref(session, Agent, workspace_id, ref, lambda: not_found(field))
 
 
 async def list_page(

@@ -1,4 +1,8 @@
-"""API keys: issued once, stored as SHA-256, revoked by setting `revoked_at`."""
+"""API keys: issued once, stored as SHA-256, revoked by setting `revoked_at`.
+
+Raises `Duplicate` (`api_key_name_taken`) from `create`; `NoSuchRow` (`api_key_not_found`) and
+`LastKey` from `revoke`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import secrets
-from portway.store.errors import Duplicate, NotFound
+from portway.errors import Conflict
+from portway.store.errors import Duplicate, NoSuchRow
 from portway.store.models import ApiKey, Workspace
 from portway.store.pages import Page, paginate
 
@@ -17,8 +22,10 @@ from portway.store.pages import Page, paginate
 LAST_USED_RESOLUTION = timedelta(seconds=30)
 
 
-class LastKey(Exception):
-    """Revoking this key would leave its workspace with no way in."""
+class LastKey(Conflict):
+    """Revoking this key would leave its workspace with no way in (raised by `revoke`)."""
+
+    code = "last_api_key"
 
 
 def _active(workspace_id: uuid.UUID) -> Select[ApiKey]:
@@ -31,7 +38,7 @@ async def create(
     """Create a key; returns the row and the plaintext key, which is never stored."""
     taken = await session.scalar(_active(workspace_id).where(ApiKey.name == name))
     if taken is not None:
-        raise Duplicate(f"an API key named {name!r} already exists")
+        raise Duplicate(f"an API key named {name!r} already exists", code="api_key_name_taken")
     issued = secrets.issue(secrets.API_KEY_PREFIX)
     key = ApiKey(
         id=uuid.uuid4(),
@@ -80,7 +87,7 @@ async def revoke(
 ) -> None:
     key = await session.scalar(_active(workspace_id).where(ApiKey.id == key_id))
     if key is None:
-        raise NotFound("API key not found")
+        raise NoSuchRow("API key not found", code="api_key_not_found")
     remaining = await session.scalar(
         select(func.count()).select_from(
             _active(workspace_id).where(ApiKey.id != key_id).subquery()

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import event_kinds as ev
 from portway.store import events
-from portway.store.errors import Duplicate, NotFound
+from portway.store.errors import Duplicate, NoSuchRow
 from portway.store.models import Connection, Tunnel
 from portway.store.pages import Page, paginate
 
@@ -25,10 +25,14 @@ LOCAL_HOST: Final = "localhost"
 
 
 class LocalPortTaken(Duplicate):
-    """The agent already binds this local port for another connection."""
+    """The agent already binds this local port for another connection (raised by `create`);
+    `details` name that connection and its tunnel."""
+
+    code = "local_port_taken"
 
     def __init__(self, message: str, existing: Connection) -> None:
-        super().__init__(message)
+        details = {"connectionId": str(existing.id), "tunnelId": str(existing.tunnel_id)}
+        super().__init__(message, details=details)
         self.existing = existing
 
 
@@ -91,12 +95,13 @@ async def create(
 
 
 async def get(session: AsyncSession, tunnel: Tunnel, connection_id: uuid.UUID) -> Connection:
-    """A connection of `tunnel`; `NotFound` for any other id (including other tunnels')."""
+    """A connection of `tunnel`; `NoSuchRow` (`connection_not_found`) for any other id
+    (including other tunnels')."""
     found = await session.scalar(
         select(Connection).where(Connection.id == connection_id, Connection.tunnel_id == tunnel.id)
     )
     if found is None:
-        raise NotFound("connection not found")
+        raise NoSuchRow("connection not found", code="connection_not_found")
     return found
 
 

@@ -19,14 +19,21 @@ from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from portway.errors import InvalidInput
+
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
-class BadCursor(ValueError):
-    """The cursor was not produced by this API (or was damaged)."""
+class BadCursor(InvalidInput):
+    """The cursor was not produced by this API (or was damaged): a 422 naming `cursor`.
+
+    Raised by `decode_cursor` and `seq_pages.decode`, so by every `list_page`-like function.
+    """
+
+    field = "cursor"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from portway.domain import event_kinds as ev
 from portway.domain import secrets
 from portway.store import events
 from portway.store.access_rows import insert_accesses
-from portway.store.errors import NotFound
+from portway.store.errors import NoSuchRow
 from portway.store.models import Share, ShareAccessLog, Tunnel
 from portway.store.pages import Page, paginate
 
@@ -85,12 +85,13 @@ async def create(
 
 
 async def get(session: AsyncSession, workspace_id: uuid.UUID, share_id: uuid.UUID) -> Share:
-    """A share of this workspace, revoked and expired ones included; `NotFound` otherwise."""
+    """A share of this workspace, revoked and expired ones included; `NoSuchRow`
+    (`share_not_found`) otherwise."""
     share = await session.scalar(
         select(Share).where(Share.workspace_id == workspace_id, Share.id == share_id)
     )
     if share is None:
-        raise NotFound("share not found")
+        raise NoSuchRow("share not found", code="share_not_found")
     return share
 
 

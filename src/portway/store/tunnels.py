@@ -20,18 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import event_kinds as ev
 from portway.domain import tunnel_rules as rules
+from portway.errors import Conflict
 from portway.store import connections, events, shares
-from portway.store.errors import Duplicate, NotFound, StoreError
+from portway.store.errors import Duplicate, NoSuchRow
 from portway.store.models import Tunnel
 from portway.store.pages import Page, paginate
+from portway.store.refs import by_ref
 
 
 class HubPortTaken(Duplicate):
     """The hub port asked for already carries another tunnel (of any workspace)."""
 
+    code = "hub_port_taken"
 
-class NoFreeHubPort(StoreError):
-    """Every port of the hub's range is taken."""
+
+class NoFreeHubPort(Conflict):
+    """Every port of the hub's range is taken; the message says how to make room."""
+
+    code = "no_free_hub_port"
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -58,6 +64,12 @@ def snapshot(tunnel: Tunnel) -> dict[str, Any]:
         "updatedAt": iso(tunnel.updated_at),
         "expiresAt": iso(tunnel.expires_at),
     }
+
+
+def _name_taken_error(name: str) -> Duplicate:
+    return Duplicate(
+        f"a tunnel named {name!r} already exists in this workspace", code="tunnel_name_taken"
+    )
 
 
 async def _name_taken(
@@ -92,7 +104,10 @@ async def _allocate_hub_port(session: AsyncSession, port_range: tuple[int, int])
     )
     free = [port for port in range(low, high + 1) if port not in used]
     if not free:
-        raise NoFreeHubPort(f"every port of this hub's range {low}-{high} is taken")
+        raise NoFreeHubPort(
+            f"every port of this hub's range {low}-{high} is taken; "
+            "delete a public TCP/UDP tunnel or widen the hub's --port-range"
+        )
     # A random free port, not the lowest: a port just released is then unlikely to be handed
     # out again while the data plane is still closing its listener.
     return secrets.choice(free)
@@ -117,14 +132,15 @@ async def create(
     """Create a tunnel in `connecting` and record `tunnel.created`.
 
     The caller has checked that the agent belongs to the workspace and that `hub_port` is
-    allowed for this tunnel (`rules.check_hub_port`). Raises `Duplicate` (name), `HubPortTaken`
-    or `NoFreeHubPort`. The data plane then pushes it to the agent and promotes its status.
+    allowed for this tunnel (`rules.check_hub_port`). Raises `Duplicate` (`tunnel_name_taken`),
+    `HubPortTaken` or `NoFreeHubPort`. The data plane then pushes it to the agent and promotes
+    its status.
     """
     protocol = rules.resolve_protocol(requested_protocol, target_port)
     if name is None:
         name = await _free_name(session, workspace_id, rules.service_kind(protocol, target_port))
     elif await _name_taken(session, workspace_id, name):
-        raise Duplicate(f"a tunnel named {name!r} already exists in this workspace")
+        raise _name_taken_error(name)
     if rules.uses_hub_port(protocol, public):
         if hub_port is None:
             hub_port = await _allocate_hub_port(session, port_range)
@@ -162,21 +178,13 @@ async def create(
     return tunnel
 
 
+def _not_found() -> NoSuchRow:
+    return NoSuchRow("tunnel not found", code="tunnel_not_found")
+
+
 async def get(session: AsyncSession, workspace_id: uuid.UUID, ref: str) -> Tunnel:
-    """A tunnel of this workspace by id or by name; `NotFound` otherwise."""
-    if "\x00" in ref:
-        # No name holds NUL, and PostgreSQL refuses it even in a query parameter.
-        raise NotFound("tunnel not found")
-    stmt = select(Tunnel).where(Tunnel.workspace_id == workspace_id)
-    try:
-        tunnel = await session.scalar(stmt.where(Tunnel.id == uuid.UUID(ref)))
-    except ValueError:
-        tunnel = None
-    if tunnel is None:
-        tunnel = await session.scalar(stmt.where(Tunnel.name == ref))
-    if tunnel is None:
-        raise NotFound("tunnel not found")
-    return tunnel
+    """A tunnel of this workspace by id or by name; `NoSuchRow` (`tunnel_not_found`) otherwise."""
+    return await by_ref(session, Tunnel, workspace_id, ref, _not_found)
 
 
 async def list_page(
@@ -249,12 +257,12 @@ async def update(
     Name and metadata changes record one `tunnel.updated`; a status change records one
     `tunnel.status_changed`; fields sent with their current value change nothing. Resuming a
     paused tunnel puts it back in `connecting` until the data plane serves it again; resuming
-    a tunnel that is not paused leaves it as it is. Raises `Duplicate` on a taken name.
+    a tunnel that is not paused leaves it as it is. Raises `Duplicate` (`tunnel_name_taken`).
     """
     changed: list[str] = []
     if name is not None and name != tunnel.name:
         if await _name_taken(session, tunnel.workspace_id, name, exclude=tunnel.id):
-            raise Duplicate(f"a tunnel named {name!r} already exists in this workspace")
+            raise _name_taken_error(name)
         tunnel.name = name
         changed.append("name")
     if metadata is not None and metadata != tunnel.meta:

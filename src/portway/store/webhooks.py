@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.domain import webhook_rules as rules
 from portway.store import event_feed, seq_pages
-from portway.store.errors import NotFound
+from portway.store.errors import NoSuchRow
 from portway.store.models import Webhook, WebhookAttempt, WebhookDelivery
 from portway.store.pages import Page, paginate
 
@@ -88,12 +88,12 @@ async def create(
 
 
 async def get(session: AsyncSession, workspace_id: uuid.UUID, webhook_id: uuid.UUID) -> Webhook:
-    """A webhook of this workspace; `NotFound` for any other id."""
+    """A webhook of this workspace; `NoSuchRow` (`webhook_not_found`) for any other id."""
     found = await session.scalar(
         select(Webhook).where(Webhook.workspace_id == workspace_id, Webhook.id == webhook_id)
     )
     if found is None:
-        raise NotFound("webhook not found")
+        raise NoSuchRow("webhook not found", code="webhook_not_found")
     return found
 
 
@@ -209,7 +209,7 @@ async def get_delivery(
         )
     )
     if found is None:
-        raise NotFound("delivery not found")
+        raise NoSuchRow("delivery not found", code="delivery_not_found")
     return found
 
 

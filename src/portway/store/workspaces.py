@@ -1,4 +1,8 @@
-"""Workspace rows: the tenant boundary every other row hangs from."""
+"""Workspace rows: the tenant boundary every other row hangs from.
+
+Raises `Duplicate` (`workspace_name_taken`) from `create`, `NoSuchRow` (`workspace_not_found`)
+from `get` and `delete`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portway.store.errors import Duplicate, NotFound
+from portway.store.errors import Duplicate, NoSuchRow
 from portway.store.models import Workspace
 from portway.store.pages import Page, paginate
 
@@ -17,7 +21,7 @@ async def create(
     session: AsyncSession, name: str, *, now: datetime, is_admin: bool = False
 ) -> Workspace:
     if await session.scalar(select(Workspace.id).where(Workspace.name == name)) is not None:
-        raise Duplicate(f"a workspace named {name!r} already exists")
+        raise Duplicate(f"a workspace named {name!r} already exists", code="workspace_name_taken")
     workspace = Workspace(id=uuid.uuid4(), name=name, is_admin=is_admin, created_at=now)
     session.add(workspace)
     await session.flush()
@@ -35,7 +39,7 @@ async def count(session: AsyncSession) -> int:
 async def get(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
     workspace = await session.get(Workspace, workspace_id)
     if workspace is None:
-        raise NotFound("workspace not found")
+        raise NoSuchRow("workspace not found", code="workspace_not_found")
     return workspace
 
 

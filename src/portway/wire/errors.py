@@ -1,13 +1,16 @@
 """Errors raised by the sans-IO codecs.
 
 Every decoder in :mod:`portway.wire` turns malformed input into :class:`ProtocolError` and nothing
-else, so the asyncio layer needs a single ``except`` to drop a misbehaving peer.
+else, so the asyncio layer needs a single ``except`` to drop a misbehaving peer. It is the wire's
+member of the `portway.errors.ProtocolViolation` family.
 """
 
 from __future__ import annotations
 
+from portway.errors import ProtocolViolation
 
-class ProtocolError(Exception):
+
+class ProtocolError(ProtocolViolation):
     """The peer sent bytes that break the Portway wire protocol.
 
     Raised by the decoders when fed input; the caller (a protocol in :mod:`portway.net`) must stop
@@ -17,5 +20,4 @@ class ProtocolError(Exception):
     """
 
     def __init__(self, message: str, *, code: str = "protocol_error") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)

@@ -53,6 +53,7 @@ import collections
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from portway.errors import Unavailable
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.flow import (
@@ -235,7 +236,7 @@ Event: TypeAlias = (
 # -- local errors (misuse by the owner; the peer's errors are ProtocolError) --------------------
 
 
-class MuxError(Exception):
+class MuxError(Unavailable):
     """The owner asked for something the session cannot do."""
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from portway.domain.clock import FrozenClock
-from portway.hub.dataplane.channels import Unavailable
+from portway.hub.dataplane.channels import TunnelUnavailable
 from portway.hub.dataplane.routes import Route, RouteTable, Snapshot
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, UdpPort
@@ -50,7 +50,7 @@ class FakePlane:
         self, tunnel_id: uuid.UUID, conn_id: str, *, tls: bool = False
     ) -> tuple[asyncio.Transport, bytes, Route]:
         if self.fail is not None:
-            raise Unavailable(self.fail, "no agent")
+            raise TunnelUnavailable(self.fail, "no agent")
         near, far = socket.socketpair()
         transport, _ = await asyncio.get_running_loop().create_connection(
             asyncio.Protocol, sock=near

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Response
 
 from portway.api.auth import Auth, Ctx
 from portway.api.context import ApiContext
-from portway.api.paging import read_page
-from portway.api.problems import Conflict, NotFound, responses
+from portway.api.problems import responses
 from portway.api.schemas import Label, Limit, Model, Page, SlugName
-from portway.store import agents, connections, errors, tunnels
+from portway.store import agents, connections, tunnels
 from portway.store.models import Agent
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -64,20 +63,13 @@ def _out(agent: Agent, ctx: ApiContext) -> AgentOut:
     )
 
 
-def _not_found() -> NotFound:
-    return NotFound("agent not found", code="agent_not_found")
-
-
 @router.post("", status_code=201, response_model=AgentCreated, responses=responses(409))
 async def create_agent(body: AgentCreate, auth: Auth, ctx: Ctx) -> AgentCreated:
     """Enrol an agent. `token` authenticates its sessions and is shown in this response only."""
     async with ctx.db.session() as session:
-        try:
-            agent, token = await agents.create(
-                session, auth.workspace_id, name=body.name, label=body.label, now=ctx.clock.now()
-            )
-        except errors.Duplicate as exc:
-            raise Conflict(str(exc), code="agent_name_taken") from None
+        agent, token = await agents.create(
+            session, auth.workspace_id, name=body.name, label=body.label, now=ctx.clock.now()
+        )
         return AgentCreated(**_out(agent, ctx).model_dump(), token=token)
 
 
@@ -86,9 +78,7 @@ async def list_agents(
     auth: Auth, ctx: Ctx, limit: Limit = 50, cursor: str | None = None
 ) -> Page[AgentOut]:
     async with ctx.db.session() as session:
-        page = await read_page(
-            agents.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
-        )
+        page = await agents.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
     return Page[AgentOut](items=[_out(a, ctx) for a in page.items], next_cursor=page.next_cursor)
 
 
@@ -96,30 +86,22 @@ async def list_agents(
 async def get_agent(agent_ref: str, auth: Auth, ctx: Ctx) -> AgentOut:
     """One agent, by id or by name."""
     async with ctx.db.session() as session:
-        try:
-            return _out(await agents.get(session, auth.workspace_id, agent_ref), ctx)
-        except errors.NotFound:
-            raise _not_found() from None
+        return _out(await agents.get(session, auth.workspace_id, agent_ref), ctx)
 
 
 @router.patch("/{agent_ref}", response_model=AgentOut, responses=responses(409))
 async def update_agent(agent_ref: str, body: AgentUpdate, auth: Auth, ctx: Ctx) -> AgentOut:
     """Rename or relabel an agent (send `"label": null` to clear the label)."""
     async with ctx.db.session() as session:
-        try:
-            agent = await agents.get(session, auth.workspace_id, agent_ref)
-            await agents.update(
-                session,
-                agent,
-                now=ctx.clock.now(),
-                name=body.name,
-                label=body.label,
-                clear_label="label" in body.model_fields_set and body.label is None,
-            )
-        except errors.NotFound:
-            raise _not_found() from None
-        except errors.Duplicate as exc:
-            raise Conflict(str(exc), code="agent_name_taken") from None
+        agent = await agents.get(session, auth.workspace_id, agent_ref)
+        await agents.update(
+            session,
+            agent,
+            now=ctx.clock.now(),
+            name=body.name,
+            label=body.label,
+            clear_label="label" in body.model_fields_set and body.label is None,
+        )
         return _out(agent, ctx)
 
 
@@ -130,10 +112,7 @@ async def delete_agent(agent_ref: str, auth: Auth, ctx: Ctx) -> Response:
     The tunnels it exposes and the connections it receives are deleted with it.
     """
     async with ctx.db.session() as session:
-        try:
-            agent = await agents.get(session, auth.workspace_id, agent_ref)
-        except errors.NotFound:
-            raise _not_found() from None
+        agent = await agents.get(session, auth.workspace_id, agent_ref)
         # Deleted one by one rather than by cascade alone, so each leaves its event behind.
         now = ctx.clock.now()
         await tunnels.delete_for_agent(session, agent.id, now=now)
@@ -146,9 +125,6 @@ async def delete_agent(agent_ref: str, auth: Auth, ctx: Ctx) -> Response:
 async def rotate_agent_token(agent_ref: str, auth: Auth, ctx: Ctx) -> AgentToken:
     """Issue a new token; the old one is refused from now on."""
     async with ctx.db.session() as session:
-        try:
-            agent = await agents.get(session, auth.workspace_id, agent_ref)
-        except errors.NotFound:
-            raise _not_found() from None
+        agent = await agents.get(session, auth.workspace_id, agent_ref)
         token = await agents.rotate_token(session, agent, now=ctx.clock.now())
         return AgentToken(id=agent.id, token=token)

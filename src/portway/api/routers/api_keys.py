@@ -9,10 +9,9 @@ from fastapi import APIRouter, Response
 
 from portway.api.auth import Auth, Ctx
 from portway.api.ids import parse_id
-from portway.api.paging import read_page
-from portway.api.problems import Conflict, NotFound, responses
+from portway.api.problems import responses
 from portway.api.schemas import DisplayName, Limit, Model, Page
-from portway.store import api_keys, errors
+from portway.store import api_keys
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
@@ -37,12 +36,9 @@ class ApiKeyCreated(ApiKeyOut):
 async def create_api_key(body: ApiKeyCreate, auth: Auth, ctx: Ctx) -> ApiKeyCreated:
     """Create a key for the caller's workspace. `key` is shown in this response only."""
     async with ctx.db.session() as session:
-        try:
-            key, plaintext = await api_keys.create(
-                session, auth.workspace_id, body.name, now=ctx.clock.now()
-            )
-        except errors.Duplicate as exc:
-            raise Conflict(str(exc), code="api_key_name_taken") from None
+        key, plaintext = await api_keys.create(
+            session, auth.workspace_id, body.name, now=ctx.clock.now()
+        )
         return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=plaintext)
 
 
@@ -52,9 +48,7 @@ async def list_api_keys(
 ) -> Page[ApiKeyOut]:
     """Active keys of the caller's workspace, newest first."""
     async with ctx.db.session() as session:
-        page = await read_page(
-            api_keys.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
-        )
+        page = await api_keys.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
     return Page[ApiKeyOut](
         items=[ApiKeyOut.model_validate(k) for k in page.items], next_cursor=page.next_cursor
     )
@@ -64,12 +58,7 @@ async def list_api_keys(
 async def revoke_api_key(key_id: str, auth: Auth, ctx: Ctx) -> Response:
     """Revoke a key; requests using it fail from this moment on."""
     async with ctx.db.session() as session:
-        try:
-            await api_keys.revoke(
-                session, auth.workspace_id, parse_id(key_id, "api_key"), now=ctx.clock.now()
-            )
-        except errors.NotFound:
-            raise NotFound("API key not found", code="api_key_not_found") from None
-        except api_keys.LastKey as exc:
-            raise Conflict(str(exc), code="last_api_key") from None
+        await api_keys.revoke(
+            session, auth.workspace_id, parse_id(key_id, "api_key"), now=ctx.clock.now()
+        )
     return Response(status_code=204)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from portway.api.auth import Auth, Ctx
-from portway.api.paging import read_page
 from portway.api.problems import responses
 from portway.api.schemas import Limit, Page
 from portway.api.webhook_schemas import AuditEntryOut
@@ -28,9 +27,7 @@ async def list_audit_log(
     including refused ones (404, 409, 422).
     """
     async with ctx.db.session() as session:
-        page = await read_page(
-            audit.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
-        )
+        page = await audit.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
     items = [
         AuditEntryOut(
             id=entry.id,

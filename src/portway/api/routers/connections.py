@@ -13,15 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.api.auth import Auth, Ctx
 from portway.api.ids import parse_id
-from portway.api.paging import read_page
-from portway.api.problems import Conflict, NotFound, responses
-from portway.api.routers.tunnels import TunnelRef, find_agent, find_tunnel
+from portway.api.problems import responses
+from portway.api.routers.tunnels import TunnelRef
 from portway.api.schemas import Limit, Page
 from portway.api.tunnel_examples import CONNECT_EXAMPLES
 from portway.api.tunnel_schemas import ConnectionCreate, ConnectionOut
 from portway.domain import event_kinds as ev
 from portway.domain import tunnel_rules as rules
-from portway.store import connections, errors
+from portway.store import agents, connections, tunnels
 from portway.store.models import Connection, Tunnel
 
 router = APIRouter(prefix="/v1/tunnels", tags=["connections"])
@@ -62,22 +61,12 @@ async def connect_tunnel(
     """
 
     async def work(session: AsyncSession) -> ConnectionOut:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
-        agent = await find_agent(session, auth.workspace_id, body.agent_id)
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
+        agent = await agents.get(session, auth.workspace_id, str(body.agent_id), field="agentId")
         local_port = body.local_port if body.local_port is not None else tunnel.target_port
-        try:
-            connection = await connections.create(
-                session, tunnel, agent_id=agent.id, local_port=local_port, now=ctx.clock.now()
-            )
-        except connections.LocalPortTaken as exc:
-            raise Conflict(
-                str(exc),
-                code="local_port_taken",
-                details={
-                    "connectionId": str(exc.existing.id),
-                    "tunnelId": str(exc.existing.tunnel_id),
-                },
-            ) from None
+        connection = await connections.create(
+            session, tunnel, agent_id=agent.id, local_port=local_port, now=ctx.clock.now()
+        )
         return connection_out(connection, tunnel)
 
     return await ctx.db.transact(work)
@@ -89,8 +78,8 @@ async def list_connections(
 ) -> Page[ConnectionOut]:
     """The tunnel's connections, newest first."""
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
-        page = await read_page(connections.list_page(session, tunnel, limit=limit, cursor=cursor))
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
+        page = await connections.list_page(session, tunnel, limit=limit, cursor=cursor)
         items = [connection_out(c, tunnel) for c in page.items]
     return Page[ConnectionOut](items=items, next_cursor=page.next_cursor)
 
@@ -101,12 +90,7 @@ async def delete_connection(
 ) -> Response:
     """Stop bringing the tunnel to that agent; it closes its local listener."""
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
-        try:
-            connection = await connections.get(
-                session, tunnel, parse_id(connection_id, "connection")
-            )
-        except errors.NotFound:
-            raise NotFound("connection not found", code="connection_not_found") from None
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
+        connection = await connections.get(session, tunnel, parse_id(connection_id, "connection"))
         await connections.delete(session, connection, now=ctx.clock.now(), reason=ev.REASON_DELETED)
     return Response(status_code=204)

@@ -13,9 +13,10 @@ from fastapi import APIRouter
 
 from portway.api.auth import Auth, Ctx
 from portway.api.diagnostic_schemas import DetectionOut, DiagnosticList, DiagnosticOut, StepOut
-from portway.api.problems import Unavailable, responses
-from portway.api.routers.tunnels import TunnelRef, find_tunnel
-from portway.store import diagnostics
+from portway.api.problems import responses
+from portway.api.routers.tunnels import TunnelRef
+from portway.errors import Unavailable
+from portway.store import diagnostics, tunnels
 from portway.store.models import Diagnostic
 
 router = APIRouter(prefix="/v1/tunnels", tags=["diagnostics"])
@@ -47,12 +48,12 @@ async def run_diagnostics(tunnel_ref: TunnelRef, auth: Auth, ctx: Ctx) -> Diagno
     a failed step, not an error. The last 50 runs of each tunnel are kept.
     """
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
     if ctx.diagnostics is None:
         raise Unavailable("this hub runs without a data plane", code="no_data_plane")
     report = await ctx.diagnostics.run(tunnel.id)
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, str(tunnel.id))
+        tunnel = await tunnels.get(session, auth.workspace_id, str(tunnel.id))
         row = await diagnostics.add(
             session, tunnel, ok=report.ok, latency_ms=report.latency_ms,
             steps=[dataclasses.asdict(step) for step in report.steps],
@@ -65,6 +66,6 @@ async def run_diagnostics(tunnel_ref: TunnelRef, auth: Auth, ctx: Ctx) -> Diagno
 async def list_diagnostics(tunnel_ref: TunnelRef, auth: Auth, ctx: Ctx) -> DiagnosticList:
     """The tunnel's last 50 diagnostics runs, newest first."""
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
         rows = await diagnostics.recent(session, tunnel.id)
         return DiagnosticList(items=[diagnostic_out(row) for row in rows])

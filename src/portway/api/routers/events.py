@@ -24,7 +24,6 @@ from fastapi.responses import StreamingResponse
 
 from portway.api.auth import Auth, Ctx
 from portway.api.context import ApiContext
-from portway.api.paging import read_page
 from portway.api.problems import responses
 from portway.api.schemas import Limit, Page
 from portway.api.webhook_schemas import EventOut, EventType
@@ -77,10 +76,8 @@ async def list_events(
     `GET /v1/events/stream`.
     """
     async with ctx.db.session() as session:
-        page = await read_page(
-            event_feed.list_page(
-                session, auth.workspace_id, types=type, limit=limit, cursor=cursor, after=after
-            )
+        page = await event_feed.list_page(
+            session, auth.workspace_id, types=type, limit=limit, cursor=cursor, after=after
         )
     return Page[EventOut](items=[event_out(e) for e in page.items], next_cursor=page.next_cursor)
 

@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import ClassVar
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from portway.api.auth import Ctx
-from portway.api.problems import NotFound, Problem, responses
+from portway.api.problems import responses
 from portway.api.routers.hub_info import AgentEndpointInfo
 from portway.api.schemas import Model
 from portway.domain import secrets
 from portway.domain.share_rules import share_status
+from portway.errors import Gone, NotFound
 from portway.store.models import Share, Tunnel
 
 router = APIRouter(prefix="/v1/join", tags=["shares"])
-
-
-class Gone(Problem):
-    status: ClassVar[int] = 410
-    default_code: ClassVar[str] = "share_gone"
 
 
 class JoinTunnel(Model):

@@ -15,9 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portway.api.auth import Auth, Ctx
 from portway.api.context import ApiContext
 from portway.api.ids import parse_id
-from portway.api.paging import read_page
-from portway.api.problems import NotFound, Unprocessable, responses
-from portway.api.routers.tunnels import TunnelRef, find_tunnel
+from portway.api.problems import responses
+from portway.api.routers.tunnels import TunnelRef
 from portway.api.schemas import Limit, Page
 from portway.api.tunnel_examples import SHARE_CREATE_EXAMPLES
 from portway.api.tunnel_schemas import (
@@ -29,7 +28,8 @@ from portway.api.tunnel_schemas import (
 from portway.domain import share_rules
 from portway.domain import tunnel_rules as rules
 from portway.domain.share_rules import ShareStatus
-from portway.store import errors, shares
+from portway.errors import InvalidInput, field_details
+from portway.store import shares, tunnels
 from portway.store.models import Share
 
 router = APIRouter(tags=["shares"])
@@ -58,20 +58,15 @@ def share_out(share: Share, ctx: ApiContext) -> ShareOut:
 
 
 async def _find_share(session: AsyncSession, workspace_id: uuid.UUID, share_id: str) -> Share:
-    try:
-        return await shares.get(session, workspace_id, parse_id(share_id, "share"))
-    except errors.NotFound:
-        raise NotFound("share not found", code="share_not_found") from None
+    return await shares.get(session, workspace_id, parse_id(share_id, "share"))
 
 
-def _http_only(field: str, protocol: str) -> Unprocessable:
+def _http_only(field: str, protocol: str) -> InvalidInput:
     message = (
         f"{field} applies to HTTP and HTTPS tunnels only; this tunnel is {protocol} "
         "(a TCP/UDP share is opened with 'portway join', which has no methods or paths)"
     )
-    return Unprocessable(
-        f"{field}: {message}", details=[{"field": field, "message": message, "type": "protocol"}]
-    )
+    return InvalidInput(message, field=field, details=field_details(field, message, "protocol"))
 
 
 @router.post(
@@ -93,7 +88,7 @@ async def create_share(
     new connections per minute for a TCP/UDP tunnel.
     """
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
         if not share_rules.uses_edge(tunnel.protocol):
             if body.allowed_methods is not None:
                 raise _http_only("allowedMethods", tunnel.protocol)
@@ -138,17 +133,15 @@ async def list_tunnel_shares(
 ) -> Page[ShareOut]:
     """The tunnel's shares, newest first, revoked and expired ones included unless filtered."""
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
-        page = await read_page(
-            shares.list_page(
-                session,
-                auth.workspace_id,
-                tunnel_id=tunnel.id,
-                status=status,
-                now=ctx.clock.now(),
-                limit=limit,
-                cursor=cursor,
-            )
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
+        page = await shares.list_page(
+            session,
+            auth.workspace_id,
+            tunnel_id=tunnel.id,
+            status=status,
+            now=ctx.clock.now(),
+            limit=limit,
+            cursor=cursor,
         )
     return Page[ShareOut](
         items=[share_out(s, ctx) for s in page.items], next_cursor=page.next_cursor
@@ -169,16 +162,14 @@ async def list_shares(
 ) -> Page[ShareOut]:
     """Every share of the workspace, newest first."""
     async with ctx.db.session() as session:
-        page = await read_page(
-            shares.list_page(
-                session,
-                auth.workspace_id,
-                tunnel_id=tunnel_id,
-                status=status,
-                now=ctx.clock.now(),
-                limit=limit,
-                cursor=cursor,
-            )
+        page = await shares.list_page(
+            session,
+            auth.workspace_id,
+            tunnel_id=tunnel_id,
+            status=status,
+            now=ctx.clock.now(),
+            limit=limit,
+            cursor=cursor,
         )
     return Page[ShareOut](
         items=[share_out(s, ctx) for s in page.items], next_cursor=page.next_cursor
@@ -212,7 +203,7 @@ async def list_access_logs(
     """Who used the share and what the edge decided, newest first."""
     async with ctx.db.session() as session:
         share = await _find_share(session, auth.workspace_id, share_id)
-        page = await read_page(shares.access_logs(session, share, limit=limit, cursor=cursor))
+        page = await shares.access_logs(session, share, limit=limit, cursor=cursor)
     items = [
         AccessLogOut(
             id=log.id,

@@ -1,7 +1,8 @@
 """`/v1/tunnels`: the services agents expose (the API twin of `portway expose`).
 
 Tunnels are addressed by id or by name. Another workspace's tunnel, a missing one and a
-malformed id all give the same 404. Every change is recorded as an event in its transaction.
+malformed id all give the same 404 (`store.tunnels.get`). Every change is recorded as an event
+in its transaction. Errors come from the store and the tunnel rules as they are raised.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portway.api.auth import Auth, Ctx
 from portway.api.context import ApiContext
 from portway.api.diagnostic_schemas import ProbeOut
-from portway.api.paging import read_page
-from portway.api.problems import Conflict, NotFound, Unprocessable, responses
+from portway.api.problems import responses
 from portway.api.schemas import SLUG_PATTERN, Limit, Page
 from portway.api.tunnel_examples import TUNNEL_CREATE_EXAMPLES, TUNNEL_UPDATE_EXAMPLES
 from portway.api.tunnel_schemas import (
@@ -28,8 +28,8 @@ from portway.api.tunnel_schemas import (
 )
 from portway.domain import event_kinds as ev
 from portway.domain import tunnel_rules as rules
-from portway.store import agents, errors, tunnels
-from portway.store.models import Agent, Tunnel
+from portway.store import agents, tunnels
+from portway.store.models import Tunnel
 
 router = APIRouter(prefix="/v1/tunnels", tags=["tunnels"])
 
@@ -76,39 +76,6 @@ def tunnel_out(tunnel: Tunnel, ctx: ApiContext) -> TunnelOut:
     )
 
 
-def tunnel_not_found() -> NotFound:
-    return NotFound("tunnel not found", code="tunnel_not_found")
-
-
-async def find_tunnel(session: AsyncSession, workspace_id: uuid.UUID, ref: str) -> Tunnel:
-    """The caller's tunnel by id or name, or the one 404 every tunnel route gives."""
-    try:
-        return await tunnels.get(session, workspace_id, ref)
-    except errors.NotFound:
-        raise tunnel_not_found() from None
-
-
-async def find_agent(session: AsyncSession, workspace_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
-    """The agent a request body names in `agentId`; 404 naming that field otherwise.
-
-    An agent of another workspace is reported exactly like a missing one.
-    """
-    try:
-        return await agents.get(session, workspace_id, str(agent_id))
-    except errors.NotFound:
-        raise NotFound(
-            "agentId: no agent with this id in your workspace",
-            code="agent_not_found",
-            details=[{"field": "agentId", "message": "agent not found", "type": "not_found"}],
-        ) from None
-
-
-def _invalid(field: str, message: str) -> Unprocessable:
-    return Unprocessable(
-        f"{field}: {message}", details=[{"field": field, "message": message, "type": field}]
-    )
-
-
 @router.post("", status_code=201, response_model=TunnelOut, responses=responses(409))
 async def create_tunnel(
     body: Annotated[TunnelCreate, Body(openapi_examples=TUNNEL_CREATE_EXAMPLES)],
@@ -124,40 +91,27 @@ async def create_tunnel(
     target = body.target
     protocol = rules.resolve_protocol(body.protocol, target.port)
     if body.hub_port is not None:
-        try:
-            rules.check_hub_port(body.hub_port, ctx.config.port_range, protocol, body.public)
-        except rules.HubPortError as exc:
-            raise _invalid("hubPort", str(exc)) from None
+        rules.check_hub_port(body.hub_port, ctx.config.port_range, protocol, body.public)
     lifetime = rules.ttl(body.expires_in)
 
     async def work(session: AsyncSession) -> TunnelOut:
         now = ctx.clock.now()
-        agent = await find_agent(session, auth.workspace_id, body.agent_id)
-        try:
-            tunnel = await tunnels.create(
-                session,
-                auth.workspace_id,
-                agent_id=agent.id,
-                target_host=target.host,
-                target_port=target.port,
-                requested_protocol=body.protocol,
-                name=body.name,
-                public=body.public,
-                hub_port=body.hub_port,
-                port_range=ctx.config.port_range,
-                metadata=body.metadata or {},
-                expires_at=rules.expires_at(now, lifetime),
-                now=now,
-            )
-        except tunnels.HubPortTaken as exc:
-            raise Conflict(str(exc), code="hub_port_taken") from None
-        except tunnels.NoFreeHubPort as exc:
-            raise Conflict(
-                f"{exc}; delete a public TCP/UDP tunnel or widen the hub's --port-range",
-                code="no_free_hub_port",
-            ) from None
-        except errors.Duplicate as exc:
-            raise Conflict(str(exc), code="tunnel_name_taken") from None
+        agent = await agents.get(session, auth.workspace_id, str(body.agent_id), field="agentId")
+        tunnel = await tunnels.create(
+            session,
+            auth.workspace_id,
+            agent_id=agent.id,
+            target_host=target.host,
+            target_port=target.port,
+            requested_protocol=body.protocol,
+            name=body.name,
+            public=body.public,
+            hub_port=body.hub_port,
+            port_range=ctx.config.port_range,
+            metadata=body.metadata or {},
+            expires_at=rules.expires_at(now, lifetime),
+            now=now,
+        )
         return tunnel_out(tunnel, ctx)
 
     return await ctx.db.transact(work)
@@ -181,17 +135,15 @@ async def list_tunnels(
 ) -> Page[TunnelOut]:
     """The workspace's tunnels, newest first; `nextCursor` pages stay stable under inserts."""
     async with ctx.db.session() as session:
-        page = await read_page(
-            tunnels.list_page(
-                session,
-                auth.workspace_id,
-                status=status,
-                agent_id=agent_id,
-                protocol=protocol,
-                name=name,
-                limit=limit,
-                cursor=cursor,
-            )
+        page = await tunnels.list_page(
+            session,
+            auth.workspace_id,
+            status=status,
+            agent_id=agent_id,
+            protocol=protocol,
+            name=name,
+            limit=limit,
+            cursor=cursor,
         )
     return Page[TunnelOut](
         items=[tunnel_out(t, ctx) for t in page.items], next_cursor=page.next_cursor
@@ -202,7 +154,7 @@ async def list_tunnels(
 async def get_tunnel(tunnel_ref: TunnelRef, auth: Auth, ctx: Ctx) -> TunnelOut:
     """One tunnel, by id or by name."""
     async with ctx.db.session() as session:
-        return tunnel_out(await find_tunnel(session, auth.workspace_id, tunnel_ref), ctx)
+        return tunnel_out(await tunnels.get(session, auth.workspace_id, tunnel_ref), ctx)
 
 
 @router.patch("/{tunnel_ref}", response_model=TunnelOut, responses=responses(409))
@@ -219,19 +171,16 @@ async def update_tunnel(
     """
 
     async def work(session: AsyncSession) -> TunnelOut:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
         clear = "metadata" in body.model_fields_set and body.metadata is None
-        try:
-            await tunnels.update(
-                session,
-                tunnel,
-                now=ctx.clock.now(),
-                name=body.name,
-                metadata={} if clear else body.metadata,
-                status=body.status,
-            )
-        except errors.Duplicate as exc:
-            raise Conflict(str(exc), code="tunnel_name_taken") from None
+        await tunnels.update(
+            session,
+            tunnel,
+            now=ctx.clock.now(),
+            name=body.name,
+            metadata={} if clear else body.metadata,
+            status=body.status,
+        )
         return tunnel_out(tunnel, ctx)
 
     return await ctx.db.transact(work)
@@ -241,6 +190,6 @@ async def update_tunnel(
 async def delete_tunnel(tunnel_ref: TunnelRef, auth: Auth, ctx: Ctx) -> Response:
     """Delete a tunnel with its connections and shares; its hub port and URL are freed."""
     async with ctx.db.session() as session:
-        tunnel = await find_tunnel(session, auth.workspace_id, tunnel_ref)
+        tunnel = await tunnels.get(session, auth.workspace_id, tunnel_ref)
         await tunnels.delete(session, tunnel, now=ctx.clock.now(), reason=ev.REASON_DELETED)
     return Response(status_code=204)

@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portway.api.auth import Auth, Ctx
 from portway.api.context import ApiContext
 from portway.api.ids import parse_id
-from portway.api.paging import read_page
-from portway.api.problems import Conflict, NotFound, Unprocessable, responses
+from portway.api.problems import responses
 from portway.api.schemas import Limit, Page
 from portway.api.webhook_schemas import (
     WEBHOOK_CREATE_EXAMPLES,
@@ -32,8 +31,8 @@ from portway.api.webhook_schemas import (
     WebhookUpdate,
 )
 from portway.domain import webhook_rules as rules
-from portway.hub import egress
-from portway.store import errors, webhooks
+from portway.errors import Conflict
+from portway.store import webhooks
 from portway.store.models import Webhook, WebhookAttempt, WebhookDelivery
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -78,21 +77,13 @@ def delivery_out(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> D
 
 
 async def _find(session: AsyncSession, workspace_id: uuid.UUID, webhook_id: str) -> Webhook:
-    try:
-        return await webhooks.get(session, workspace_id, parse_id(webhook_id, "webhook"))
-    except errors.NotFound:
-        raise NotFound("webhook not found", code="webhook_not_found") from None
+    return await webhooks.get(session, workspace_id, parse_id(webhook_id, "webhook"))
 
 
 async def _allowed_url(url: str, ctx: ApiContext) -> str:
-    """`url` if the SSRF guard lets it through now; a 422 naming `url` otherwise."""
-    try:
-        await ctx.url_guard.check(url)
-    except egress.EgressError as exc:
-        code = "url_not_allowed" if isinstance(exc, egress.Refused) else "url_unresolvable"
-        raise Unprocessable(
-            f"url: {exc}", code=code, details=[{"field": "url", "message": str(exc), "type": code}]
-        ) from None
+    """`url` if the SSRF guard lets it through now; its invalid-input error (a 422 naming
+    `url`) otherwise."""
+    await ctx.url_guard.check(url)
     return url
 
 
@@ -129,9 +120,7 @@ async def list_webhooks(
 ) -> Page[WebhookOut]:
     """The workspace's webhooks, newest first (never their secrets)."""
     async with ctx.db.session() as session:
-        page = await read_page(
-            webhooks.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
-        )
+        page = await webhooks.list_page(session, auth.workspace_id, limit=limit, cursor=cursor)
     return Page[WebhookOut](
         items=[webhook_out(w) for w in page.items], next_cursor=page.next_cursor
     )
@@ -223,8 +212,8 @@ async def list_deliveries(
     """The webhook's deliveries, newest first, each with its attempts (status, latency, error)."""
     async with ctx.db.session() as session:
         webhook = await _find(session, auth.workspace_id, webhook_id)
-        page = await read_page(
-            webhooks.deliveries_page(session, webhook, status=status, limit=limit, cursor=cursor)
+        page = await webhooks.deliveries_page(
+            session, webhook, status=status, limit=limit, cursor=cursor
         )
         attempts = await webhooks.attempts_of(session, [d.id for d in page.items])
     items = [delivery_out(d, list(attempts.get(d.id, []))) for d in page.items]

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Response
 
 from portway.api.auth import Admin, Ctx
 from portway.api.ids import parse_id
-from portway.api.paging import read_page
-from portway.api.problems import Conflict, NotFound, responses
+from portway.api.problems import responses
 from portway.api.schemas import DisplayName, Limit, Model, Page
-from portway.store import api_keys, errors, workspaces
+from portway.errors import Conflict
+from portway.store import api_keys, workspaces
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
 
@@ -39,10 +39,7 @@ async def create_workspace(body: WorkspaceCreate, _admin: Admin, ctx: Ctx) -> Wo
     """Create a workspace and its first API key; `apiKey` is shown in this response only."""
     now = ctx.clock.now()
     async with ctx.db.session() as session:
-        try:
-            workspace = await workspaces.create(session, body.name, now=now)
-        except errors.Duplicate as exc:
-            raise Conflict(str(exc), code="workspace_name_taken") from None
+        workspace = await workspaces.create(session, body.name, now=now)
         _key, plaintext = await api_keys.create(session, workspace.id, FIRST_KEY_NAME, now=now)
         return WorkspaceCreated(
             **WorkspaceOut.model_validate(workspace).model_dump(), api_key=plaintext
@@ -54,7 +51,7 @@ async def list_workspaces(
     _admin: Admin, ctx: Ctx, limit: Limit = 50, cursor: str | None = None
 ) -> Page[WorkspaceOut]:
     async with ctx.db.session() as session:
-        page = await read_page(workspaces.list_page(session, limit=limit, cursor=cursor))
+        page = await workspaces.list_page(session, limit=limit, cursor=cursor)
     return Page[WorkspaceOut](
         items=[WorkspaceOut.model_validate(w) for w in page.items], next_cursor=page.next_cursor
     )
@@ -64,10 +61,7 @@ async def list_workspaces(
 async def delete_workspace(workspace_id: str, _admin: Admin, ctx: Ctx) -> Response:
     """Delete a workspace with everything it owns: keys, agents, tunnels, shares."""
     async with ctx.db.session() as session:
-        try:
-            workspace = await workspaces.get(session, parse_id(workspace_id, "workspace"))
-        except errors.NotFound:
-            raise NotFound("workspace not found", code="workspace_not_found") from None
+        workspace = await workspaces.get(session, parse_id(workspace_id, "workspace"))
         if workspace.is_admin:
             raise Conflict("the admin workspace cannot be deleted", code="admin_workspace")
         await workspaces.delete(session, workspace.id)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol as Interface
 
+from portway import errors
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
 from portway.wire.codes import Reason
@@ -22,13 +23,18 @@ from portway.wire.messages import Assign, AssignError, AssignMode, Protocol, Rea
 log = logging.getLogger("portway.hub.pairing")
 
 
-class Unavailable(Exception):
-    """No channel to the tunnel's target could be had; `reason` and `message` say why."""
+class TunnelUnavailable(errors.Unavailable):
+    """No channel to the tunnel's target could be had; `reason` and `message` say why.
+
+    Raised by `TargetChannels` (the HTTP edge answers it with an error page, UDP ports and
+    `Pairing.dial` reset their visitor with `reason`).
+    """
+
+    code = "tunnel_unavailable"
 
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-        self.message = message
 
 
 class ChannelOpener(Interface):
@@ -68,7 +74,7 @@ class TargetChannels:
     ) -> tuple[asyncio.Transport, bytes, routes.Route]:
         """A stream the tunnel's agent has dialled to the target, as a transport detached from
         its `assign` framing, with the target's bytes already read after `assign_ok`; raises
-        `Unavailable`.
+        `TunnelUnavailable`.
 
         The caller (a splice, a UDP session or the HTTP edge) must take over the transport at
         once, with no await in between, by setting its own protocol. `tls` (the HTTP edge, for
@@ -79,26 +85,26 @@ class TargetChannels:
             channel, answer = await assign(session, dial_message(route, conn_id, tls=tls))
         except NoChannel as exc:
             log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
-            raise Unavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE)) from None
+            raise TunnelUnavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE)) from None
         if isinstance(answer, AssignError):
             channel.close()
             self.on_target(session, route.id, False, answer.message)
-            raise Unavailable(answer.reason, answer.message or why(route, answer.reason))
+            raise TunnelUnavailable(answer.reason, answer.message or why(route, answer.reason))
         self.on_target(session, route.id, True, "")
         transport, rest = channel.detach()
         return transport, rest, route
 
     def serving_session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession]:
         """The tunnel's route and its agent's least-loaded serving session; raises
-        `Unavailable` (no such tunnel, paused, no agent online)."""
+        `TunnelUnavailable` (no such tunnel, paused, no agent online)."""
         route = self._table.route(tunnel_id)
         if route is None:
-            raise Unavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
+            raise TunnelUnavailable(Reason.CLOSED, "the tunnel does not exist (deleted?)")
         if route.paused:
-            raise Unavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
+            raise TunnelUnavailable(Reason.PAUSED, f"tunnel {route.name} is paused")
         serving = self._serving(route.agent_id)
         if not serving:
-            raise Unavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE))
+            raise TunnelUnavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE))
         return route, min(serving, key=lambda s: s.load)
 
 

@@ -24,7 +24,7 @@ from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.channels import (
     TargetChannels,
-    Unavailable,
+    TunnelUnavailable,
     dial_message,
     reaching_channel,
     why,
@@ -92,7 +92,7 @@ class Pairing:
         conn_id = f"{self._conn_prefix}{next(self._conn_count):x}"
         try:
             route, session = self._channels.serving_session(tunnel_id)
-        except Unavailable as exc:
+        except TunnelUnavailable as exc:
             visitor.reset(exc.reason)
             return visitor
         early = FEATURE_EARLY_DATA in session.features
@@ -116,7 +116,7 @@ class Pairing:
         visitor is paired in callbacks instead (`visitor`)."""
         try:
             transport, rest, route = await self._channels.open_channel(tunnel_id, conn_id)
-        except Unavailable as exc:
+        except TunnelUnavailable as exc:
             relay.reset(exc.reason)
             return False
         if not relay.open:

@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
+from portway.errors import Unavailable
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.mux import MuxConnection, MuxStream
 from portway.net.mux_transport import StreamTransport
@@ -23,8 +24,13 @@ ASSIGN_TIMEOUT_SECONDS = 15.0
 MAX_LINKS = 8  # connections one agent session may keep (`portway up --sessions`, 1 to 8)
 
 
-class NoChannel(Exception):
-    """No stream to the agent could be opened (no live link), or it did not answer."""
+class NoChannel(Unavailable):
+    """No stream to the agent could be opened (no live link), or it did not answer.
+
+    Raised by `AgentSession.open_stream`, `take_channel` and `assign`.
+    """
+
+    code = "no_channel"
 
 
 @dataclass(eq=False)

@@ -21,7 +21,7 @@ from typing import Any
 
 from portway.domain.clock import Clock
 from portway.hub.dataplane import routes
-from portway.hub.dataplane.channels import ChannelOpener, Unavailable, reaching_channel
+from portway.hub.dataplane.channels import ChannelOpener, TunnelUnavailable, reaching_channel
 from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
@@ -95,7 +95,7 @@ class UdpPort:
             transport, rest, _route = await self._ctx.channels.open_channel(
                 self.tunnel_id, _conn_id()
             )
-        except Unavailable as exc:
+        except TunnelUnavailable as exc:
             session.reset(exc.reason)
             return
         session.attach(transport, rest)
@@ -140,7 +140,7 @@ async def reach_udp(
     reach_task = asyncio.create_task(attach_reaching())
     try:
         transport, rest, _route = await ctx.channels.open_channel(route.id, request.conn)
-    except Unavailable as exc:
+    except TunnelUnavailable as exc:
         udp.reset(exc.reason)
         with contextlib.suppress(ConnectionClosed):
             session.control.send(ReachReject(request.conn, exc.reason, str(exc)))

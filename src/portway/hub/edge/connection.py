@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from portway.hub.dataplane.channels import Unavailable
+from portway.hub.dataplane.channels import TunnelUnavailable
 from portway.hub.edge.actions import Asking, Logged, Op
 from portway.hub.edge.conversation import UNAVAILABLE, Conversation
 from portway.hub.edge.entries import share_entry
@@ -185,7 +185,7 @@ class EdgeConnection(asyncio.Protocol):
             transport, rest, route = await edge.channels.open_channel(
                 decision.route.id, uuid.uuid4().hex, tls=True
             )
-        except Unavailable as exc:
+        except TunnelUnavailable as exc:
             self._task = None
             status = 503 if exc.reason is Reason.PAUSED else 502
             code = "tunnel_paused" if status == 503 else "agent_unavailable"

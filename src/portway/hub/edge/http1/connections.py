@@ -9,6 +9,7 @@ from typing import Any
 
 import httptools
 
+from portway.errors import PortwayError
 from portway.hub.edge.http1.framing import (
     Framer,
     head_bytes,
@@ -33,9 +34,9 @@ from portway.hub.edge.http1.parts import (
     EndOfMessage,
     Event,
     Headers,
+    HttpProtocolError,
     InformationalResponse,
     LocalProtocolError,
-    ProtocolError,
     RemoteProtocolError,
     Request,
     Response,
@@ -50,8 +51,8 @@ _SINGLE = frozenset({b"content-length", b"expect"})
 _KEPT = _LISTED | _SINGLE
 
 
-class _HeadDone(Exception):
-    """Raised inside a parser callback to end a HEAD response at its head."""
+class _HeadDone(PortwayError):
+    """Stops llhttp at a HEAD response's head (httptools has no other way); only `_feed` sees it."""
 
 
 class _Parsing(abc.ABC):
@@ -60,7 +61,7 @@ class _Parsing(abc.ABC):
 
     def __init__(self, max_head: int) -> None:
         self.max_head = max_head
-        self.events: collections.deque[Event | ProtocolError] = collections.deque()
+        self.events: collections.deque[Event | HttpProtocolError] = collections.deque()
         self.their_state: State = IDLE
         self.our_state: State = IDLE
         self._parser = self._new_parser()
@@ -145,7 +146,7 @@ class _Parsing(abc.ABC):
                 self._in_message = False
                 self.events.append(END)
                 self._parser = self._new_parser()  # llhttp stays in its error state
-            elif isinstance(cause, ProtocolError):
+            elif isinstance(cause, HttpProtocolError):
                 self.events.append(cause)
             else:
                 self.events.append(RemoteProtocolError(str(exc)))
@@ -177,7 +178,7 @@ class _Parsing(abc.ABC):
         if not self.events:
             return NEED_DATA
         event = self.events[0]
-        if isinstance(event, ProtocolError):
+        if isinstance(event, HttpProtocolError):
             raise event  # and it stays the answer
         self.events.popleft()
         if event is self._upgrading:
@@ -345,11 +346,10 @@ class ClientConnection(_Parsing):
             and b"close" not in tokens(kept.get(b"connection"))
         )  # fmt: skip
         if self._method == b"HEAD":
-            raise _HeadDone  # llhttp cannot be told the request was HEAD: the head is all
+            raise _HeadDone("HEAD")  # llhttp cannot be told the request was HEAD: the head is all
 
     def receive_data(self, data: bytes | memoryview) -> None:
-        """Bytes from the channel (a slice of what it read, not copied); b"" when the target's
-        side ended."""
+        """Bytes from the channel (a slice of what it read, not copied); b"" at the target's EOF."""
         if not data:
             self._eof = True
             if self._in_message and self._until_close and not self._in_head:

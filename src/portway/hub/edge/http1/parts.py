@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from portway.errors import ProtocolViolation
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -31,18 +33,31 @@ NEED_DATA: Final = State("NEED_DATA")  # next_event(): nothing complete yet
 PAUSED: Final = State("PAUSED")  # next_event(): the next request waits for start_next_cycle()
 
 
-class ProtocolError(Exception):
+class HttpProtocolError(ProtocolViolation):
+    """HTTP/1.1 was broken, by the peer (`RemoteProtocolError`) or by what the edge was about to
+    send (`LocalProtocolError`); `status_hint` is the status an answer to the client should have.
+
+    Not the wire's `portway.wire.errors.ProtocolError`: this one is about the edge's HTTP only.
+    """
+
+    code = "http_protocol_error"
+
     def __init__(self, message: str, status_hint: int = 400) -> None:
         super().__init__(message)
         self.status_hint = status_hint
 
 
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something that is not HTTP/1.1 (or a head over the limit)."""
+class RemoteProtocolError(HttpProtocolError):
+    """The peer sent something that is not HTTP/1.1 (or a head over the limit).
+
+    Raised by `next_event()` of either connection side, in the order the bytes came.
+    """
 
 
-class LocalProtocolError(ProtocolError):
-    """The caller sent an event its side's state does not allow."""
+class LocalProtocolError(HttpProtocolError):
+    """The caller sent an event its side's state does not allow, or a head or body that HTTP/1.1
+    cannot carry (a CR or LF in a header, more body than its Content-Length). Raised by `send()`
+    and `start_next_cycle()`."""
 
 
 @dataclass(slots=True)
