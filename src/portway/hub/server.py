@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from portway.domain.addresses import HostPort
 from portway.domain.clock import Clock
-from portway.hub import egress
 from portway.hub.bootstrap import Bootstrap, ensure_admin
 from portway.hub.core.access_log import AccessLog
 from portway.hub.core.config import HubConfig
@@ -192,6 +191,7 @@ class Hub:
 
         from portway.api.app import create_app
         from portway.api.context import ApiContext
+        from portway.hub import egress  # httpx, as the API
 
         assert dataplane.endpoint is not None
         ctx = ApiContext(
