@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from portway.net.mux import MuxConnection, MuxStream
 from portway.net.mux_opening import FirstMessage
 from portway.wire.codes import Reason
+from portway.wire.flow import INITIAL_WINDOW
 from portway.wire.messages import Assign, AssignMode, Message, Protocol, encode
-from portway.wire.mux import INITIAL_WINDOW
 
 from .harness import Harness, wait_until
 

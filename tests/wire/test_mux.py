@@ -16,19 +16,15 @@ from portway.wire.flow import (
     ReceiveWindow,
     TokenBucket,
 )
-from portway.wire.mux import (
-    HIGH_WATER,
-    LOW_WATER,
-    QUANTUM,
+from portway.wire.mux import MuxSession
+from portway.wire.mux_errors import SessionClosed, StreamStateError
+from portway.wire.mux_events import (
     DataReceived,
     GoAwayReceived,
-    MuxSession,
     PingAcked,
-    SessionClosed,
     StreamEnded,
     StreamOpened,
     StreamReset,
-    StreamStateError,
 )
 from portway.wire.mux_frames import (
     HEADER,
@@ -48,6 +44,7 @@ from portway.wire.mux_frames import (
     encode_reset,
     encode_window_update,
 )
+from portway.wire.mux_sending import HIGH_WATER, LOW_WATER, QUANTUM
 
 from .muxing import Pair
 

@@ -25,7 +25,8 @@ from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
 from portway.wire.messages import ChannelHello, Message, Refused, Welcome, encode
-from portway.wire.mux import MuxError, MuxSession
+from portway.wire.mux import MuxSession
+from portway.wire.mux_errors import MuxError
 from portway.wire.mux_frames import GoAwayCode
 
 log = logging.getLogger("portway.agent.links")

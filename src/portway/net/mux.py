@@ -32,16 +32,16 @@ from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import Bytes
 from portway.wire.messages import MessageReader, Refused
-from portway.wire.mux import (
-    HIGH_WATER,
+from portway.wire.mux import MuxSession
+from portway.wire.mux_events import (
     DataReceived,
     GoAwayReceived,
-    MuxSession,
     StreamEnded,
     StreamOpened,
     StreamReset,
 )
 from portway.wire.mux_frames import MUX_VERSION, GoAwayCode
+from portway.wire.mux_sending import HIGH_WATER
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class MuxConnection(asyncio.BufferedProtocol):
 
     def open_stream(self, first: Bytes = b"", *, after_reads: bool = False) -> MuxStream:
         """A new stream carrying ``first`` on its SYN (no round trip). Raises
-        :class:`~portway.wire.mux.SessionClosed` or ``LimitReached``: try another session.
+        :class:`~portway.wire.mux_errors.SessionClosed` or ``LimitReached``: try another session.
 
         ``after_reads`` (a public visitor's stream, opened as it is accepted) frames the SYN
         after the loop's next poll for I/O at the latest, so the visitor's first bytes, usually

@@ -11,7 +11,7 @@ from portway.net.mux_bridge import StreamBridge
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice, hard_close
 from portway.wire.codes import Reason
-from portway.wire.mux import HIGH_WATER
+from portway.wire.mux_sending import HIGH_WATER
 
 
 class SocketStream(asyncio.Protocol):
