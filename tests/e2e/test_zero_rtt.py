@@ -32,7 +32,8 @@ from portway.agent.runtime import AgentRuntime, AgentSettings
 from portway.hub.dataplane.pairing import Pairing, _Answer
 from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.server import Hub
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.testing.hub import running_hub
 from portway.testing.machines import Machine
 from portway.testing.origins import EchoOrigin

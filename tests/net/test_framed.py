@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxStream
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason, SessionCode

@@ -12,7 +12,8 @@ import pytest
 
 from portway.net import agent_port
 from portway.net.framed import FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamReset, StreamTransport
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.frames import MAX_HELLO_PAYLOAD, encode_preface

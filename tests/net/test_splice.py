@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from portway.net.mux import MuxStream
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamReset, StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason

@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 from portway.net import agent_port
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
 from portway.net.mux_opening import FirstMessage
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError

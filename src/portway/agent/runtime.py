@@ -29,8 +29,8 @@ from portway.domain.dial_policy import TargetPolicy
 from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxStream
 from portway.net.mux_socket import SocketStream, hand_over
+from portway.net.mux_stream import MuxStream
 from portway.net.udp import UdpSession
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.errors import ProtocolError

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from portway.net.mux import WRITE_LIMIT, MuxStream
+from portway.net.mux import WRITE_LIMIT
 from portway.net.mux_bridge import StreamBridge
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice, hard_close
 from portway.wire.codes import Reason

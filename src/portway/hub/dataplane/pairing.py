@@ -30,10 +30,10 @@ from portway.hub.dataplane.sessions import (
 )
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
-from portway.net.mux import MuxStream
 from portway.net.mux_bridge import StreamBridge
 from portway.net.mux_opening import FirstMessage
 from portway.net.mux_socket import SocketStream, hand_over
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.messages import (

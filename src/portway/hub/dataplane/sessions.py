@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.messages import FEATURE_SERVE, Assign, AssignError, AssignOk, Diagnosis
 from portway.wire.mux_errors import MuxError
