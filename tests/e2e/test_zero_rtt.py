@@ -37,8 +37,9 @@ from portway.net.mux_stream import MuxStream
 from portway.testing.hub import running_hub
 from portway.testing.machines import Machine
 from portway.testing.origins import EchoOrigin
+from portway.wire.control_messages import FEATURE_EARLY_DATA, ControlHello
 from portway.wire.flow import INITIAL_WINDOW
-from portway.wire.messages import FEATURE_EARLY_DATA, ControlHello, encode
+from portway.wire.messages import encode
 from portway.wire.mux_sending import HIGH_WATER
 
 from .test_data_plane import expose, tunnel, wait_status

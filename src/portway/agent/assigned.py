@@ -23,16 +23,10 @@ from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice
+from portway.wire.assignment_messages import Assign, AssignError, AssignOk
 from portway.wire.codes import Reason
-from portway.wire.messages import (
-    Assign,
-    AssignError,
-    AssignOk,
-    Message,
-    Protocol,
-    TunnelSpec,
-    encode,
-)
+from portway.wire.control_messages import Protocol, TunnelSpec
+from portway.wire.messages import Message, encode
 
 log = logging.getLogger("portway.agent")
 

@@ -32,22 +32,17 @@ from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.mux_stream import MuxStream
 from portway.net.udp import UdpSession
+from portway.wire.assignment_messages import Assign, AssignError, AssignMode, AssignOk
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError
-from portway.wire.messages import (
+from portway.wire.control_messages import (
     FEATURE_BINDS,
     FEATURE_EARLY_DATA,
     FEATURE_SERVE,
-    Assign,
-    AssignError,
-    AssignMode,
-    AssignOk,
     BindSpec,
     BindStatus,
     ControlHello,
     DesiredState,
     Goodbye,
-    Message,
     Protocol,
     ReachOpen,
     ReachReject,
@@ -56,6 +51,8 @@ from portway.wire.messages import (
     TargetStatus,
     Welcome,
 )
+from portway.wire.errors import ProtocolError
+from portway.wire.messages import Message
 
 log = logging.getLogger("portway.agent")
 

@@ -31,9 +31,10 @@ from typing import cast
 from portway.net.mux_stream import MuxStream
 from portway.net.tls import remember_session
 from portway.wire.codes import Reason
+from portway.wire.control_messages import Refused
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import Bytes
-from portway.wire.messages import MessageReader, Refused
+from portway.wire.messages import MessageReader
 from portway.wire.mux import MuxSession
 from portway.wire.mux_events import (
     DataReceived,

@@ -35,19 +35,10 @@ from portway.net.mux_opening import FirstMessage
 from portway.net.mux_socket import SocketStream, hand_over
 from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
+from portway.wire.assignment_messages import Assign, AssignError, AssignMode, AssignOk
 from portway.wire.codes import Reason
-from portway.wire.messages import (
-    FEATURE_EARLY_DATA,
-    Assign,
-    AssignError,
-    AssignMode,
-    AssignOk,
-    Message,
-    Protocol,
-    ReachOpen,
-    ReachReject,
-    encode,
-)
+from portway.wire.control_messages import FEATURE_EARLY_DATA, Protocol, ReachOpen, ReachReject
+from portway.wire.messages import Message, encode
 
 log = logging.getLogger("portway.hub.pairing")
 

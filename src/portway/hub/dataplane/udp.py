@@ -25,8 +25,9 @@ from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
 from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.udp import Address, DatagramChannel, UdpSession, UdpSessionTable
+from portway.wire.assignment_messages import Assign, AssignError, AssignMode
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, AssignMode, ReachOpen, ReachReject
+from portway.wire.control_messages import ReachOpen, ReachReject
 
 log = logging.getLogger("portway.hub.udp")
 
