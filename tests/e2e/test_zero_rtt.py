@@ -28,7 +28,8 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from portway.agent.runtime import AgentRuntime, AgentSettings
+from portway.agent.runtime import AgentRuntime
+from portway.agent.settings import AgentSettings
 from portway.hub.dataplane.pairing import Pairing, _Answer
 from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.server import Hub

@@ -20,8 +20,6 @@ from portway.wire.mux_sending import HIGH_WATER
 if TYPE_CHECKING:
     from portway.net.mux import MuxConnection
 
-__all__ = ["MuxStream", "StreamSink"]
-
 
 class StreamSink(Protocol):
     """Where a stream's received bytes go; attached by the owner with :meth:`MuxStream.attach`.

@@ -17,8 +17,6 @@ from portway.wire.codes import Reason
 from portway.wire.control_messages import Detected, Protocol, check_port
 from portway.wire.message_types import MessageType
 
-__all__ = ["Assign", "AssignError", "AssignMode", "AssignOk", "Diagnosis", "DiagnosticStep"]
-
 
 class AssignMode(enum.StrEnum):
     DIAL = "dial"  # exposing agent: connect to host:port and splice it to this channel

@@ -15,32 +15,6 @@ from typing import ClassVar
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.message_types import MessageType
 
-__all__ = [
-    "FEATURE_BINDS",
-    "FEATURE_EARLY_DATA",
-    "FEATURE_SERVE",
-    "BindSpec",
-    "BindStatus",
-    "ChannelHello",
-    "ControlHello",
-    "Counter",
-    "Counters",
-    "DesiredState",
-    "Detected",
-    "Goodbye",
-    "Ping",
-    "Pong",
-    "Protocol",
-    "ReachOpen",
-    "ReachReject",
-    "Refused",
-    "Status",
-    "TargetStatus",
-    "TunnelSpec",
-    "Welcome",
-    "check_port",
-]
-
 
 class Protocol(enum.StrEnum):
     """What a proxied connection carries; decides stream or datagram framing after assignment."""

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["MessageType"]
-
 
 class MessageType(enum.IntEnum):
     """The frame type byte of each message."""

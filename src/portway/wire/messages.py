@@ -32,8 +32,6 @@ from portway.wire.control_messages import (
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_HELLO_PAYLOAD, Bytes, FrameReader, encode_frame
 
-__all__ = ["MESSAGE_CLASSES", "Message", "MessageReader", "decode", "encode"]
-
 Message = (
     ControlHello
     | ChannelHello
