@@ -88,7 +88,7 @@ class AgentRuntime(StreamServing):
         self._stop = asyncio.Event()
         self._backoff = Backoff()
 
-    # -- public ------------------------------------------------------------------------------------
+    # -- public ----------------------------------------------------------------------------------
 
     async def add_reach(
         self,
@@ -146,7 +146,7 @@ class AgentRuntime(StreamServing):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    # -- control session ---------------------------------------------------------------------------
+    # -- control session -------------------------------------------------------------------------
 
     def _hello(self) -> ControlHello:
         features: list[str] = [FEATURE_EARLY_DATA]  # `dial_stream` holds what follows assigns

@@ -52,7 +52,7 @@ class StreamServing:
         bucket.add(task)
         task.add_done_callback(bucket.discard)
 
-    # -- streams the hub opens ---------------------------------------------------------------------
+    # -- streams the hub opens -------------------------------------------------------------------
 
     def _on_stream(self, stream: MuxStream, message: Message) -> None:
         """The hub opened a stream (on any link) that starts with `message`: serve it."""
@@ -105,7 +105,7 @@ class StreamServing:
             hand_over(relay, transport, rest)
         return True
 
-    # -- local clients waiting for a stream --------------------------------------------------------
+    # -- local clients waiting for a stream ------------------------------------------------------
 
     def _listener(
         self, bind: str, label: str, addresses: tuple[str, ...], port: int, protocol: str
