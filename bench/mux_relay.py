@@ -33,8 +33,9 @@ from typing import Any
 
 import uvloop
 
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
 from portway.net.mux_socket import SocketStream
+from portway.net.mux_stream import MuxStream
 from portway.net.tls import client_context, ensure_hub_certificates
 from portway.net.tls import server_context as hub_server_context
 from portway.wire.codes import Reason

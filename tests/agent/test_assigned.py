@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from portway.agent.assigned import ServedTunnels
-from portway.wire.messages import Assign, AssignMode, Protocol, TunnelSpec
+from portway.wire.assignment_messages import Assign, AssignMode
+from portway.wire.control_messages import Protocol, TunnelSpec
 
 SPEC = TunnelSpec("t1", "db", Protocol.TCP, "127.0.0.1", 5432)
 

@@ -8,7 +8,8 @@ from portway.agent.dialer import Dialer
 from portway.agent.probing import diagnose
 from portway.domain.dial_policy import TargetPolicy
 from portway.testing.mongo_origin import MongoOrigin
-from portway.wire.messages import Assign, AssignMode, Diagnosis, Protocol
+from portway.wire.assignment_messages import Assign, AssignMode, Diagnosis
+from portway.wire.control_messages import Protocol
 from tests.probe.fakes import BannerServer, RecordingRelay
 
 

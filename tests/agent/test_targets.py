@@ -9,7 +9,7 @@ from typing import Any
 from portway.agent.dialer import Dialer
 from portway.agent.targets import TargetWatch
 from portway.domain.dial_policy import TargetPolicy
-from portway.wire.messages import Protocol, TunnelSpec
+from portway.wire.control_messages import Protocol, TunnelSpec
 from tests.probe.fakes import BannerServer
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1\r\n"

@@ -22,14 +22,17 @@ from typing import Any, cast
 
 import httpx
 
-from portway.agent.runtime import AgentRuntime, AgentSettings
+from portway.agent.runtime import AgentRuntime
+from portway.agent.settings import AgentSettings
 from portway.hub.dataplane.channels import dial_message
 from portway.hub.dataplane.pairing import _Answer
 from portway.hub.dataplane.sessions import AgentSession
 from portway.hub.server import Hub
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.testing.hub import running_hub
-from portway.wire.messages import FEATURE_EARLY_DATA, ControlHello, encode
+from portway.wire.control_messages import FEATURE_EARLY_DATA, ControlHello
+from portway.wire.messages import encode
 
 WAIT = 20.0  # every wait of these tests has this deadline; none sleeps a fixed time
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

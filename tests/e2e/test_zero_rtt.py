@@ -27,7 +27,8 @@ from portway.agent.runtime import AgentRuntime
 from portway.hub.dataplane.pairing import _Answer
 from portway.testing.machines import Machine
 from portway.testing.origins import EchoOrigin
-from portway.wire.mux import HIGH_WATER, INITIAL_WINDOW
+from portway.wire.flow import INITIAL_WINDOW
+from portway.wire.mux_sending import HIGH_WATER
 
 from .in_process import WAIT, LateTarget, OlderAgent, Stack, hash_reply, start_stack, until
 from .tunnels import expose, tunnel, wait_status

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from portway.net.mux import MuxConnection, MuxStream, OpenHandler
+from portway.net.mux import MuxConnection, OpenHandler
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Leg, Splice
 from portway.wire.codes import Reason

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
 from portway.net.mux_socket import SocketStream
+from portway.net.mux_stream import MuxStream
 from portway.wire.codes import Reason
 from portway.wire.mux import MuxSession
 

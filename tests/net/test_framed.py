@@ -13,17 +13,12 @@ from dataclasses import dataclass
 import pytest
 
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxStream
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice
+from portway.wire.assignment_messages import Assign, AssignError, AssignMode, AssignOk
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError
-from portway.wire.frames import MAX_CONTROL_PAYLOAD, MAX_HELLO_PAYLOAD
-from portway.wire.messages import (
-    Assign,
-    AssignError,
-    AssignMode,
-    AssignOk,
+from portway.wire.control_messages import (
     ControlHello,
     DesiredState,
     Goodbye,
@@ -32,8 +27,10 @@ from portway.wire.messages import (
     Protocol,
     TunnelSpec,
     Welcome,
-    encode,
 )
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_CONTROL_PAYLOAD, MAX_HELLO_PAYLOAD
+from portway.wire.messages import encode
 
 from .harness import DEADLINE, Harness, exchange, hash_server, payload, wait_until
 

@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from portway.net.mux import WRITE_LIMIT
-from portway.wire.mux import MAX_WINDOW
+from portway.wire.flow import MAX_WINDOW
 from portway.wire.mux_frames import HEADER, MUX_VERSION, GoAwayCode, decode_go_away
 
 from .harness import (

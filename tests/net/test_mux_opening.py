@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
 from portway.net.mux_opening import FirstMessage
+from portway.net.mux_stream import MuxStream
+from portway.wire.assignment_messages import Assign, AssignMode
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignMode, Message, Protocol, encode
-from portway.wire.mux import INITIAL_WINDOW
+from portway.wire.control_messages import Protocol
+from portway.wire.flow import INITIAL_WINDOW
+from portway.wire.messages import Message, encode
 
 from .harness import Harness, wait_until
 

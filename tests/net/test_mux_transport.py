@@ -12,11 +12,14 @@ import pytest
 
 from portway.net import agent_port
 from portway.net.framed import FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamReset, StreamTransport
+from portway.wire.assignment_messages import AssignOk
 from portway.wire.codes import Reason, SessionCode
+from portway.wire.control_messages import Refused
 from portway.wire.frames import MAX_HELLO_PAYLOAD, encode_preface
-from portway.wire.messages import AssignOk, MessageReader, Refused, encode
+from portway.wire.messages import MessageReader, encode
 from portway.wire.mux import MuxSession
 
 from .harness import Harness, wait_until

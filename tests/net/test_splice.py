@@ -10,11 +10,11 @@ import socket
 
 import pytest
 
-from portway.net.mux import MuxStream
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamReset, StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
-from portway.wire.mux import HIGH_WATER
+from portway.wire.mux_sending import HIGH_WATER
 
 from .harness import (
     Harness,

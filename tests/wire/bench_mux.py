@@ -14,7 +14,9 @@ from __future__ import annotations
 import sys
 import time
 
-from portway.wire.mux import HIGH_WATER, DataReceived, MuxSession, StreamOpened
+from portway.wire.mux import MuxSession
+from portway.wire.mux_events import DataReceived, StreamOpened
+from portway.wire.mux_sending import HIGH_WATER
 
 GIB = 1 << 30
 

@@ -7,13 +7,11 @@ from collections.abc import Callable, Sequence
 
 from portway.wire.flow import DEFAULT_BUDGET
 from portway.wire.frames import Bytes
-from portway.wire.mux import (
-    DEFAULT_MAX_STREAMS,
-    DEFAULT_SYN_RATE,
+from portway.wire.mux import MuxSession
+from portway.wire.mux_events import (
     DataReceived,
     Event,
     GoAwayReceived,
-    MuxSession,
     PingAcked,
     SendWindowOpened,
     StreamAccepted,
@@ -21,6 +19,7 @@ from portway.wire.mux import (
     StreamOpened,
     StreamReset,
 )
+from portway.wire.mux_state import DEFAULT_MAX_STREAMS, DEFAULT_SYN_RATE
 
 Cutter = Callable[[bytes], Sequence[bytes]]
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from portway.wire.control_messages import Ping, Pong
 from portway.wire.heartbeat import Heartbeat, answer
-from portway.wire.messages import Ping, Pong
 
 
 def test_pings_fill_silence_and_pongs_give_rtt() -> None:

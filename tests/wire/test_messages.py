@@ -7,14 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError
-from portway.wire.frames import MAX_HELLO_PAYLOAD, encode_frame
-from portway.wire.messages import (
+from portway.wire.assignment_messages import (
     Assign,
     AssignError,
     AssignMode,
     AssignOk,
+    Diagnosis,
+    DiagnosticStep,
+)
+from portway.wire.codes import Reason, SessionCode
+from portway.wire.control_messages import (
     BindSpec,
     BindStatus,
     ChannelHello,
@@ -23,12 +25,7 @@ from portway.wire.messages import (
     Counters,
     DesiredState,
     Detected,
-    Diagnosis,
-    DiagnosticStep,
     Goodbye,
-    Message,
-    MessageReader,
-    MessageType,
     Ping,
     Pong,
     Protocol,
@@ -39,9 +36,11 @@ from portway.wire.messages import (
     TargetStatus,
     TunnelSpec,
     Welcome,
-    decode,
-    encode,
 )
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_HELLO_PAYLOAD, encode_frame
+from portway.wire.message_types import MessageType
+from portway.wire.messages import Message, MessageReader, decode, encode
 
 from .chunking import cuts
 

@@ -14,16 +14,10 @@ from portway.wire.flow import (
     MemoryBudget,
     ReceiveWindow,
 )
-from portway.wire.mux import (
-    HIGH_WATER,
-    LOW_WATER,
-    QUANTUM,
-    DataReceived,
-    MuxSession,
-    PingAcked,
-    StreamOpened,
-)
+from portway.wire.mux import MuxSession
+from portway.wire.mux_events import DataReceived, PingAcked, StreamOpened
 from portway.wire.mux_frames import HEADER_SIZE, MAX_DATA_PAYLOAD, Header, encode_ping
+from portway.wire.mux_sending import HIGH_WATER, LOW_WATER, QUANTUM
 
 from .mux_bytes import DATA, PING, SYN, WU, data, parse, sent
 from .muxing import Pair

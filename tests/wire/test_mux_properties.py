@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from portway.wire.codes import Reason
 from portway.wire.flow import DEFAULT_BUDGET, INITIAL_WINDOW
-from portway.wire.mux import DataReceived, Event, LimitReached, MuxSession, SessionClosed
+from portway.wire.mux import MuxSession
+from portway.wire.mux_errors import LimitReached, SessionClosed
+from portway.wire.mux_events import DataReceived, Event
 from portway.wire.mux_frames import RESET_LIMIT
 
 from .chunking import cuts

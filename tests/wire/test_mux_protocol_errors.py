@@ -7,7 +7,9 @@ import pytest
 
 from portway.wire.errors import ProtocolError
 from portway.wire.flow import MAX_WINDOW
-from portway.wire.mux import DataReceived, MuxSession, SessionClosed, StreamOpened
+from portway.wire.mux import MuxSession
+from portway.wire.mux_errors import SessionClosed
+from portway.wire.mux_events import DataReceived, StreamOpened
 from portway.wire.mux_frames import MAX_DATA_PAYLOAD, GoAwayCode, decode_go_away, encode_go_away
 
 from .mux_bytes import ACK, DATA, FIN, GO_AWAY, PING, RST, SYN, WU, data, parse, raw, sent

@@ -7,15 +7,14 @@ import pytest
 
 from portway.wire.codes import Reason
 from portway.wire.flow import INITIAL_WINDOW, MemoryBudget, TokenBucket
-from portway.wire.mux import (
+from portway.wire.mux import MuxSession
+from portway.wire.mux_errors import SessionClosed, StreamStateError
+from portway.wire.mux_events import (
     DataReceived,
     GoAwayReceived,
-    MuxSession,
-    SessionClosed,
     StreamEnded,
     StreamOpened,
     StreamReset,
-    StreamStateError,
 )
 from portway.wire.mux_frames import RESET_LIMIT, GoAwayCode, Header, encode_ping
 

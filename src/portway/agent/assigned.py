@@ -19,20 +19,14 @@ from collections.abc import Iterable
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.udp import serve_udp
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxStream
 from portway.net.mux_socket import SocketStream, hand_over
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice
+from portway.wire.assignment_messages import Assign, AssignError, AssignOk
 from portway.wire.codes import Reason
-from portway.wire.messages import (
-    Assign,
-    AssignError,
-    AssignOk,
-    Message,
-    Protocol,
-    TunnelSpec,
-    encode,
-)
+from portway.wire.control_messages import Protocol, TunnelSpec
+from portway.wire.messages import Message, encode
 
 log = logging.getLogger("portway.agent")
 

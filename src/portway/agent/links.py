@@ -18,14 +18,17 @@ from collections.abc import Callable
 
 from portway.net import agent_port
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
 from portway.net.mux_opening import FirstMessage
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
+from portway.wire.control_messages import ChannelHello, Refused, Welcome
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
-from portway.wire.messages import ChannelHello, Message, Refused, Welcome, encode
-from portway.wire.mux import MuxError, MuxSession
+from portway.wire.messages import Message, encode
+from portway.wire.mux import MuxSession
+from portway.wire.mux_errors import MuxError
 from portway.wire.mux_frames import GoAwayCode
 
 log = logging.getLogger("portway.agent.links")

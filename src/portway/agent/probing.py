@@ -15,14 +15,8 @@ from datetime import UTC, datetime, timedelta
 from portway.agent.dialer import PROBE_TIMEOUT, Dialer, DialError
 from portway.domain import detection
 from portway.probe import Detection, Opener, detect, hint_from
-from portway.wire.messages import (
-    Assign,
-    Detected,
-    Diagnosis,
-    DiagnosticStep,
-    Protocol,
-    TunnelSpec,
-)
+from portway.wire.assignment_messages import Assign, Diagnosis, DiagnosticStep
+from portway.wire.control_messages import Detected, Protocol, TunnelSpec
 
 DETECT_TIMEOUT = 3.0  # per probe attempt; `detect` bounds the whole run by a few of these
 CERT_WARN_DAYS = 14

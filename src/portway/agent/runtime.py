@@ -1,7 +1,12 @@
 """An agent process's connection to the hub: one session over a few links (`agent.links`).
 
-`portway up`, `portway expose` and `portway reach` build an `AgentRuntime` and `await run()`;
-it reconnects with jittered backoff until `stop()` or a refusal no retry can fix (`Refused`).
+`portway up`, `portway expose` and `portway reach` build an `AgentRuntime` from `AgentSettings`
+(`agent.settings`) and `await run()`; it reconnects with jittered backoff until `stop()` or a
+refusal no retry can fix (`Refused`). This module is the session with the hub: the handshake,
+the control stream (moved to another link when its own is lost), the desired state it brings
+(tunnels served, binds held, target status reported back). What the runtime does with the
+streams themselves, the hub's and its local reach clients', it inherits from `StreamServing`
+(`agent.serving`).
 """
 
 from __future__ import annotations
@@ -11,52 +16,39 @@ import contextlib
 import logging
 import os
 import socket
-import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from portway import __version__
-from portway.agent.assigned import ServedTunnels, dial, dial_stream, framed, joins_directly, served
 from portway.agent.dialer import Dialer
 from portway.agent.links import CONNECT_TIMEOUT, LINK_ERRORS, HubLinks
-from portway.agent.probing import diagnose
 from portway.agent.reach import LOCALHOST, ReachListener
+from portway.agent.serving import StreamServing
+from portway.agent.settings import AgentSettings
 from portway.agent.targets import TargetWatch
 from portway.agent.udp import UdpReachListener
 from portway.domain.backoff import Backoff
-from portway.domain.dial_policy import TargetPolicy
 from portway.errors import Unauthorized
-from portway.net import tls
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxStream
-from portway.net.mux_socket import SocketStream, hand_over
-from portway.net.udp import UdpSession
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError
-from portway.wire.messages import (
+from portway.wire.control_messages import (
     FEATURE_BINDS,
     FEATURE_EARLY_DATA,
     FEATURE_SERVE,
-    Assign,
-    AssignError,
-    AssignMode,
-    AssignOk,
     BindSpec,
     BindStatus,
     ControlHello,
     DesiredState,
     Goodbye,
-    Message,
-    Protocol,
-    ReachOpen,
     ReachReject,
     Refused,
     Status,
     TargetStatus,
     Welcome,
 )
+from portway.wire.errors import ProtocolError
+from portway.wire.messages import Message
 
 log = logging.getLogger("portway.agent")
 
@@ -67,7 +59,6 @@ FATAL = {
     SessionCode.BAD_VERSION,
 }
 PROBE_INTERVAL = 15.0
-REACH_WAIT = 30.0  # how long a local client may wait for the hub before it is closed
 
 
 class AgentRefused(Unauthorized):
@@ -78,32 +69,7 @@ class AgentRefused(Unauthorized):
         self.code = code
 
 
-@dataclass
-class AgentSettings:
-    host: str
-    port: int
-    token: str
-    tls: bool = True
-    ca_certificate: str | None = None
-    ca_fingerprint: str | None = None
-    serve: bool = True  # dial targets of this agent's tunnels
-    hold_binds: bool = True  # hold reach binds created through the API
-    policy: TargetPolicy = field(default_factory=TargetPolicy)
-    sessions: int = 2  # connections to the hub (1 to 8); streams go to the least loaded
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.sessions <= 8:
-            raise ValueError("sessions must be between 1 and 8")
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.tls:
-            return None
-        if not self.ca_certificate or not self.ca_fingerprint:
-            raise ValueError("TLS needs the hub's CA certificate and its pinned fingerprint")
-        return tls.client_context(self.ca_certificate, self.ca_fingerprint, check_hostname=False)
-
-
-class AgentRuntime:
+class AgentRuntime(StreamServing):
     def __init__(
         self,
         settings: AgentSettings,
@@ -111,20 +77,15 @@ class AgentRuntime:
         on_state: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.dialer = Dialer(settings.policy)
+        super().__init__(Dialer(settings.policy))
         self.on_state = on_state or (lambda _event, _info: None)
-        self.tunnels = ServedTunnels()
         self.watch = TargetWatch(self.dialer, self.on_state)
         self.binds: dict[str, ReachListener | UdpReachListener] = {}
         self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
         self.connected = asyncio.Event()
         self._ssl = settings.ssl_context()
-        self._control: FramedConnection | None = None
         self._links: HubLinks | None = None
         self._revision = 0
-        self._pending: dict[str, tuple[str, SocketStream | UdpSession]] = {}
-        self._channel_tasks: set[asyncio.Task[None]] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._backoff = Backoff()
 
@@ -148,13 +109,6 @@ class AgentRuntime:
         bound = await listener.open()
         self.local_binds[listener.bind] = listener
         return bound
-
-    def _listener(
-        self, bind: str, label: str, addresses: tuple[str, ...], port: int, protocol: str
-    ) -> ReachListener | UdpReachListener:
-        if protocol == Protocol.UDP:
-            return UdpReachListener(bind, label, addresses, port, self._open_reach)
-        return ReachListener(bind, label, addresses, port, self._open_reach)
 
     async def run(self) -> None:
         """Keep a session with the hub until `stop()`; raises AgentRefused on a fatal refusal."""
@@ -193,13 +147,7 @@ class AgentRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    # -- control session ---------------------------------------------------------------------
-
-    def _spawn(self, coro: Any, into: set[asyncio.Task[Any]] | None = None) -> None:
-        bucket = self._tasks if into is None else into
-        task = asyncio.create_task(coro)
-        bucket.add(task)
-        task.add_done_callback(bucket.discard)
+    # -- control session -------------------------------------------------------------------------
 
     def _hello(self) -> ControlHello:
         features: list[str] = [FEATURE_EARLY_DATA]  # `dial_stream` holds what follows assigns
@@ -264,12 +212,6 @@ class AgentRuntime:
             links.close()
             for task in list(self._channel_tasks):
                 task.cancel()
-
-    def _resend_pending(self, conn: FramedConnection) -> None:
-        """Ask again for the local clients still waiting (a new control stream)."""
-        for conn_id, (bind, relay) in list(self._pending.items()):
-            if relay.open:
-                conn.send(ReachOpen(bind, conn_id))
 
     async def _on_message(self, message: Message) -> None:
         if isinstance(message, DesiredState):
@@ -343,71 +285,3 @@ class AgentRuntime:
             self.on_state("bound", {"tunnel": spec.name, "port": port})
             results.append(BindStatus(spec.id, True, port))
         return results
-
-    # -- streams the hub opens ---------------------------------------------------------------
-
-    def _on_stream(self, stream: MuxStream, message: Message) -> None:
-        """The hub opened a stream (on any link) that starts with `message`: serve it."""
-        self._spawn(self._serve(stream, message), into=self._channel_tasks)
-
-    async def _serve(self, stream: MuxStream, message: Message) -> None:
-        """Serve the assignment a stream opens with (dial, diagnose, or join a waiting local
-        client). A dial of a plain TCP target joins the target to the stream itself; the other
-        kinds read on through a framed channel, closed unless a relay took the stream over."""
-        if not isinstance(message, Assign):
-            stream.reset(Reason.PROTOCOL_ERROR)
-            return
-        if message.mode is AssignMode.DIAL and joins_directly(message):
-            await dial_stream(self.dialer, self.tunnels, stream, message)
-            return
-        channel = framed(stream)
-        handed_over = False
-        try:
-            if message.mode is AssignMode.DIAL:
-                handed_over = await self._dial(channel, message)
-            elif message.mode is AssignMode.DIAGNOSE:
-                await self._diagnose(channel, message)
-            else:
-                handed_over = self._attach_reach(channel, message)
-        except (ConnectionClosed, ProtocolError):
-            return
-        finally:
-            if not handed_over:
-                channel.close()
-
-    async def _diagnose(self, channel: FramedConnection, assign: Assign) -> None:
-        if await served(self.tunnels, channel, assign) is not None:
-            channel.send(await diagnose(self.dialer, assign))
-
-    async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
-        spec = await served(self.tunnels, channel, assign)
-        return spec is not None and await dial(self.dialer, spec, channel, assign)
-
-    def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:
-        pending = self._pending.pop(assign.conn, None)
-        if pending is None or not pending[1].open:
-            channel.send(AssignError(assign.conn, Reason.GONE, "the local client left"))
-            return False
-        relay = pending[1]
-        channel.send(AssignOk(assign.conn))
-        transport, rest = channel.detach()
-        if isinstance(relay, UdpSession):
-            relay.attach(transport, rest)
-        else:
-            hand_over(relay, transport, rest)
-        return True
-
-    def _open_reach(self, bind: str, conn_id: str, splice: SocketStream | UdpSession) -> None:
-        """A local client connected to a reach listener: ask the hub for a stream."""
-        self._pending[conn_id] = (bind, splice)
-        if self._control is not None:
-            with contextlib.suppress(ConnectionClosed):
-                self._control.send(ReachOpen(bind, conn_id))
-        self._spawn(self._expire_pending(conn_id))
-
-    async def _expire_pending(self, conn_id: str) -> None:
-        await asyncio.sleep(REACH_WAIT)
-        pending = self._pending.pop(conn_id, None)
-        if pending is not None:
-            log.warning("no channel from the hub in time; closing the local client")
-            pending[1].reset(Reason.UNAVAILABLE)

@@ -19,7 +19,7 @@ from typing import Any
 
 from portway.agent.dialer import Dialer, DialError
 from portway.agent.probing import detect_target
-from portway.wire.messages import Protocol, TargetStatus, TunnelSpec
+from portway.wire.control_messages import Protocol, TargetStatus, TunnelSpec
 
 
 class TargetWatch:

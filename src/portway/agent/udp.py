@@ -30,8 +30,9 @@ from portway.net.udp import (
     buffered_size,
     send_datagram,
 )
+from portway.wire.assignment_messages import Assign, AssignError, AssignOk
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, AssignOk, TunnelSpec
+from portway.wire.control_messages import TunnelSpec
 
 log = logging.getLogger("portway.agent.udp")
 

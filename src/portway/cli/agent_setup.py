@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from portway.agent.runtime import AgentRefused, AgentRuntime, AgentSettings
+from portway.agent.runtime import AgentRefused, AgentRuntime
+from portway.agent.settings import AgentSettings
 from portway.cli.common import ApiOptions
 from portway.cli.output import Output
 from portway.cli.profile import Profile, load_profile, profile_lock, save_profile

@@ -15,7 +15,8 @@ import click
 import httpx
 
 from portway.agent.reach import LOCALHOST, first_free_port
-from portway.agent.runtime import AgentRuntime, AgentSettings
+from portway.agent.runtime import AgentRuntime
+from portway.agent.settings import AgentSettings
 from portway.cli.agent_setup import reporter, run_foreground
 from portway.cli.output import Output
 from portway.errors import ConfigError

@@ -18,8 +18,9 @@ from typing import cast
 
 from portway.net.mux import MuxConnection
 from portway.wire.codes import SessionCode
+from portway.wire.control_messages import Refused
 from portway.wire.frames import MAGIC, PREFACE_SIZE, encode_preface
-from portway.wire.messages import Refused, encode
+from portway.wire.messages import encode
 from portway.wire.mux_frames import MUX_VERSION
 
 PREFACE_TIMEOUT = 10.0

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.wire.codes import SessionCode
+from portway.wire.control_messages import Goodbye, Ping, Pong
 from portway.wire.errors import ProtocolError
 from portway.wire.heartbeat import Heartbeat, answer
-from portway.wire.messages import Goodbye, Message, Ping, Pong
+from portway.wire.messages import Message
 
 Handler = Callable[[Message], Awaitable[None]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from portway.net.mux import MuxStream
+from portway.net.mux_stream import MuxStream
 from portway.wire.codes import Reason
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 
-from portway.net.mux import MuxStream, StreamSink
+from portway.net.mux_stream import MuxStream, StreamSink
 from portway.wire.codes import Reason
 from portway.wire.errors import ProtocolError
 from portway.wire.frames import HEADER, HEADER_SIZE, MAX_HELLO_PAYLOAD

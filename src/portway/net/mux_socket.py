@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from portway.net.mux import WRITE_LIMIT, MuxStream
+from portway.net.mux import WRITE_LIMIT
 from portway.net.mux_bridge import StreamBridge
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.net.splice import Splice, hard_close
 from portway.wire.codes import Reason
-from portway.wire.mux import HIGH_WATER
+from portway.wire.mux_sending import HIGH_WATER
 
 
 class SocketStream(asyncio.Protocol):

@@ -3,7 +3,7 @@
 :class:`StreamTransport` lets every protocol written for a socket (a
 :class:`~portway.net.framed.FramedConnection` reading an assignment, a
 :class:`~portway.net.splice.Splice` leg, the edge's upstream lane, a UDP session's datagram
-framing) run on a :class:`~portway.net.mux.MuxStream` unchanged. It maps:
+framing) run on a :class:`~portway.net.mux_stream.MuxStream` unchanged. It maps:
 
 * ``write`` → stream DATA (bytes are kept by reference until framed, so anything mutable is
   copied first); ``write_eof`` → FIN; ``abort`` → RST; ``close`` → FIN, and the stream is done
@@ -24,7 +24,7 @@ import asyncio
 from typing import Any
 
 from portway.errors import Unavailable
-from portway.net.mux import MuxStream
+from portway.net.mux_stream import MuxStream
 from portway.wire.codes import Reason
 from portway.wire.frames import Bytes
 

@@ -1,15 +1,15 @@
 """Sans-IO heartbeat bookkeeping for one control session (either side).
 
 The session loop owns the clock: it calls :meth:`Heartbeat.seen` for every frame received, sends
-the :class:`~portway.wire.messages.Ping` that :meth:`Heartbeat.poll` returns, hands every received
-``Pong`` to :meth:`Heartbeat.pong`, and drops the session (``goodbye`` with
+the :class:`~portway.wire.control_messages.Ping` that :meth:`Heartbeat.poll` returns, hands every
+received ``Pong`` to :meth:`Heartbeat.pong`, and drops the session (``goodbye`` with
 ``heartbeat_timeout``) once :meth:`Heartbeat.expired` is true. Pings go out every interval, and
 any received frame proves the peer alive, so a pong queued behind a large frame is no false alarm.
 """
 
 from __future__ import annotations
 
-from portway.wire.messages import Ping, Pong
+from portway.wire.control_messages import Ping, Pong
 
 MAX_PING_ID = 2**63 - 1
 

@@ -23,14 +23,9 @@ from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import FramedConnection
 from portway.store import Database
+from portway.wire.assignment_messages import Assign, AssignError, Diagnosis, DiagnosticStep
 from portway.wire.codes import Reason
-from portway.wire.messages import (
-    FEATURE_SERVE,
-    Assign,
-    AssignError,
-    Diagnosis,
-    DiagnosticStep,
-)
+from portway.wire.control_messages import FEATURE_SERVE
 
 AGENT = uuid.uuid4()
 TUNNEL = uuid.uuid4()

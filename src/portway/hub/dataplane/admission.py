@@ -24,8 +24,8 @@ from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.store import Database, agents, events
 from portway.store.models import Agent
 from portway.wire.codes import SessionCode
+from portway.wire.control_messages import ChannelHello, ControlHello, Refused
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
-from portway.wire.messages import ChannelHello, ControlHello, Refused
 
 
 def refuse(conn: FramedConnection, code: SessionCode, message: str) -> None:

@@ -17,8 +17,9 @@ from typing import Protocol as Interface
 from portway import errors
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
+from portway.wire.assignment_messages import Assign, AssignError, AssignMode
 from portway.wire.codes import Reason
-from portway.wire.messages import Assign, AssignError, AssignMode, Protocol, ReachOpen
+from portway.wire.control_messages import Protocol, ReachOpen
 
 log = logging.getLogger("portway.hub.pairing")
 

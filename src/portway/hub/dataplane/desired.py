@@ -20,7 +20,7 @@ from portway.hub.dataplane import routes
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed
-from portway.wire.messages import FEATURE_BINDS, DesiredState, TunnelSpec
+from portway.wire.control_messages import FEATURE_BINDS, DesiredState, TunnelSpec
 
 
 class DesiredStates:

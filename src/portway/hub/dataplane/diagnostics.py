@@ -24,16 +24,9 @@ from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.sessions import AgentSession, NoChannel, assign
 from portway.store import Database
 from portway.store import diagnostics as store
+from portway.wire.assignment_messages import Assign, AssignError, AssignMode, Diagnosis
 from portway.wire.codes import Reason
-from portway.wire.messages import (
-    Assign,
-    AssignError,
-    AssignMode,
-    Detected,
-    Diagnosis,
-    Protocol,
-    Status,
-)
+from portway.wire.control_messages import Detected, Protocol, Status
 
 log = logging.getLogger("portway.hub.diagnostics")
 

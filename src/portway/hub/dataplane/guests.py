@@ -32,7 +32,7 @@ from portway.store import Database
 from portway.store.models import Share
 from portway.store.shares import Access
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.messages import Goodbye, ReachOpen, ReachReject
+from portway.wire.control_messages import Goodbye, ReachOpen, ReachReject
 
 CHECK_SECONDS = 0.5
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.frames import MAX_HELLO_PAYLOAD

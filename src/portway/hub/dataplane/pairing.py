@@ -33,22 +33,15 @@ from portway.hub.dataplane.sessions import ASSIGN_TIMEOUT_SECONDS, AgentSession,
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, reach_udp
 from portway.net.framed import ConnectionClosed
-from portway.net.mux import MuxStream
 from portway.net.mux_bridge import StreamBridge
 from portway.net.mux_opening import FirstMessage
 from portway.net.mux_socket import SocketStream, hand_over
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
+from portway.wire.assignment_messages import AssignError, AssignOk
 from portway.wire.codes import Reason
-from portway.wire.messages import (
-    FEATURE_EARLY_DATA,
-    AssignError,
-    AssignOk,
-    Message,
-    Protocol,
-    ReachOpen,
-    ReachReject,
-    encode,
-)
+from portway.wire.control_messages import FEATURE_EARLY_DATA, Protocol, ReachOpen, ReachReject
+from portway.wire.messages import Message, encode
 
 log = logging.getLogger("portway.hub.pairing")
 

@@ -45,17 +45,17 @@ from portway.net.mux import MuxConnection
 from portway.services import AgentEndpoint
 from portway.store import Database
 from portway.wire.codes import Reason, SessionCode
-from portway.wire.errors import ProtocolError
-from portway.wire.frames import MAX_CONTROL_PAYLOAD
-from portway.wire.messages import (
+from portway.wire.control_messages import (
     ChannelHello,
     ControlHello,
     Goodbye,
-    Message,
     ReachOpen,
     Status,
     Welcome,
 )
+from portway.wire.errors import ProtocolError
+from portway.wire.frames import MAX_CONTROL_PAYLOAD
+from portway.wire.messages import Message
 
 log = logging.getLogger("portway.hub.dataplane")
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from portway.hub.core.presence import AgentPresence
 from portway.hub.dataplane.sessions import AgentSession
-from portway.wire.messages import FEATURE_BINDS
+from portway.wire.control_messages import FEATURE_BINDS
 
 
 class SessionRegistry:

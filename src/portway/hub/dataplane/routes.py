@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portway.store.models import Agent, Connection, Tunnel
-from portway.wire.messages import BindSpec, Protocol, TunnelSpec
+from portway.wire.control_messages import BindSpec, Protocol, TunnelSpec
 
 LOCAL_ADDRESSES = ("127.0.0.1", "::1")
 DEFAULT_UDP_IDLE_TIMEOUT = 60.0

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from portway.errors import Unavailable
 from portway.net.framed import ConnectionClosed, FramedConnection
-from portway.net.mux import MuxConnection, MuxStream
+from portway.net.mux import MuxConnection
+from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
-from portway.wire.messages import FEATURE_SERVE, Assign, AssignError, AssignOk, Diagnosis
-from portway.wire.mux import MuxError
+from portway.wire.assignment_messages import Assign, AssignError, AssignOk, Diagnosis
+from portway.wire.control_messages import FEATURE_SERVE
+from portway.wire.mux_errors import MuxError
 
 ASSIGN_TIMEOUT_SECONDS = 15.0
 MAX_LINKS = 8  # connections one agent session may keep (`portway up --sessions`, 1 to 8)

@@ -19,7 +19,7 @@ from portway.domain.tunnel_rules import TunnelStatus
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.sessions import AgentSession
 from portway.store import Database, connections, tunnels
-from portway.wire.messages import Status
+from portway.wire.control_messages import Status
 
 Observed = tuple[TunnelStatus, str | None]
 

@@ -27,7 +27,7 @@ from portway.hub.dataplane.traffic import Traffic
 from portway.net.framed import ConnectionClosed
 from portway.net.udp import Address, DatagramChannel, UdpSession, UdpSessionTable
 from portway.wire.codes import Reason
-from portway.wire.messages import ReachOpen, ReachReject
+from portway.wire.control_messages import ReachOpen, ReachReject
 
 log = logging.getLogger("portway.hub.udp")
 

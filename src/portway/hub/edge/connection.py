@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from portway.hub.dataplane.channels import TunnelUnavailable
 from portway.hub.edge.actions import Asking, Logged, Op
-from portway.hub.edge.conversation import UNAVAILABLE, Conversation
+from portway.hub.edge.conversation import Conversation
 from portway.hub.edge.entries import share_entry
 from portway.hub.edge.exchange import Lane
+from portway.hub.edge.request_side import UNAVAILABLE
 from portway.hub.edge.router import Deny, Forward
 from portway.hub.edge.timeouts import Phase, Watchdog
 from portway.net.splice import hard_close
