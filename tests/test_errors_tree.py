@@ -28,7 +28,7 @@ FAMILY_LESS = {"portway.hub.edge.http1.connections._HeadDone"}
 BUILTIN_BASES = {
     "portway.errors.InvalidInput": ValueError,
     "portway.net.framed.ConnectionClosed": ConnectionError,
-    "portway.net.mux_transport.StreamReset": ConnectionResetError,
+    "portway.net.mux_transport.StreamResetError": ConnectionResetError,
 }
 
 

@@ -31,7 +31,7 @@ Who defines what (each module's docstring says who raises it):
 * `store`: `NoSuchRow` (NotFound); `Duplicate`, `HubPortTaken`, `NoFreeHubPort`,
   `LocalPortTaken`, `LastKey` (Conflict); `BadCursor` (InvalidInput).
 * `wire`: `ProtocolError` (ProtocolViolation); `MuxError` and its subclasses (Unavailable).
-* `net`: `ConnectionClosed`, `StreamReset` (Unavailable, and still `ConnectionError`s);
+* `net`: `ConnectionClosed`, `StreamResetError` (Unavailable, and still `ConnectionError`s);
   `PinMismatch` (InvalidInput).
 * `agent`: `DialError` (Unavailable), `AgentRefused` (Unauthorized).
 * `hub`: `EgressError` (InvalidInput), `TunnelUnavailable`, `NoChannel` (Unavailable),

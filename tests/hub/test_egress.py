@@ -54,13 +54,13 @@ async def test_public_literal_is_used_as_is() -> None:
 async def test_private_destinations_are_refused(
     url: str, addresses: tuple[str, ...], needle: str
 ) -> None:
-    with pytest.raises(egress.Refused, match=needle) as refused:
+    with pytest.raises(egress.ForbiddenAddress, match=needle) as refused:
         await egress.check(url, allow_private=False, resolve=resolver(*addresses))
     assert "--webhooks-allow-private" in str(refused.value)
 
 
 async def test_localhost_is_refused_by_the_system_resolver() -> None:
-    with pytest.raises(egress.Refused, match=r"localhost resolves to .*loopback"):
+    with pytest.raises(egress.ForbiddenAddress, match=r"localhost resolves to .*loopback"):
         await egress.check("http://localhost:9/", allow_private=False)
 
 

@@ -14,7 +14,7 @@ from portway.net import agent_port
 from portway.net.framed import FramedConnection
 from portway.net.mux import MuxConnection
 from portway.net.mux_stream import MuxStream
-from portway.net.mux_transport import StreamReset, StreamTransport
+from portway.net.mux_transport import StreamResetError, StreamTransport
 from portway.wire.assignment_messages import AssignOk
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.control_messages import Refused
@@ -129,7 +129,7 @@ async def test_a_reset_carries_its_reason(pair: Pair) -> None:
     transport.set_protocol(sink)
     stream.reset(Reason.TARGET_REFUSED)
     await wait_until(lambda: bool(sink.lost), "the sink heard the reset")
-    assert isinstance(sink.lost[0], StreamReset)
+    assert isinstance(sink.lost[0], StreamResetError)
     assert sink.lost[0].reason is Reason.TARGET_REFUSED
 
 

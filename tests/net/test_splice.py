@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from portway.net.mux_stream import MuxStream
-from portway.net.mux_transport import StreamReset, StreamTransport
+from portway.net.mux_transport import StreamResetError, StreamTransport
 from portway.net.splice import Splice
 from portway.wire.codes import Reason
 from portway.wire.mux_sending import HIGH_WATER
@@ -329,4 +329,4 @@ async def test_late_stream_of_a_reset_splice_is_reset_with_the_reason(harness: H
     assert transport.is_closing()
     assert await splice.wait_closed() is Reason.GONE
     exc = await heard
-    assert isinstance(exc, StreamReset) and exc.reason is Reason.GONE
+    assert isinstance(exc, StreamResetError) and exc.reason is Reason.GONE

@@ -39,7 +39,7 @@ class EgressError(InvalidInput):
         super().__init__(message, details=field_details("url", message, self.code))
 
 
-class Refused(EgressError):
+class ForbiddenAddress(EgressError):
     """The host is, or resolves to, a loopback/private/link-local/... address."""
 
 
@@ -82,7 +82,7 @@ async def check(
     resolve: Resolver = system_resolve,
     timeout: float = RESOLVE_TIMEOUT_SECONDS,  # noqa: ASYNC109
 ) -> Destination:
-    """Where a request to `url` may go; raises `Refused` or `Unresolvable` otherwise.
+    """Where a request to `url` may go; raises `ForbiddenAddress` or `Unresolvable` otherwise.
 
     Every address of the host must be public: a name with one private address among public
     ones is refused, as the connection could use any of them.
@@ -96,7 +96,7 @@ async def check(
     if literal is not None:
         reason = forbidden_reason(literal)
         if reason:
-            raise Refused(f"{host} is a {reason} address; {ALLOW_HINT}")
+            raise ForbiddenAddress(f"{host} is a {reason} address; {ALLOW_HINT}")
         return Destination(url)
     try:
         async with asyncio.timeout(timeout):
@@ -110,7 +110,9 @@ async def check(
     for address in addresses:
         reason = forbidden_reason(address)
         if reason:
-            raise Refused(f"{host} resolves to {address}, a {reason} address; {ALLOW_HINT}")
+            raise ForbiddenAddress(
+                f"{host} resolves to {address}, a {reason} address; {ALLOW_HINT}"
+            )
     pinned = httpx.URL(url).copy_with(host=str(addresses[0]))
     authority = host if parts.port is None else f"{host}:{parts.port}"
     return Destination(

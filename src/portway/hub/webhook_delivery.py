@@ -162,7 +162,7 @@ class DeliveryWorker:
             target = await egress.check(
                 webhook.url, allow_private=self.allow_private, resolve=self.settings.resolve
             )
-        except egress.Refused as exc:
+        except egress.ForbiddenAddress as exc:
             return Attempt(ok=False, status_code=None, latency_ms=None, error=f"refused: {exc}")
         except egress.EgressError as exc:
             return Attempt(ok=False, status_code=None, latency_ms=None, error=str(exc))

@@ -29,7 +29,7 @@ from portway.wire.codes import Reason
 from portway.wire.frames import Bytes
 
 
-class StreamReset(Unavailable, ConnectionResetError):
+class StreamResetError(Unavailable, ConnectionResetError):
     """The peer reset the stream (``reason``), or its session was lost.
 
     What a :class:`StreamTransport`'s protocol gets in ``connection_lost``; a
@@ -218,7 +218,7 @@ class StreamTransport(asyncio.Transport):
         if self._done:
             return
         self._held.clear()
-        self._finish(StreamReset(Reason.from_code(code)))
+        self._finish(StreamResetError(Reason.from_code(code)))
 
     def pause_source(self) -> None:
         if not self._done:

@@ -11,7 +11,7 @@ transport as it is, one ``write`` per read:
 * half-close: a leg's EOF becomes ``write_eof`` on the other (a stream's FIN). A TLS socket cannot
   half-close; it is closed once both directions are done;
 * reset: the other leg is aborted too. A stream carries the reason both ways: a leg whose stream
-  was reset (``StreamReset``) resets the other leg's stream with the same reason, and
+  was reset (``StreamResetError``) resets the other leg's stream with the same reason, and
   :meth:`Splice.reset` sends its own; a socket gets a TCP RST.
 
 Nothing awaits: each read is handed to the other transport inside ``data_received``. Memory is
@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
-from portway.net.mux_transport import StreamReset, StreamTransport
+from portway.net.mux_transport import StreamResetError, StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.frames import Bytes
 
@@ -90,7 +90,7 @@ class Leg(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # A stream's reset carries its reason: the other leg is reset with the same one.
-        self.splice._lost(self, exc.reason if isinstance(exc, StreamReset) else Reason.RESET)
+        self.splice._lost(self, exc.reason if isinstance(exc, StreamResetError) else Reason.RESET)
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -84,7 +84,7 @@ class RequestSide(abc.ABC):
                     self._end_body(self.exchange)
                 self.discarding = False
                 self._next_cycle()
-            elif isinstance(event, http1.ConnectionClosed):
+            elif isinstance(event, http1.PeerClosed):
                 if self.exchange is None:
                     self.out.add(Op.CLOSE)
                 return

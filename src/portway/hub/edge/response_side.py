@@ -59,7 +59,7 @@ class ResponseSide(RequestSide):
                 self.out.write(self.h.send(
                     http1.InformationalResponse(status_code=event.status_code, headers=heads)
                 ))  # fmt: skip
-            elif isinstance(event, http1.ConnectionClosed):
+            elif isinstance(event, http1.PeerClosed):
                 self._fail(x)
                 return
 

@@ -135,7 +135,7 @@ def test_eof_at_idle_is_connection_closed() -> None:
     answer(conn)
     conn.start_next_cycle()
     conn.receive_data(b"")
-    assert conn.next_event() == http1.ConnectionClosed()
+    assert conn.next_event() == http1.PeerClosed()
     assert conn.their_state is http1.CLOSED
     assert conn.trailing_data == (b"", True)
 

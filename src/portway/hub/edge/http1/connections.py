@@ -29,7 +29,6 @@ from portway.hub.edge.http1.parts import (
     SEND_BODY,
     SEND_RESPONSE,
     SWITCHED,
-    ConnectionClosed,
     Data,
     EndOfMessage,
     Event,
@@ -37,6 +36,7 @@ from portway.hub.edge.http1.parts import (
     HttpProtocolError,
     InformationalResponse,
     LocalProtocolError,
+    PeerClosed,
     RemoteProtocolError,
     Request,
     Response,
@@ -222,7 +222,7 @@ class ServerConnection(_Parsing):
             self._eof = True
             if self._in_message:
                 self.events.append(RemoteProtocolError("the client closed mid-request"))
-            self.events.append(ConnectionClosed())
+            self.events.append(PeerClosed())
         elif self._held is not None:
             self._held += data  # after an upgrade request, until its answer is known
         else:
@@ -239,7 +239,7 @@ class ServerConnection(_Parsing):
         elif isinstance(event, EndOfMessage):
             self.they_are_waiting_for_100_continue = False
             self.their_state = DONE if self._keep_alive else MUST_CLOSE
-        elif isinstance(event, ConnectionClosed):
+        elif isinstance(event, PeerClosed):
             self.their_state = CLOSED
 
     def send(self, event: Event) -> bytes:
@@ -357,7 +357,7 @@ class ClientConnection(_Parsing):
                 self.events.append(END)  # the close was the end of the body
             elif self._in_message:
                 self.events.append(RemoteProtocolError("the target closed mid-response"))
-            self.events.append(ConnectionClosed())
+            self.events.append(PeerClosed())
         elif self._held is not None:
             self._held += bytes(data)  # after a 101
         else:
@@ -370,7 +370,7 @@ class ClientConnection(_Parsing):
             self.their_state = DONE if self._keep_alive else MUST_CLOSE
         elif isinstance(event, InformationalResponse) and event.status_code == 101:
             self.their_state = SWITCHED
-        elif isinstance(event, ConnectionClosed):
+        elif isinstance(event, PeerClosed):
             self.their_state = CLOSED
 
     def send(self, event: Event) -> bytes:

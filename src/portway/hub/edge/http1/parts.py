@@ -94,9 +94,9 @@ class EndOfMessage:
 
 
 @dataclass(slots=True)
-class ConnectionClosed:
+class PeerClosed:
     pass
 
 
-Event = Request | InformationalResponse | Response | Data | EndOfMessage | ConnectionClosed
+Event = Request | InformationalResponse | Response | Data | EndOfMessage | PeerClosed
 END: Final = EndOfMessage()
