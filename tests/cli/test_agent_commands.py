@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from portway.agent.runtime import AgentRuntime
-from portway.cli.profile import load_profile
+from portway.cli.profile import config_path, load_profile
 from portway.cli.reaching import live_reaches
 from tests.cli.helpers import new_agent, new_tunnel, run, split_document, suffix
 
@@ -147,3 +147,20 @@ def test_join_prints_the_local_port(api: httpx.Client) -> None:
     document, rest = split_document(scripted.stdout)
     assert document == {"tunnel": tunnel["name"], "localPort": 16379}
     assert (rest, scripted.stderr) == (STATE_LINES, "")
+
+
+def test_up_makes_the_agent_key_once_and_hands_it_to_the_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys: list[bytes | None] = []
+
+    def run_foreground(runtime: AgentRuntime, *args: Any, **kwargs: Any) -> None:
+        keys.append(runtime.settings.identity_key)
+
+    monkeypatch.setattr("portway.cli.up.run_foreground", run_foreground)
+    run("up", "--name", f"keyed-{suffix()}")
+    run("up")
+    key = load_profile().agent_key
+    assert key is not None and key.startswith("-----BEGIN PRIVATE KEY-----")
+    assert keys == [key.encode(), key.encode()]  # made once, then reused
+    assert config_path().stat().st_mode & 0o777 == 0o600

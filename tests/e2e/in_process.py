@@ -189,7 +189,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def start_stack(tmp_path: Path, agent_class: type[AgentRuntime]) -> AsyncIterator[Stack]:
+async def start_stack(
+    tmp_path: Path, agent_class: type[AgentRuntime], *, identity_key: bytes | None = None
+) -> AsyncIterator[Stack]:
     async with running_hub(tmp_path / "hub") as hub:
         key = hub.config.admin_key_file.read_text().strip()
         async with httpx.AsyncClient(
@@ -201,6 +203,7 @@ async def start_stack(tmp_path: Path, agent_class: type[AgentRuntime]) -> AsyncI
                 host="127.0.0.1", port=int(endpoint["port"]), token=created["token"],
                 tls=bool(endpoint["tls"]), ca_certificate=endpoint.get("caCertificate"),
                 ca_fingerprint=endpoint.get("caFingerprint"), sessions=2,
+                identity_key=identity_key,
             )  # fmt: skip
             agent = agent_class(settings)
             running = asyncio.get_running_loop().create_task(agent.run())

@@ -28,12 +28,15 @@ from portway.agent.settings import AgentSettings
 from portway.agent.targets import TargetWatch
 from portway.agent.udp import UdpReachListener
 from portway.domain.backoff import Backoff
-from portway.errors import Unauthorized
+from portway.errors import InvalidInput, Unauthorized
+from portway.net import identity
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.identity import Identity
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.control_messages import (
     FEATURE_BINDS,
+    FEATURE_E2E,
     FEATURE_EARLY_DATA,
     FEATURE_SERVE,
     BindSpec,
@@ -88,6 +91,11 @@ class AgentRuntime(StreamServing):
         self._revision = 0
         self._stop = asyncio.Event()
         self._backoff = Backoff()
+        self.identity: Identity | None = None
+        """This agent's certificate and the CA of its peers', from the hub's last welcome."""
+        self._request = (
+            identity.request_for(settings.identity_key) if settings.identity_key else None
+        )
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -149,15 +157,31 @@ class AgentRuntime(StreamServing):
 
     # -- control session -------------------------------------------------------------------------
 
+    def _identity_from(self, welcome: Welcome) -> Identity | None:
+        """This agent's identity from the hub's `welcome`, when it asked for one and the hub
+        (one that knows end-to-end reach) answered; a certificate that does not fit is logged
+        and not used: reach then runs relayed as before."""
+        key = self.settings.identity_key
+        if key is None or welcome.certificate is None or welcome.identity_ca is None:
+            return None
+        try:
+            return identity.certified(key, welcome.certificate, welcome.identity_ca)
+        except InvalidInput as exc:
+            log.warning("ignoring the hub's certificate", extra={"error": str(exc)})
+            return None
+
     def _hello(self) -> ControlHello:
         features: list[str] = [FEATURE_EARLY_DATA]  # `dial_stream` holds what follows assigns
         if self.settings.serve:
             features.append(FEATURE_SERVE)
         if self.settings.hold_binds:
             features.append(FEATURE_BINDS)
+        if self._request is not None:
+            features.append(FEATURE_E2E)
         return ControlHello(
             token=self.settings.token, software=f"portway/{__version__}",
             hostname=socket.gethostname(), pid=os.getpid(), features=tuple(features),
+            csr=self._request,
         )  # fmt: skip
 
     async def _session(self) -> None:
@@ -183,6 +207,7 @@ class AgentRuntime(StreamServing):
                 raise ConnectionClosed(f"hub refused the session: {first.message}")
             if not isinstance(first, Welcome):
                 raise ProtocolError(f"expected welcome, got {type(first).__name__}")
+            self.identity = self._identity_from(first)
             link.start_heartbeat(first.heartbeat_interval, first.heartbeat_timeout)
             self._spawn(links.keep(first, self.settings.sessions), into=self._channel_tasks)
             self._backoff.reset()

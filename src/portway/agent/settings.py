@@ -25,6 +25,7 @@ class AgentSettings:
     hold_binds: bool = True  # hold reach binds created through the API
     policy: TargetPolicy = field(default_factory=TargetPolicy)
     sessions: int = 2  # connections to the hub (1 to 8); streams go to the least loaded
+    identity_key: bytes | None = None  # the agent's own key (PEM): its end-to-end identity
 
     def __post_init__(self) -> None:
         if not 1 <= self.sessions <= 8:

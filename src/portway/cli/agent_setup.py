@@ -22,6 +22,7 @@ from portway.client import PortwayClient
 from portway.domain.addresses import parse_host_port
 from portway.domain.dial_policy import PolicyError, TargetPolicy
 from portway.errors import ConfigError
+from portway.net import identity
 from portway.net.tls import normalize_fingerprint
 
 
@@ -66,6 +67,8 @@ def ensure_agent(
             click.echo(
                 f"Enrolled this machine as agent {created['name']} ({created['id']}).", err=True
             )
+        if not profile.agent_key:  # made here, once; it never leaves this machine
+            profile.agent_key = identity.new_key().decode()
         if api.hub and not profile.hub:
             profile.hub = api.hub
         save_profile(profile, api.profile_name)
@@ -98,6 +101,7 @@ def settings_from(
         tls=profile.agent_tls != "off", ca_certificate=profile.ca_certificate,
         ca_fingerprint=profile.ca_fingerprint, serve=serve, hold_binds=hold_binds, policy=policy,
         sessions=sessions,
+        identity_key=profile.agent_key.encode() if profile.agent_key else None,
     )  # fmt: skip
 
 

@@ -46,6 +46,7 @@ class Profile:
     agent_tls: str | None = None  # "on" or "off"
     ca_fingerprint: str | None = None  # the pinned SHA-256 of the hub's CA
     ca_certificate: str | None = None  # that CA, PEM
+    agent_key: str | None = None  # the agent's own private key, PEM: its end-to-end identity
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -31,6 +31,7 @@ from portway.hub.edge.listener import Edge
 from portway.hub.edge.router import Router
 from portway.hub.edge.timeouts import Timeouts
 from portway.hub.reaper import Reaper
+from portway.net.identity import HubIdentityCa
 from portway.store import Database
 from portway.store.schema import migrate_if_needed
 
@@ -122,8 +123,11 @@ class Hub:
             self._api_socket = bind_tcp(self.config.api_listen)
             self._edge_socket = bind_tcp(self.config.edge_listen)
             self.access_log = AccessLog(self.db)
+            # The CA that certifies agents for end-to-end reach (the hub's own, as for the agent
+            # port, even when an operator's certificate serves that port).
+            identity_ca = await asyncio.to_thread(HubIdentityCa.load, self.config.data_dir / "tls")
             self.dataplane = DataPlane(
-                self.config, self.db, self.clock, self.presence, self.access_log,
+                self.config, self.db, self.clock, self.presence, self.access_log, identity_ca,
                 events_moved=self._events_moved.set,
             )  # fmt: skip
             await self.dataplane.start()

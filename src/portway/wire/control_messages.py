@@ -41,6 +41,9 @@ FEATURE_BINDS = "binds"  # the session holds the agent's API-created reach binds
 # The agent holds the bytes that follow an `assign` until its target takes them, so the hub
 # sends a visitor's bytes behind the assign without waiting for `assign_ok` (protocol.md §14).
 FEATURE_EARLY_DATA = "early_data"
+# The agent sends `control_hello.csr` and takes the certificate `welcome` answers with: its
+# identity for end-to-end reach (`docs/protocol.md` §18).
+FEATURE_E2E = "e2e"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class ControlHello:
     hostname: str = ""
     pid: int = 0
     features: tuple[str, ...] = ()  # optional capabilities: the `FEATURE_*` names
+    csr: str | None = None  # with `e2e`: a PKCS#10 request (PEM) for the agent's own key
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class Welcome:
     heartbeat_timeout: float  # silence after which either side drops the session
     channel_secret: str  # what a `ChannelHello` joining this session carries
     pool_size: int  # version 1's idle data channels; always 0 in version 2 (no pool)
+    certificate: str | None = None  # answer to `csr`: the agent's certificate (PEM)
+    identity_ca: str | None = None  # the CA that signed it, which peers' certificates chain to
 
 
 @dataclass(frozen=True, slots=True)

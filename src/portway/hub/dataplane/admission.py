@@ -20,11 +20,12 @@ from portway.domain.clock import Clock
 from portway.domain.secrets import SHARE_TOKEN_PREFIX
 from portway.hub.dataplane.guests import Guest, Guests
 from portway.hub.dataplane.sessions import AgentSession
+from portway.net import identity
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.store import Database, agents, events
 from portway.store.models import Agent
 from portway.wire.codes import SessionCode
-from portway.wire.control_messages import ChannelHello, ControlHello, Refused
+from portway.wire.control_messages import FEATURE_E2E, ChannelHello, ControlHello, Refused
 from portway.wire.frames import MAX_CONTROL_PAYLOAD
 
 
@@ -54,30 +55,41 @@ def lapsed(session: AgentSession, token_hashes: dict[uuid.UUID, str]) -> Session
 
 
 class Admission:
-    def __init__(self, db: Database, clock: Clock, guests: Guests) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, guests: Guests, identity_ca: identity.HubIdentityCa
+    ) -> None:
         self._db = db
         self._clock = clock
         self._guests = guests
+        self._identity_ca = identity_ca
 
     async def admit(self, conn: FramedConnection, hello: ControlHello) -> AgentSession | None:
         """The session a control hello opens, or None after refusing it.
 
         An agent token is checked against the store, which records the agent's last contact and
         version and appends `agent.connected`; a share token (`portway join`) is admitted by
-        `Guests` and gets a throw-away agent id. The caller owns the session from here: it
-        registers it, sends `welcome`, and ends it through its end-of-session path, which also
-        forgets a guest.
+        `Guests` and gets a throw-away agent id. An agent that sent a certificate request
+        (feature `e2e`) gets its certificate here, naming it (or a guest's share). The caller
+        owns the session from here: it registers it, sends `welcome`, and ends it through its
+        end-of-session path, which also forgets a guest.
         """
+        request = None
+        if FEATURE_E2E in hello.features and hello.csr is not None:
+            try:
+                request = identity.parse_request(hello.csr)
+            except identity.BadCertificateRequest as exc:
+                refuse(conn, SessionCode.BAD_HELLO, str(exc))
+                return None
         now = self._clock.now()
         guest: Guest | None = None
-        identity = (uuid.uuid4(), uuid.uuid4(), "", "")
+        who = (uuid.uuid4(), uuid.uuid4(), "", "")
         if hello.token.startswith(SHARE_TOKEN_PREFIX):  # a `portway join` guest
             admitted = await self._guests.admit(hello.token)
             if not isinstance(admitted, Guest):
                 refuse(conn, *admitted)
                 return None
             guest = admitted
-            identity = (uuid.uuid4(), guest.workspace_id, guest.name, "")
+            who = (uuid.uuid4(), guest.workspace_id, guest.name, "")
         async with self._db.session() as db:
             agent = None if guest else await agents.authenticate(db, hello.token)
             if agent is not None:
@@ -88,7 +100,7 @@ class Admission:
                     {"agentId": str(agent.id), "name": agent.name, "hostname": hello.hostname},
                     now,
                 )  # fmt: skip
-                identity = (agent.id, agent.workspace_id, agent.name, agent.token_hash)
+                who = (agent.id, agent.workspace_id, agent.name, agent.token_hash)
         if agent is None and guest is None:
             refuse(
                 conn, SessionCode.UNKNOWN_TOKEN,
@@ -96,13 +108,21 @@ class Admission:
                 "run 'portway up' again after 'portway login'",
             )  # fmt: skip
             return None
-        agent_id, workspace_id, name, token_hash = identity
+        agent_id, workspace_id, name, token_hash = who
         conn.reader.frames.max_payload = MAX_CONTROL_PAYLOAD
         session = AgentSession(
             agent_id=agent_id, workspace_id=workspace_id, agent_name=name, control=conn,
             features=frozenset(hello.features),
         )  # fmt: skip
         session.token_hash = token_hash
+        if request is not None:
+            names = (
+                (identity.share_uri(guest.share_id),)
+                if guest is not None
+                else (identity.agent_uri(agent_id), identity.workspace_uri(workspace_id))
+            )
+            session.request = request
+            session.certificate = self._identity_ca.issue(request, uris=names)
         if guest is not None:
             peer = conn.transport.get_extra_info("peername") if conn.transport else None
             guest.remote_addr = str(peer[0]) if peer else ""

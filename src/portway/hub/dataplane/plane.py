@@ -41,6 +41,7 @@ from portway.hub.dataplane.udp import UdpContext
 from portway.net import agent_port
 from portway.net.control import run_control
 from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.identity import HubIdentityCa
 from portway.net.mux import MuxConnection
 from portway.services import AgentEndpoint
 from portway.store import Database
@@ -75,6 +76,7 @@ class DataPlane:
         clock: Clock,
         presence: AgentPresence,
         access_log: AccessLog,
+        identity_ca: HubIdentityCa,
         *,
         events_moved: Callable[[], None],
     ) -> None:
@@ -101,7 +103,8 @@ class DataPlane:
         self.pairing = Pairing(
             self.channels, self.table, self.traffic, clock, udp=self.udp, splices=self.guests
         )
-        self._admission = Admission(db, clock, self.guests)
+        self._identity_ca = identity_ca
+        self._admission = Admission(db, clock, self.guests, identity_ca)
         self._hub_ports = HubPorts(config.edge_listen.host, self.pairing.visitor, self.udp)
         self._statuses = Statuses(
             db=db, clock=clock, table=self.table, serving=sessions.serving,
@@ -203,12 +206,13 @@ class DataPlane:
         refuse(conn, code, message)
         link.close()  # after the refusal: GO_AWAY, then the connection closes
 
-    @staticmethod
-    def _welcome(session: AgentSession) -> Welcome:
+    def _welcome(self, session: AgentSession) -> Welcome:
+        ca = self._identity_ca.certificate_pem if session.certificate else None
         return Welcome(
             session=session.id, agent=str(session.agent_id),
             heartbeat_interval=HEARTBEAT_INTERVAL, heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            channel_secret=session.secret, pool_size=0,
+            channel_secret=session.secret, pool_size=0, certificate=session.certificate,
+            identity_ca=ca,
         )  # fmt: skip
 
     async def _control(

@@ -13,6 +13,8 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 from portway.errors import Unavailable
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.mux import MuxConnection
@@ -57,6 +59,10 @@ class AgentSession:
     """Set when the agent moved the control stream to another of its connections, when its
     last link was lost and when the session closed: wakes `DataPlane._next_control`."""
     closed: bool = False
+    request: x509.CertificateSigningRequest | None = None
+    """The agent's certificate request (feature `e2e`), for the certificates issued to it."""
+    certificate: str | None = None
+    """The agent's certificate, issued at admission and sent in every `welcome`."""
 
     @property
     def serves(self) -> bool:
