@@ -3,6 +3,7 @@ a real hub and agent in process, over TLS sessions."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -84,3 +85,35 @@ async def test_a_bad_certificate_request_is_refused_with_the_reason(tmp_path: Pa
         assert answer.reason is SessionCode.BAD_HELLO
         assert "certificate request is not a valid one" in answer.message
         assert hub.dataplane is not None and not hub.dataplane._sessions.all()
+
+
+async def test_an_exposed_tunnel_comes_with_its_certificate_and_leaves_with_it(
+    tmp_path: Path,
+) -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    key = identity.new_key()
+    try:
+        async with start_stack(tmp_path, AgentRuntime, identity_key=key) as stack:
+            await stack.expose(port, "certified")
+            tunnel = (await stack.api.get("/v1/tunnels/certified")).json()["id"]
+            pem = await until(
+                lambda: stack.agent.tunnel_certificates.get(tunnel), "the tunnel's certificate"
+            )
+            mine = stack.agent.identity
+            assert mine is not None
+            identity.certified(key, pem, mine.peers_ca)
+            cert = x509.load_pem_x509_certificate(pem.encode())
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert san.get_values_for_type(x509.DNSName) == [identity.tunnel_hostname(tunnel)]
+            assert (await stack.api.delete("/v1/tunnels/certified")).status_code == 204
+            await until(
+                lambda: tunnel not in stack.agent.tunnel_certificates,
+                "the deleted tunnel's certificate to go",
+            )
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -93,6 +93,9 @@ class AgentRuntime(StreamServing):
         self._backoff = Backoff()
         self.identity: Identity | None = None
         """This agent's certificate and the CA of its peers', from the hub's last welcome."""
+        self.tunnel_certificates: dict[str, str] = {}
+        """Tunnel id -> the certificate this agent serves to end-to-end peers of that tunnel,
+        from the last desired state (protocol.md §18)."""
         self._request = (
             identity.request_for(settings.identity_key) if settings.identity_key else None
         )
@@ -170,6 +173,23 @@ class AgentRuntime(StreamServing):
             log.warning("ignoring the hub's certificate", extra={"error": str(exc)})
             return None
 
+    def _tunnel_certificates(self, state: DesiredState) -> dict[str, str]:
+        """The desired state's tunnel certificates that are for this agent's key, from its
+        peers' CA; any other is logged and left out (that tunnel then has none)."""
+        mine = self.identity
+        kept: dict[str, str] = {}
+        if mine is None:
+            return kept
+        for given in state.certificates:
+            try:
+                identity.certified(mine.key_pem, given.certificate, mine.peers_ca)
+            except InvalidInput as exc:
+                why = {"tunnel": given.tunnel, "error": str(exc)}
+                log.warning("ignoring a tunnel certificate", extra=why)
+                continue
+            kept[given.tunnel] = given.certificate
+        return kept
+
     def _hello(self) -> ControlHello:
         features: list[str] = [FEATURE_EARLY_DATA]  # `dial_stream` holds what follows assigns
         if self.settings.serve:
@@ -242,6 +262,7 @@ class AgentRuntime(StreamServing):
         if isinstance(message, DesiredState):
             self._revision = message.revision
             self.tunnels.update(message.tunnels if self.settings.serve else ())
+            self.tunnel_certificates = self._tunnel_certificates(message)
             self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
             self._spawn(self._apply(message))
         elif isinstance(message, ReachReject):

@@ -131,6 +131,15 @@ class BindSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TunnelCertificate:
+    """A certificate for the agent's own key naming one tunnel it exposes (`tunnel`'s host name,
+    `docs/protocol.md` §18): what it serves to end-to-end peers reaching that tunnel."""
+
+    tunnel: str
+    certificate: str
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     """Hub → agent: the full set of tunnels and binds, replacing the previous revision."""
 
@@ -138,6 +147,7 @@ class DesiredState:
     revision: int
     tunnels: tuple[TunnelSpec, ...] = ()
     binds: tuple[BindSpec, ...] = ()
+    certificates: tuple[TunnelCertificate, ...] = ()  # with `e2e`: one per tunnel served
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,12 @@ from portway.domain.detection import Report, Step
 from portway.hub.core.presence import AgentPresence
 from portway.hub.dataplane import diagnostics as diag
 from portway.hub.dataplane import routes
+from portway.hub.dataplane.certificates import TunnelCertificates
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import FramedConnection
+from portway.net.identity import HubIdentityCa
 from portway.store import Database
 from portway.wire.assignment_messages import Assign, AssignError, Diagnosis, DiagnosticStep
 from portway.wire.codes import Reason
@@ -57,7 +59,11 @@ class Plane:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> None:
         self.table = routes.RouteTable()
         self.sessions = SessionRegistry(AgentPresence())
-        self.desired = DesiredStates(self.table, self.sessions)
+        # No session here asks for end-to-end certificates, so no CA is ever used.
+        unused_ca = cast(HubIdentityCa, None)
+        self.desired = DesiredStates(
+            self.table, self.sessions, TunnelCertificates(unused_ca, FrozenClock())
+        )
         self.session = AgentSession(
             agent_id=AGENT, workspace_id=ROUTE.workspace_id, agent_name="laptop",
             control=cast(FramedConnection, _Control()), features=frozenset({FEATURE_SERVE}),

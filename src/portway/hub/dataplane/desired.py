@@ -17,6 +17,7 @@ import contextlib
 from typing import Any
 
 from portway.hub.dataplane import routes
+from portway.hub.dataplane.certificates import TunnelCertificates
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed
@@ -24,9 +25,15 @@ from portway.wire.control_messages import FEATURE_BINDS, DesiredState, TunnelSpe
 
 
 class DesiredStates:
-    def __init__(self, table: routes.RouteTable, sessions: SessionRegistry) -> None:
+    def __init__(
+        self,
+        table: routes.RouteTable,
+        sessions: SessionRegistry,
+        certificates: TunnelCertificates,
+    ) -> None:
         self._table = table
         self._sessions = sessions
+        self._certificates = certificates
         self._pushed: dict[str, tuple[Any, ...]] = {}  # session id -> last (tunnels, binds) sent
         # session id -> each tunnel spec of the last push -> the revision it was first sent in
         self._since: dict[str, dict[TunnelSpec, int]] = {}
@@ -34,7 +41,8 @@ class DesiredStates:
         self._change = asyncio.Event()
 
     def desired(self, session: AgentSession) -> tuple[Any, ...]:
-        """(tunnel specs, bind specs) `session` should hold, sorted: equal states compare equal."""
+        """(tunnel specs, bind specs, tunnel certificates) `session` should hold, sorted: equal
+        states compare equal."""
         snap = self._table.snapshot
         specs = (
             tuple(sorted((r.spec() for r in snap.tunnels_of(session.agent_id)), key=str))
@@ -47,7 +55,7 @@ class DesiredStates:
             and self._sessions.bind_holder(session.agent_id) is session
         ):
             binds = tuple(sorted((b.spec(r) for b, r in snap.binds_of(session.agent_id)), key=str))
-        return specs, binds
+        return specs, binds, self._certificates.of(session, tuple(s.id for s in specs))
 
     def push(self, session: AgentSession) -> None:
         """Send `session` its desired state (next revision) unless it already has it."""
@@ -58,10 +66,10 @@ class DesiredStates:
         session.revision += 1
         carried = self._since.get(session.id, {})
         self._since[session.id] = {t: carried.get(t, session.revision) for t in desired[0]}
+        tunnels, binds, certificates = desired
+        state = DesiredState(session.revision, tunnels, binds, certificates)
         with contextlib.suppress(ConnectionClosed):
-            session.control.send(
-                DesiredState(revision=session.revision, tunnels=desired[0], binds=desired[1])
-            )
+            session.control.send(state)
         self._changed()
 
     def resend(self, session: AgentSession) -> None:
@@ -90,6 +98,7 @@ class DesiredStates:
         return self._change
 
     def forget(self, session: AgentSession) -> None:
+        self._certificates.forget(session)
         self._pushed.pop(session.id, None)
         self._since.pop(session.id, None)
         self._acked.pop(session.id, None)

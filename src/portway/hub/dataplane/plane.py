@@ -25,6 +25,7 @@ from portway.hub.core.presence import AgentPresence
 from portway.hub.core.ticker import Ticker
 from portway.hub.dataplane import counters, refresh, routes
 from portway.hub.dataplane.admission import Admission, check_join, lapsed, refuse
+from portway.hub.dataplane.certificates import RENEW_CHECK_SECONDS, TunnelCertificates
 from portway.hub.dataplane.channels import TargetChannels
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.diagnostics import Diagnostics
@@ -95,7 +96,7 @@ class DataPlane:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[Ticker] = []
         sessions = self._sessions = SessionRegistry(presence)
-        self._desired = DesiredStates(self.table, sessions)
+        self._desired = DesiredStates(self.table, sessions, TunnelCertificates(identity_ca, clock))
         self.channels = TargetChannels(self.table, sessions.serving, self._target_result)
         self.udp = UdpContext(self.channels, self.table, self.traffic, clock, self._spawn)
         # `portway join` sessions authenticated by a share
@@ -136,6 +137,8 @@ class DataPlane:
                    failure="writing traffic counters failed; they will be retried"),
             Ticker(self.guests.sweep, CHECK_SECONDS, name="portway-guests", log=log,
                    failure="checking guest sessions failed; retrying"),
+            Ticker(self._push_all, RENEW_CHECK_SECONDS, name="portway-renew", log=log,
+                   failure="renewing tunnel certificates failed; retrying"),
         ]  # fmt: skip
         for ticker in self._loops:
             ticker.start()
@@ -308,6 +311,13 @@ class DataPlane:
         if session.targets.get(key, (None, ""))[0] != ok:
             session.targets[key] = (ok, message)
             self._spawn(self._statuses.sync())
+
+    async def _push_all(self) -> None:
+        """Push every agent session's desired state: a no-op unless something in it changed,
+        which a renewed tunnel certificate (`certificates.py`) does."""
+        for session in self._sessions.all():
+            if not self.guests.is_guest(session):
+                self._desired.push(session)
 
     # -- snapshot ----------------------------------------------------------------------------
 
