@@ -180,7 +180,7 @@ class AgentRuntime(StreamServing):
         kept: dict[str, str] = {}
         if mine is None:
             return kept
-        for given in state.certificates:
+        for given in state.certificates or ():
             try:
                 identity.certified(mine.key_pem, given.certificate, mine.peers_ca)
             except InvalidInput as exc:

@@ -147,7 +147,9 @@ class DesiredState:
     revision: int
     tunnels: tuple[TunnelSpec, ...] = ()
     binds: tuple[BindSpec, ...] = ()
-    certificates: tuple[TunnelCertificate, ...] = ()  # with `e2e`: one per tunnel served
+    # With `e2e`: one per tunnel served; absent (not empty) otherwise, so the encoding of a
+    # desired state without them is the one every agent knows.
+    certificates: tuple[TunnelCertificate, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

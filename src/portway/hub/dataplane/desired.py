@@ -67,7 +67,7 @@ class DesiredStates:
         carried = self._since.get(session.id, {})
         self._since[session.id] = {t: carried.get(t, session.revision) for t in desired[0]}
         tunnels, binds, certificates = desired
-        state = DesiredState(session.revision, tunnels, binds, certificates)
+        state = DesiredState(session.revision, tunnels, binds, certificates or None)
         with contextlib.suppress(ConnectionClosed):
             session.control.send(state)
         self._changed()
