@@ -31,8 +31,9 @@ Who defines what (each module's docstring says who raises it):
 * `store`: `NoSuchRow` (NotFound); `Duplicate`, `HubPortTaken`, `NoFreeHubPort`,
   `LocalPortTaken`, `LastKey` (Conflict); `BadCursor` (InvalidInput).
 * `wire`: `ProtocolError` (ProtocolViolation); `MuxError` and its subclasses (Unavailable).
-* `net`: `ConnectionClosed`, `StreamResetError` (Unavailable, and still `ConnectionError`s);
-  `PinMismatch` (InvalidInput).
+* `net`: `ConnectionClosed`, `StreamResetError`, `E2eFailed` (Unavailable, and still
+  `ConnectionError`s); `PinMismatch`, `BadCertificateRequest` (InvalidInput); `PeerRejected`
+  (Forbidden).
 * `agent`: `DialError` (Unavailable), `AgentRefused` (Unauthorized).
 * `hub`: `EgressError` (InvalidInput), `TunnelUnavailable`, `NoChannel` (Unavailable),
   `HttpProtocolError` of the edge's HTTP/1.1 (ProtocolViolation).

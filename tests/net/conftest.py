@@ -11,6 +11,7 @@ import pytest
 
 from portway.net import tls
 
+from .e2e_pair import Hub, Pki, bridging_hub, make_pki
 from .harness import Harness, Tls
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
@@ -49,3 +50,15 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.aclose()
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    """The end-to-end tests' certificates (`e2e_pair.make_pki`), made once per module."""
+    return make_pki()
+
+
+@pytest.fixture
+async def hub(harness: Harness) -> Hub:
+    """A hub bridging a reaching agent's streams to an exposing agent (`e2e_pair`)."""
+    return await bridging_hub(harness)
