@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from portway.errors import InvalidInput
@@ -100,8 +101,7 @@ def certified(key_pem: bytes, certificate: str, ca: str) -> Identity:
     return Identity(key_pem, certificate, ca)
 
 
-def _spki(key: ec.EllipticCurvePublicKey | object) -> bytes:
-    assert isinstance(key, ec.EllipticCurvePublicKey)
+def _spki(key: CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -128,14 +128,10 @@ class HubIdentityCa:
 
     @classmethod
     def load(cls, directory: Path) -> HubIdentityCa:
-        """The hub's CA in `directory`, created on first use (as `tls.ensure_hub_certificates`
-        does for the agent port; the same files)."""
-        made = tls.ensure_hub_certificates(directory)
-        pem = made.ca_cert.read_bytes()
-        key = serialization.load_pem_private_key(made.ca_key.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{made.ca_key} is not the EC key this hub generated")
-        return cls(pem.decode(), key, x509.load_pem_x509_certificate(pem))
+        """The hub's CA in `directory`, created on first use: the same files the agent port's
+        certificate is issued from (`tls.ensure_ca`)."""
+        key, cert = tls.ensure_ca(directory)
+        return cls(cert.public_bytes(serialization.Encoding.PEM).decode(), key, cert)
 
     def issue(
         self,

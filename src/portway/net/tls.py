@@ -212,6 +212,29 @@ def _needs_new_server_cert(
     )
 
 
+def ensure_ca(
+    directory: Path, *, now: datetime.datetime | None = None
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The hub's CA in ``directory`` (``ca.pem``, ``ca-key.pem``), created on first use.
+
+    Called by `ensure_hub_certificates` and by the identity CA that certifies agents
+    (`net.identity.HubIdentityCa.load`), which needs the CA and nothing else.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert_path, key_path = directory / "ca.pem", directory / "ca-key.pem"
+    if cert_path.exists() and key_path.exists():
+        ca_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} is not the EC key this hub generated")
+        return loaded, ca_cert
+    ca_key, ca_cert = _new_ca(now)
+    _write(key_path, _key_pem(ca_key), 0o600)
+    _write(cert_path, _pem(ca_cert), 0o644)
+    return ca_key, ca_cert
+
+
 def ensure_hub_certificates(
     directory: Path,
     *,
@@ -236,16 +259,7 @@ def ensure_hub_certificates(
         key=directory / "agent-endpoint-key.pem",
         fingerprint="",
     )
-    if paths.ca_cert.exists() and paths.ca_key.exists():
-        ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
-        loaded = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
-        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{paths.ca_key} is not the EC key this hub generated")
-        ca_key = loaded
-    else:
-        ca_key, ca_cert = _new_ca(now)
-        _write(paths.ca_key, _key_pem(ca_key), 0o600)
-        _write(paths.ca_cert, _pem(ca_cert), 0o644)
+    ca_key, ca_cert = ensure_ca(directory, now=now)
     if _needs_new_server_cert(paths.cert, hostnames, ca_cert, now) or not paths.key.exists():
         key, cert = _new_server_cert(ca_key, ca_cert, hostnames, now)
         _write(paths.key, _key_pem(key), 0o600)
