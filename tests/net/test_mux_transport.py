@@ -163,3 +163,78 @@ async def test_garbage_and_silence_are_closed(harness: Harness) -> None:
         writer.write(first)
         async with asyncio.timeout(5):
             assert await reader.read() == b""
+
+
+class Recorder(asyncio.Protocol):
+    """Records what a stream's protocol hears, in order."""
+
+    def __init__(self, *, keep_open: bool = True) -> None:
+        self.keep_open = keep_open
+        self.events: list[tuple[str, object]] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(("data", data))
+
+    def eof_received(self) -> bool:
+        self.events.append(("eof", None))
+        return self.keep_open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.append(("lost", exc))
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(d for kind, d in self.events if kind == "data" and isinstance(d, bytes))
+
+
+async def _held_with_fin(pair: Pair, payload: bytes) -> tuple[StreamTransport, Recorder, Recorder]:
+    """A stream whose hub end paused reading while the agent sent ``payload`` and its FIN."""
+    peer = Recorder()
+    peer_transport = StreamTransport(pair.agent.open_stream(), peer)
+    await wait_until(lambda: bool(pair.accepted), "the stream was accepted")
+    transport = pair.accepted[0]
+    reader = Recorder()
+    transport.set_protocol(reader)
+    transport.pause_reading()
+    for i in range(0, len(payload), 7_000):
+        peer_transport.write(payload[i : i + 7_000])
+    peer_transport.write_eof()
+    await wait_until(lambda: transport._held_eof, "the bytes and the FIN are held")
+    assert reader.events == []
+    return transport, reader, peer
+
+
+@pytest.mark.parametrize("keep_open", [True, False])
+async def test_a_stream_ended_both_ways_still_delivers_what_a_paused_reader_holds(
+    pair: Pair, keep_open: bool
+) -> None:
+    """Our FIN after the peer's, while the reader is paused, finishes the stream on the wire,
+    but the reader still gets every held byte in order on resume, then the FIN, then a clean
+    connection_lost (these were once dropped)."""
+    payload = bytes(range(256)) * 400  # 102 400 bytes, within the initial window
+    transport, reader, peer = await _held_with_fin(pair, payload)
+    reader.keep_open = keep_open
+    transport.write_eof()
+    await wait_until(lambda: ("eof", None) in peer.events, "the peer heard our FIN")
+    await wait_until(lambda: peer.events[-1:] == [("lost", None)], "the peer's end finished")
+    assert reader.events == []
+    transport.resume_reading()
+    await wait_until(lambda: ("lost", None) in reader.events, "the reader's end finished")
+    kinds = [kind for kind, _ in reader.events]
+    assert kinds[-2:] == ["eof", "lost"] and set(kinds[:-2]) == {"data"}
+    assert reader.data == payload
+    assert reader.events[-1] == ("lost", None)
+
+
+@pytest.mark.parametrize("eof_first", [False, True])
+async def test_close_drops_what_a_paused_reader_holds(pair: Pair, eof_first: bool) -> None:
+    """``close`` (after ``write_eof`` or not) drops the held bytes and the peer's FIN, as its
+    docstring says, and the stream still finishes cleanly both ways."""
+    transport, reader, peer = await _held_with_fin(pair, b"z" * 50_000)
+    if eof_first:
+        transport.write_eof()
+    transport.close()
+    transport.resume_reading()
+    await wait_until(lambda: bool(reader.events), "the reader's end finished")
+    await wait_until(lambda: peer.events[-1:] == [("lost", None)], "the peer's end finished")
+    assert reader.events == [("lost", None)]

@@ -16,6 +16,8 @@ framing) run on a :class:`~portway.net.mux_stream.MuxStream` unchanged. It maps:
 Credit (WINDOW_UPDATE) goes back for bytes once ``data_received`` returned with reading not
 paused; bytes that arrive while the protocol paused reading are held and credited when it
 resumes and takes them, so a paused reader stops its own stream's sender and nothing else.
+They, and the peer's FIN behind them, still reach it after the stream ended both ways
+(``connection_lost(None)`` then follows them); only ``close`` drops them.
 """
 
 from __future__ import annotations
@@ -119,10 +121,12 @@ class StreamTransport(asyncio.Transport):
         self._closing = True
         dropped = sum(map(len, self._held)) + self._owed
         self._held.clear()
+        self._held_eof = False  # the peer's FIN, held behind those bytes, goes with them
         self._owed = 0
         if dropped:
             self.stream.consumed(dropped)  # nobody reads any more: keep the window open
         self.write_eof()
+        self._maybe_finished()  # if our FIN went earlier, write_eof did nothing: finish here
 
     def abort(self) -> None:
         self.reset(Reason.RESET)
@@ -246,7 +250,13 @@ class StreamTransport(asyncio.Transport):
 
     def _maybe_finished(self) -> None:
         if self._eof_in and self._eof_out and not self._done:
+            # Both FINs: the connection forgets the stream (after the peer's FIN no credit is
+            # owed, so held bytes need nothing from it). But a paused reader that has not yet
+            # taken the held bytes and FIN gets them once it resumes: `_drain_held` then
+            # delivers the FIN, whose `_deliver_eof` comes back here to finish.
             self.stream.connection.forget(self.stream.id)
+            if self._held_eof:
+                return
             self._finish(None)
 
     def _finish(self, exc: Exception | None) -> None:
