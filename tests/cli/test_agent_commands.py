@@ -112,6 +112,18 @@ def test_expose_prints_its_tunnel(api: httpx.Client) -> None:
     assert api.get(f"/v1/tunnels/{name}").status_code == 404
 
 
+def test_expose_no_e2e_lets_the_hub_see_reach_traffic_and_reattaching_follows_the_flag(
+    api: httpx.Client,
+) -> None:
+    name = f"plain-{suffix()}"
+    run("expose", "localhost:6379", "--name", name, "--no-e2e")
+    assert api.get(f"/v1/tunnels/{name}").json()["metadata"] == {"e2e": False}
+    run("expose", "localhost:6379", "--name", name)  # without the flag: end to end again
+    assert api.get(f"/v1/tunnels/{name}").json()["metadata"] == {}
+    run("expose", "localhost:6379", "--name", name, "--no-e2e")
+    assert api.get(f"/v1/tunnels/{name}").json()["metadata"] == {"e2e": False}
+
+
 def test_reach_prints_where_the_tunnel_answers(api: httpx.Client) -> None:
     tunnel = new_tunnel(api, new_agent(api), name=f"pg-{suffix()}")
     scripted = run("reach", tunnel["name"], "--port", "15999", "--json")

@@ -21,6 +21,7 @@ from typing import Any
 
 from portway import __version__
 from portway.agent.dialer import Dialer
+from portway.agent.end_to_end import EndToEnd
 from portway.agent.links import CONNECT_TIMEOUT, LINK_ERRORS, HubLinks
 from portway.agent.reach import LOCALHOST, ReachListener
 from portway.agent.serving import StreamServing
@@ -80,8 +81,8 @@ class AgentRuntime(StreamServing):
         on_state: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
-        super().__init__(Dialer(settings.policy))
         self.on_state = on_state or (lambda _event, _info: None)
+        super().__init__(Dialer(settings.policy), EndToEnd(self.on_state))
         self.watch = TargetWatch(self.dialer, self.on_state)
         self.binds: dict[str, ReachListener | UdpReachListener] = {}
         self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
@@ -91,16 +92,21 @@ class AgentRuntime(StreamServing):
         self._revision = 0
         self._stop = asyncio.Event()
         self._backoff = Backoff()
-        self.identity: Identity | None = None
-        """This agent's certificate and the CA of its peers', from the hub's last welcome."""
-        self.tunnel_certificates: dict[str, str] = {}
-        """Tunnel id -> the certificate this agent serves to end-to-end peers of that tunnel,
-        from the last desired state (protocol.md §18)."""
         self._request = (
             identity.request_for(settings.identity_key) if settings.identity_key else None
         )
 
     # -- public ----------------------------------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity | None:
+        """This agent's certificate and the CA of its peers', from the hub's last welcome."""
+        return self.e2e.identity
+
+    @property
+    def tunnel_certificates(self) -> dict[str, str]:
+        """Tunnel id -> the certificate this agent serves to end-to-end peers of that tunnel."""
+        return self.e2e.certificates
 
     async def add_reach(
         self,
@@ -227,7 +233,7 @@ class AgentRuntime(StreamServing):
                 raise ConnectionClosed(f"hub refused the session: {first.message}")
             if not isinstance(first, Welcome):
                 raise ProtocolError(f"expected welcome, got {type(first).__name__}")
-            self.identity = self._identity_from(first)
+            self.e2e.identity = self._identity_from(first)
             link.start_heartbeat(first.heartbeat_interval, first.heartbeat_timeout)
             self._spawn(links.keep(first, self.settings.sessions), into=self._channel_tasks)
             self._backoff.reset()
@@ -262,7 +268,7 @@ class AgentRuntime(StreamServing):
         if isinstance(message, DesiredState):
             self._revision = message.revision
             self.tunnels.update(message.tunnels if self.settings.serve else ())
-            self.tunnel_certificates = self._tunnel_certificates(message)
+            self.e2e.certificates = self._tunnel_certificates(message)
             self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
             self._spawn(self._apply(message))
         elif isinstance(message, ReachReject):

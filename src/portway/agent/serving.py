@@ -17,6 +17,7 @@ from typing import Any
 
 from portway.agent.assigned import ServedTunnels, dial, dial_stream, framed, joins_directly, served
 from portway.agent.dialer import Dialer
+from portway.agent.end_to_end import EndToEnd
 from portway.agent.probing import diagnose
 from portway.agent.reach import ReachListener
 from portway.agent.udp import UdpReachListener
@@ -38,8 +39,9 @@ REACH_WAIT = 30.0  # how long a local client may wait for the hub before it is c
 class StreamServing:
     """Streams the hub opens and local clients waiting for one; see the module docs."""
 
-    def __init__(self, dialer: Dialer) -> None:
+    def __init__(self, dialer: Dialer, e2e: EndToEnd) -> None:
         self.dialer = dialer
+        self.e2e = e2e
         self.tunnels = ServedTunnels()
         self._control: FramedConnection | None = None
         self._pending: dict[str, tuple[str, SocketStream | UdpSession]] = {}
@@ -65,7 +67,7 @@ class StreamServing:
         if not isinstance(message, Assign):
             stream.reset(Reason.PROTOCOL_ERROR)
             return
-        if message.mode is AssignMode.DIAL and joins_directly(message):
+        if message.mode is AssignMode.DIAL and joins_directly(message) and message.peer is None:
             await dial_stream(self.dialer, self.tunnels, stream, message)
             return
         channel = framed(stream)
@@ -76,7 +78,7 @@ class StreamServing:
             elif message.mode is AssignMode.DIAGNOSE:
                 await self._diagnose(channel, message)
             else:
-                handed_over = self._attach_reach(channel, message)
+                handed_over = await self._attach_reach(channel, message)
         except (ConnectionClosed, ProtocolError):
             return
         finally:
@@ -89,14 +91,27 @@ class StreamServing:
 
     async def _dial(self, channel: FramedConnection, assign: Assign) -> bool:
         spec = await served(self.tunnels, channel, assign)
-        return spec is not None and await dial(self.dialer, spec, channel, assign)
+        if spec is None:
+            return False
+        if assign.peer is not None and assign.protocol is not Protocol.UDP:
+            return await self.e2e.dial(self.dialer, spec, channel, assign)
+        return await dial(self.dialer, spec, channel, assign)
 
-    def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:
+    async def _attach_reach(self, channel: FramedConnection, assign: Assign) -> bool:
         pending = self._pending.pop(assign.conn, None)
         if pending is None or not pending[1].open:
             channel.send(AssignError(assign.conn, Reason.GONE, "the local client left"))
             return False
         relay = pending[1]
+        if assign.peer is not None and isinstance(relay, SocketStream):
+            if self.e2e.identity is None:
+                why = "this agent has no end-to-end certificate from the hub"
+                channel.send(AssignError(assign.conn, Reason.DENIED, why))
+                relay.reset(Reason.DENIED)
+                return False
+            channel.send(AssignOk(assign.conn))
+            await self.e2e.reach(relay, channel, assign)
+            return True
         channel.send(AssignOk(assign.conn))
         transport, rest = channel.detach()
         if isinstance(relay, UdpSession):

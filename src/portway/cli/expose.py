@@ -67,12 +67,18 @@ def _hp(target: dict[str, Any]) -> str:
 @click.option("--temporary", is_flag=True, help="Delete the tunnel when this command stops.")
 @click.option("--allow", multiple=True, metavar="CIDR[:PORTS]", help="Agent target policy: allow.")
 @click.option("--deny", multiple=True, metavar="CIDR[:PORTS]", help="Agent target policy: deny.")
+@click.option(
+    "--no-e2e",
+    "no_e2e",
+    is_flag=True,
+    help="Let the hub see reach traffic (it relays it decrypted, as for public ports).",
+)
 @sessions_option
 @api_options
 def expose(
     target: str, name: str | None, protocol: str, public: bool, hub_port: int | None,
     expires: str | None, temporary: bool, allow: tuple[str, ...], deny: tuple[str, ...],
-    sessions: int,
+    no_e2e: bool, sessions: int,
     api: ApiOptions,
 ) -> None:  # fmt: skip
     """Expose HOST:PORT (e.g. localhost:5432) through the hub until Ctrl-C."""
@@ -89,7 +95,14 @@ def expose(
             body[key] = value
     if public:
         body["public"] = True
+    if no_e2e:
+        body["metadata"] = {"e2e": False}
     tunnel, created = _find_or_create(client, profile.agent_id, target, body)
+    metadata = tunnel.get("metadata") or {}
+    if not created and (metadata.get("e2e") is not False) == no_e2e:
+        # Re-attached: the flag says how reach runs from now on, as it would have at creation.
+        changed = {k: v for k, v in metadata.items() if k != "e2e"} | body.get("metadata", {})
+        tunnel = client.patch(f"/v1/tunnels/{tunnel['id']}", {"metadata": changed})
     api.output.result(
         {**tunnel, "created": created},
         lambda: details(

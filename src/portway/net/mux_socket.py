@@ -98,6 +98,23 @@ class SocketStream(asyncio.Protocol):
             self.transport.resume_reading()  # the stream pauses it again if it must
         self._early_size = 0
 
+    def detach(self) -> tuple[asyncio.Transport, bytes, bool] | None:
+        """Give up the socket before it joined a stream, for a relay that carries it through
+        another layer (a reaching agent's end-to-end TLS, `agent.end_to_end`): its transport,
+        reading resumed, the bytes read and held so far and whether its FIN came; None when it
+        is gone already. The caller makes itself the transport's protocol in the same step."""
+        transport = self.transport
+        if not self.open or transport is None or self.stream is not None:
+            return None
+        held = b"".join(self._early)
+        eof, paused = self._early_eof, self._early_size > HIGH_WATER
+        self._early, self._early_size = [], 0
+        self.open, self._on_close = False, None  # nothing to report: the new relay reports
+        self.transport = None
+        if paused:
+            transport.resume_reading()
+        return transport, held, eof
+
     def reset(self, reason: Reason = Reason.CLOSED) -> None:
         """Abort from outside (tunnel paused or deleted, no stream to be had, shutdown): RST on
         the socket, and on the stream with ``reason``."""

@@ -33,6 +33,7 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
+from portway.net.e2e import SecureTransport
 from portway.net.mux_transport import StreamResetError, StreamTransport
 from portway.wire.codes import Reason
 from portway.wire.frames import Bytes
@@ -145,15 +146,20 @@ class Splice:
         """
         return lambda: leg
 
-    def attach(self, leg: Leg, transport: asyncio.Transport, initial: Bytes = b"") -> None:
+    def attach(
+        self, leg: Leg, transport: asyncio.Transport, initial: Bytes = b"", *, eof: bool = False
+    ) -> None:
         """Hand an established transport (whose handshake is done) to ``leg``.
 
         ``initial`` holds bytes already read past the handshake (from
-        :meth:`~portway.wire.messages.MessageReader.take_rest`); they are relayed first. Call it
-        in the same callback or step that detached the transport, with no ``await`` in between.
+        :meth:`~portway.wire.messages.MessageReader.take_rest`); they are relayed first, then
+        the transport's FIN if ``eof`` says it came already. Call it in the same callback or
+        step that detached the transport, with no ``await`` in between.
         """
         transport.set_protocol(leg)
         self._attach(leg, transport, initial)
+        if eof and self.open:
+            self._got_eof(leg)
 
     def reset(self, reason: Reason = Reason.CLOSED) -> None:
         """Abort the connection from outside (tunnel paused or deleted, dial failed, shutdown).
@@ -273,7 +279,7 @@ class Splice:
         assert transport is not None
         if transport.is_closing():
             return
-        if isinstance(transport, StreamTransport):
+        if isinstance(transport, StreamTransport | SecureTransport):
             transport.reset(self.result or Reason.RESET)  # the peer reads why from the RST
         else:
             hard_close(transport)

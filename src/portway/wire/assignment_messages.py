@@ -38,6 +38,10 @@ class Assign:
     port: int
     tls_verify: bool | None = None
     """``https`` only: ``false`` when the tunnel's metadata says ``{"tlsVerify": false}``."""
+    peer: str | None = None
+    """End-to-end reach (feature ``e2e``, ``docs/protocol.md`` §19): the URI the other agent's
+    certificate must name. Present, the stream's bytes after ``assign_ok`` are TLS records
+    between the two agents, this one the server for a dial and the client for a reach."""
 
     def __post_init__(self) -> None:
         check_port(self.port)

@@ -123,6 +123,7 @@ class Admission:
             )
             session.request = request
             session.certificate = self._identity_ca.issue(request, uris=names)
+            session.identity_uri = names[0]
         if guest is not None:
             peer = conn.transport.get_extra_info("peername") if conn.transport else None
             guest.remote_addr = str(peer[0]) if peer else ""

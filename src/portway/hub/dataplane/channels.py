@@ -82,8 +82,16 @@ class TargetChannels:
         an https tunnel) asks the exposing agent to speak TLS to the target itself.
         """
         route, session = self.serving_session(tunnel_id)
+        transport, rest = await self.dial(route, session, dial_message(route, conn_id, tls=tls))
+        return transport, rest, route
+
+    async def dial(
+        self, route: routes.Route, session: AgentSession, message: Assign
+    ) -> tuple[asyncio.Transport, bytes]:
+        """Send `message` (a `dial_message`) to `session`, which serves `route`, and return its
+        stream as `open_channel` does once the agent answered; raises `TunnelUnavailable`."""
         try:
-            channel, answer = await assign(session, dial_message(route, conn_id, tls=tls))
+            channel, answer = await assign(session, message)
         except NoChannel as exc:
             log.warning("cannot pair connection", extra={"tunnel": route.name, "error": str(exc)})
             raise TunnelUnavailable(Reason.UNAVAILABLE, why(route, Reason.UNAVAILABLE)) from None
@@ -92,8 +100,7 @@ class TargetChannels:
             self.on_target(session, route.id, False, answer.message)
             raise TunnelUnavailable(answer.reason, answer.message or why(route, answer.reason))
         self.on_target(session, route.id, True, "")
-        transport, rest = channel.detach()
-        return transport, rest, route
+        return channel.detach()
 
     def serving_session(self, tunnel_id: uuid.UUID) -> tuple[routes.Route, AgentSession]:
         """The tunnel's route and its agent's least-loaded serving session; raises
@@ -109,11 +116,14 @@ class TargetChannels:
         return route, min(serving, key=lambda s: s.load)
 
 
-def dial_message(route: routes.Route, conn_id: str, *, tls: bool) -> Assign:
-    """The `assign` that asks the exposing agent to dial the tunnel's target."""
+def dial_message(
+    route: routes.Route, conn_id: str, *, tls: bool, peer: str | None = None
+) -> Assign:
+    """The `assign` that asks the exposing agent to dial the tunnel's target; with `peer`, for
+    an end-to-end reach from the agent that URI names (`e2e_peers`)."""
     message = Assign(
         conn=conn_id, mode=AssignMode.DIAL, tunnel=str(route.id),
-        protocol=route.wire_protocol, host=route.host, port=route.port,
+        protocol=route.wire_protocol, host=route.host, port=route.port, peer=peer,
     )  # fmt: skip
     if tls and route.protocol == "https":
         message = dataclasses.replace(
@@ -122,18 +132,36 @@ def dial_message(route: routes.Route, conn_id: str, *, tls: bool) -> Assign:
     return message
 
 
+def e2e_peers(
+    route: routes.Route, reaching: AgentSession, serving: AgentSession
+) -> tuple[str, str] | None:
+    """Whom each side of an end-to-end reach of `route` must find at the other end (the
+    reaching agent's `peer`, the exposing agent's), or None for a relayed one in the clear:
+    the tunnel says `{"e2e": false}`, or one of the agents has no certificate (an older agent,
+    or a hub answering without `e2e`). Protocol.md §19."""
+    if not route.e2e or reaching.identity_uri is None or serving.identity_uri is None:
+        return None
+    return serving.identity_uri, reaching.identity_uri
+
+
 async def reaching_channel(
-    session: AgentSession, request: ReachOpen, route: routes.Route, end: ReachEnd
+    session: AgentSession,
+    request: ReachOpen,
+    route: routes.Route,
+    end: ReachEnd,
+    *,
+    peer: str | None = None,
 ) -> tuple[asyncio.Transport, bytes] | None:
     """The reaching agent's side of `request`, detached, or None once `end` is reset: the
-    agent could not be asked, refused, or `end` closed while it answered.
+    agent could not be asked, refused, or `end` closed while it answered. `peer`: the exposing
+    agent it must find at the other end of an end-to-end reach (`e2e_peers`).
 
-    Runs concurrently with the exposing side's `open_channel`; the caller attaches the
-    transport to `end` before any further await.
+    Runs concurrently with the exposing side's `dial`; the caller attaches the transport to
+    `end` before any further await.
     """
     message = Assign(
         conn=request.conn, mode=AssignMode.REACH, tunnel=str(route.id),
-        protocol=route.wire_protocol, host=route.host, port=route.port,
+        protocol=route.wire_protocol, host=route.host, port=route.port, peer=peer,
     )  # fmt: skip
     try:
         channel, answer = await assign(session, message)

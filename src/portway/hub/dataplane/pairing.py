@@ -26,8 +26,8 @@ from portway.hub.dataplane.channels import (
     TargetChannels,
     TunnelUnavailable,
     dial_message,
+    e2e_peers,
     reaching_channel,
-    why,
 )
 from portway.hub.dataplane.sessions import ASSIGN_TIMEOUT_SECONDS, AgentSession, NoChannel
 from portway.hub.dataplane.traffic import Traffic
@@ -101,27 +101,10 @@ class Pairing:
         _Answer(self, stream, visitor, route, session, conn_id, early=early)
         return visitor
 
-    async def dial(
-        self, tunnel_id: uuid.UUID, relay: SocketStream | StreamBridge, conn_id: str
-    ) -> bool:
-        """Join `relay` (end `b` of a reach bridge, or any socket) to a stream the tunnel's
-        agent dialled to the target, once the agent answered. Called by `reach`; a public
-        visitor is paired in callbacks instead (`visitor`)."""
-        try:
-            transport, rest, route = await self._channels.open_channel(tunnel_id, conn_id)
-        except TunnelUnavailable as exc:
-            relay.reset(exc.reason)
-            return False
-        if not relay.open:
-            transport.abort()  # the visitor left while we dialled
-            return False
-        hand_over(relay, transport, rest)
-        self._traffic.opened(route.id, relay, self._clock.now())
-        return True
-
     async def reach(self, session: AgentSession, request: ReachOpen) -> None:
         """Serve one `reach_open`: assign a channel of the reaching agent and one dialled by
-        the exposing agent, concurrently, and bridge the two streams."""
+        the exposing agent, concurrently, and bridge the two streams; end to end encrypted
+        between the two agents when both can and the tunnel allows it (`e2e_peers`)."""
         route = self._reach_route(session, request.bind)
         if isinstance(route, tuple):
             with contextlib.suppress(ConnectionClosed):
@@ -130,21 +113,38 @@ class Pairing:
         if route.wire_protocol is Protocol.UDP:
             await reach_udp(self._udp, session, request, route)
             return
+        try:
+            route, serving = self._channels.serving_session(route.id)
+        except TunnelUnavailable as exc:
+            with contextlib.suppress(ConnectionClosed):
+                session.control.send(ReachReject(request.conn, exc.reason, str(exc)))
+            return
+        peers = e2e_peers(route, session, serving)
         tunnel_id = route.id
         splice = StreamBridge(on_close=lambda b: self._traffic.closed(tunnel_id, b))
         self._splices.track(session, splice)
 
         async def attach_reaching() -> None:
-            reaching = await reaching_channel(session, request, route, splice)
+            peer = peers[0] if peers else None
+            reaching = await reaching_channel(session, request, route, splice, peer=peer)
             if reaching is not None:
                 transport, rest = reaching
                 splice.join(splice.a, cast(StreamTransport, transport).release(), rest)
 
         reach_task = asyncio.create_task(attach_reaching())
-        if not await self.dial(route.id, splice, request.conn):
-            reason = splice.result or Reason.UNAVAILABLE
+        message = dial_message(route, request.conn, tls=False, peer=peers[1] if peers else None)
+        try:
+            transport, rest = await self._channels.dial(route, serving, message)
+        except TunnelUnavailable as exc:
+            splice.reset(exc.reason)
             with contextlib.suppress(ConnectionClosed):
-                session.control.send(ReachReject(request.conn, reason, why(route, reason)))
+                session.control.send(ReachReject(request.conn, exc.reason, str(exc)))
+        else:
+            if splice.open:
+                hand_over(splice, transport, rest)
+                self._traffic.opened(route.id, splice, self._clock.now())
+            else:
+                transport.abort()  # the reaching side left while the target was dialled
         await reach_task
 
     def _reach_route(self, session: AgentSession, bind: str) -> routes.Route | tuple[Reason, str]:

@@ -44,6 +44,7 @@ class Route:
     paused: bool
     slug: str = ""  # the public host name's first label (HTTP edge)
     tls_verify: bool = True  # https: the agent verifies the target (metadata `tlsVerify`)
+    e2e: bool = True  # reach is encrypted agent to agent (metadata `e2e`, protocol.md §19)
     udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT
     """Seconds a UDP session may stay silent before the hub ends it (metadata `udpIdleTimeout`)."""
 
@@ -134,6 +135,7 @@ async def load(session: AsyncSession) -> Snapshot:
             paused=t.status == "paused",
             slug=t.slug,
             tls_verify=(t.meta or {}).get("tlsVerify") is not False,
+            e2e=(t.meta or {}).get("e2e") is not False,
             udp_idle_timeout=udp_idle_timeout(t.meta),
         )
         for t in (await session.scalars(select(Tunnel))).all()

@@ -63,6 +63,9 @@ class AgentSession:
     """The agent's certificate request (feature `e2e`), for the certificates issued to it."""
     certificate: str | None = None
     """The agent's certificate, issued at admission and sent in every `welcome`."""
+    identity_uri: str | None = None
+    """The URI its certificate names it by (its agent, or a guest's share): what an end-to-end
+    peer of this session is told to expect (`Assign.peer`). None: no end-to-end reach."""
 
     @property
     def serves(self) -> bool:

@@ -1,0 +1,151 @@
+"""End-to-end reach on the agents (`docs/protocol.md` §19): TLS 1.3 between the reaching and the
+exposing agent inside the streams the hub relays, so the hub carries records it cannot read.
+
+`StreamServing` (`agent.serving`) holds one `EndToEnd`; the runtime keeps its `identity` and
+`certificates` up to date from each `welcome` and `desired_state`. An `assign` with a `peer` is
+served here: the exposing agent's dial by `dial()`, the reaching agent's stream by `reach()`.
+Both answer `assign_ok` before the handshake (what the hub reads is unchanged) and relay through
+a `Splice` once it is done: the bytes either end sends meanwhile are held by the splice, bounded,
+and go out as records after it. A peer refused either way resets the stream with `denied`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+
+from portway.agent.dialer import Dialer, DialError
+from portway.net import e2e, identity
+from portway.net.framed import ConnectionClosed, FramedConnection
+from portway.net.identity import Identity
+from portway.net.mux_socket import SocketStream
+from portway.net.splice import Splice
+from portway.wire.assignment_messages import Assign, AssignError, AssignOk
+from portway.wire.codes import Reason
+from portway.wire.control_messages import TunnelSpec
+
+log = logging.getLogger("portway.agent.e2e")
+
+# Told (event, details) when a peer is refused or the handshake fails: `portway reach` prints it.
+Reporter = Callable[[str, dict[str, str]], None]
+
+
+class EndToEnd:
+    """This agent's end-to-end identity and the TLS contexts built from it, one per certificate
+    (a context loads its key once; every connection reuses it)."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.identity: Identity | None = None
+        """This agent's certificate and its peers' CA, from the hub's last welcome."""
+        self.certificates: dict[str, str] = {}
+        """Tunnel id -> the certificate served to end-to-end peers of that tunnel, from the
+        last desired state (protocol.md §18)."""
+        self._report = report
+        self._contexts: dict[tuple[str, bool], ssl.SSLContext] = {}  # (certificate, server)
+
+    def _context(self, certificate: str, *, server: bool) -> ssl.SSLContext | None:
+        mine = self.identity
+        if mine is None:
+            return None
+        key = (certificate, server)
+        context = self._contexts.get(key)
+        if context is None:
+            if len(self._contexts) > 4 * (len(self.certificates) + 1):
+                self._contexts.clear()  # renewed certificates: forget the old ones' contexts
+            context = e2e.peer_context(
+                certificate.encode(), mine.key_pem, mine.peers_ca.encode(), server=server
+            )
+            self._contexts[key] = context
+        return context
+
+    def client_context(self) -> ssl.SSLContext | None:
+        """The reaching side's context (its agent certificate); None without an identity."""
+        mine = self.identity
+        return None if mine is None else self._context(mine.certificate, server=False)
+
+    def server_context(self, tunnel: str) -> ssl.SSLContext | None:
+        """The exposing side's context for `tunnel` (its tunnel certificate); None when the
+        hub gave none for it."""
+        certificate = self.certificates.get(tunnel)
+        return None if certificate is None else self._context(certificate, server=True)
+
+    def refused(self, assign: Assign, error: Exception, role: str) -> None:
+        log.warning(
+            "end-to-end peer refused",
+            extra={"tunnel": assign.tunnel, "role": role, "error": str(error)},
+        )
+        self._report("e2e_refused", {"tunnel": assign.tunnel, "error": str(error)})
+
+    async def dial(
+        self, dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign
+    ) -> bool:
+        """The exposing side: dial `spec`'s target, answer `assign_ok`, then serve the TLS
+        handshake with the tunnel's certificate and accept only a client whose certificate
+        names `assign.peer`. Whether the stream was handed over (else the caller closes it).
+
+        The target is dialled before the handshake, as for every reach, so a refused target is
+        still an `assign_error` the hub reports; its first bytes wait in the splice."""
+        context = self.server_context(assign.tunnel)
+        if context is None:
+            why = f"this agent holds no end-to-end certificate for tunnel {spec.name}"
+            channel.send(AssignError(assign.conn, Reason.DENIED, why))
+            return False
+        splice = Splice()
+        try:
+            await dialer.connect(spec.host, spec.port, splice.connector(splice.a))
+        except DialError as exc:
+            log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
+            channel.send(AssignError(assign.conn, exc.reason, exc.message))
+            splice.reset(exc.reason)
+            return False
+        try:
+            channel.send(AssignOk(assign.conn))
+        except ConnectionClosed:
+            splice.reset(Reason.RESET)
+            return False
+        transport, rest = channel.detach()
+        try:
+            secured = await e2e.secure(
+                transport, splice.b, context, server_side=True, initial=rest,
+                expect_uri=assign.peer,
+            )  # fmt: skip
+        except (e2e.PeerRejected, e2e.E2eFailed) as exc:
+            self.refused(assign, exc, "exposing")
+            splice.reset(Reason.DENIED if isinstance(exc, e2e.PeerRejected) else Reason.RESET)
+            return True  # `secure` reset the stream
+        splice.attach(splice.b, secured)
+        return True
+
+    async def reach(self, client: SocketStream, channel: FramedConnection, assign: Assign) -> None:
+        """The reaching side, once the caller sent `assign_ok` on `channel` for `client` (a
+        local client of a reach listener, its bytes held): run the TLS client handshake for the
+        tunnel's host name, require the server's certificate to name `assign.peer`, then relay
+        `client` through it. A refusal resets both the stream (`denied`) and the client."""
+        context = self.client_context()
+        transport, rest = channel.detach()
+        splice = Splice()
+        try:
+            if context is None:  # the identity went away since the caller checked
+                raise e2e.PeerRejected("this agent has no end-to-end certificate any more")
+            secured = await e2e.secure(
+                transport, splice.b, context, server_side=False,
+                server_hostname=identity.tunnel_hostname(assign.tunnel), initial=rest,
+                expect_uri=assign.peer,
+            )  # fmt: skip
+        except (e2e.PeerRejected, e2e.E2eFailed) as exc:
+            self.refused(assign, exc, "reaching")
+            transport.abort()
+            client.reset(Reason.DENIED if isinstance(exc, e2e.PeerRejected) else Reason.RESET)
+            return
+        except asyncio.CancelledError:
+            client.reset(Reason.CLOSED)
+            raise
+        local = client.detach()
+        if local is None:  # the local client left during the handshake
+            secured.reset(Reason.GONE)
+            return
+        socket_transport, held, eof = local
+        splice.attach(splice.b, secured)
+        splice.attach(splice.a, socket_transport, held, eof=eof)
