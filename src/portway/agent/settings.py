@@ -26,6 +26,11 @@ class AgentSettings:
     policy: TargetPolicy = field(default_factory=TargetPolicy)
     sessions: int = 2  # connections to the hub (1 to 8); streams go to the least loaded
     identity_key: bytes | None = None  # the agent's own key (PEM): its end-to-end identity
+    direct: bool = True
+    """Use the direct path (protocol.md §20): reach tries an exposing agent's candidates, and
+    an exposing agent listens for them. False: `reach --relay`, `up --no-direct`."""
+    direct_listen: tuple[str, int] = ("", 0)  # the direct port: every address, a free port
+    advertise: tuple[str, ...] = ()  # further HOST:PORT candidates (a port forward, say)
 
     def __post_init__(self) -> None:
         if not 1 <= self.sessions <= 8:

@@ -19,7 +19,7 @@ from portway.cli.common import ApiOptions
 from portway.cli.output import Output
 from portway.cli.profile import Profile, load_profile, profile_lock, save_profile
 from portway.client import PortwayClient
-from portway.domain.addresses import parse_host_port
+from portway.domain.addresses import AddressError, HostPort, parse_host_port
 from portway.domain.dial_policy import PolicyError, TargetPolicy
 from portway.errors import ConfigError
 from portway.net import identity
@@ -75,6 +75,29 @@ def ensure_agent(
     return profile
 
 
+def direct_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--direct-listen`, `--advertise` and `--no-direct` of the commands that serve tunnels."""
+    for option in reversed(
+        [
+            click.option(
+                "--direct-listen", metavar="HOST:PORT",
+                help="Where reaching agents may connect directly (default: every address, a "
+                "free port).",
+            ),
+            click.option(
+                "--advertise", multiple=True, metavar="HOST:PORT",
+                help="Another address reaching agents may try (a port forward, a public IP).",
+            ),
+            click.option(
+                "--no-direct", "no_direct", is_flag=True,
+                help="Take no direct connections: reach to this agent's tunnels is relayed.",
+            ),
+        ]
+    ):  # fmt: skip
+        command = option(command)
+    return command
+
+
 sessions_option = click.option(
     "--sessions", type=click.IntRange(1, 8), default=2, show_default=True,
     envvar="PORTWAY_SESSIONS", help="Connections to keep to the hub; streams share them.",
@@ -89,6 +112,9 @@ def settings_from(
     allow: tuple[str, ...] = (),
     deny: tuple[str, ...] = (),
     sessions: int = 2,
+    direct: bool = True,
+    direct_listen: str | None = None,
+    advertise: tuple[str, ...] = (),
 ) -> AgentSettings:
     assert profile.agent_endpoint and profile.agent_token
     endpoint = parse_host_port(profile.agent_endpoint)
@@ -96,13 +122,26 @@ def settings_from(
         policy = TargetPolicy.from_flags(allow, deny)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
+    listen = ("", 0)
+    if direct_listen:
+        where = _address("--direct-listen", direct_listen, allow_zero_port=True)
+        listen = (where.host, where.port)
+    advertised = tuple(str(_address("--advertise", a)) for a in advertise)
     return AgentSettings(
         host=endpoint.host, port=endpoint.port, token=profile.agent_token,
         tls=profile.agent_tls != "off", ca_certificate=profile.ca_certificate,
         ca_fingerprint=profile.ca_fingerprint, serve=serve, hold_binds=hold_binds, policy=policy,
         sessions=sessions,
         identity_key=profile.agent_key.encode() if profile.agent_key else None,
+        direct=direct, direct_listen=listen, advertise=advertised,
     )  # fmt: skip
+
+
+def _address(flag: str, value: str, *, allow_zero_port: bool = False) -> HostPort:
+    try:
+        return parse_host_port(value, allow_zero_port=allow_zero_port)
+    except AddressError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def reporter(output: Output) -> Callable[[str, dict[str, Any]], None]:

@@ -8,6 +8,7 @@ import click
 
 from portway.agent.runtime import AgentRuntime
 from portway.cli.agent_setup import (
+    direct_options,
     ensure_agent,
     reporter,
     run_foreground,
@@ -73,12 +74,14 @@ def _hp(target: dict[str, Any]) -> str:
     is_flag=True,
     help="Let the hub see reach traffic (it relays it decrypted, as for public ports).",
 )
+@direct_options
 @sessions_option
 @api_options
 def expose(
     target: str, name: str | None, protocol: str, public: bool, hub_port: int | None,
     expires: str | None, temporary: bool, allow: tuple[str, ...], deny: tuple[str, ...],
-    no_e2e: bool, sessions: int,
+    no_e2e: bool, direct_listen: str | None, advertise: tuple[str, ...], no_direct: bool,
+    sessions: int,
     api: ApiOptions,
 ) -> None:  # fmt: skip
     """Expose HOST:PORT (e.g. localhost:5432) through the hub until Ctrl-C."""
@@ -119,8 +122,9 @@ def expose(
         ),
     )
     settings = settings_from(
-        profile, serve=True, hold_binds=False, allow=allow, deny=deny, sessions=sessions
-    )
+        profile, serve=True, hold_binds=False, allow=allow, deny=deny, sessions=sessions,
+        direct=not no_direct, direct_listen=direct_listen, advertise=advertise,
+    )  # fmt: skip
 
     def cleanup() -> None:
         try:

@@ -42,12 +42,18 @@ from portway.errors import ConfigError
     metavar="ADDR",
     help="Local address to listen on (default 127.0.0.1 and ::1).",
 )
+@click.option(
+    "--relay",
+    is_flag=True,
+    help="Always go through the hub, never straight to the exposing agent.",
+)
 @sessions_option
 @api_options
 def reach(
     tunnel: str,
     local_port: int | None,
     bind_addresses: tuple[str, ...],
+    relay: bool,
     sessions: int,
     api: ApiOptions,
 ) -> None:
@@ -65,7 +71,9 @@ def reach(
         click.echo(f"Port {wanted} is in use; using {port} instead.", err=True)
     kind = service_kind(found["protocol"], found["target"]["port"], found.get("detectedProtocol"))
     host = local_host(addresses)
-    settings = settings_from(profile, serve=False, hold_binds=False, sessions=sessions)
+    settings = settings_from(
+        profile, serve=False, hold_binds=False, sessions=sessions, direct=not relay
+    )
     runtime = AgentRuntime(settings, on_state=reporter(api.output))
     written: list[Path] = []
 

@@ -6,6 +6,7 @@ import click
 
 from portway.agent.runtime import AgentRuntime
 from portway.cli.agent_setup import (
+    direct_options,
     ensure_agent,
     reporter,
     run_foreground,
@@ -24,6 +25,7 @@ from portway.cli.common import ApiOptions, api_options
 @click.option(
     "--deny", multiple=True, metavar="CIDR[:PORTS]", help="Never dial targets matching these rules."
 )
+@direct_options
 @sessions_option
 @api_options
 def up(
@@ -31,6 +33,9 @@ def up(
     label: str | None,
     allow: tuple[str, ...],
     deny: tuple[str, ...],
+    direct_listen: str | None,
+    advertise: tuple[str, ...],
+    no_direct: bool,
     sessions: int,
     api: ApiOptions,
 ) -> None:
@@ -38,7 +43,8 @@ def up(
     with api.client() as client:
         profile = ensure_agent(api, client, name=name, label=label)
     settings = settings_from(
-        profile, serve=True, hold_binds=True, allow=allow, deny=deny, sessions=sessions
-    )
+        profile, serve=True, hold_binds=True, allow=allow, deny=deny, sessions=sessions,
+        direct=not no_direct, direct_listen=direct_listen, advertise=advertise,
+    )  # fmt: skip
     click.echo(f"Agent {profile.agent_id} serving; press Ctrl-C to stop.", err=True)
     run_foreground(AgentRuntime(settings, on_state=reporter(api.output)))
