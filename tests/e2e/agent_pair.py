@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from portway.agent.runtime import AgentRuntime
+from portway.agent.runtime import AgentRefused, AgentRuntime
 from portway.agent.settings import AgentSettings
 from portway.hub.server import Hub
 from portway.net import identity
@@ -102,5 +102,5 @@ async def start_pair(tmp_path: Path) -> AsyncIterator[AgentPair]:
                     await runtime.stop()
                 for task in tasks:
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    with contextlib.suppress(asyncio.CancelledError, AgentRefused):
+                        await task  # AgentRefused: a test revoked the agent

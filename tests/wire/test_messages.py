@@ -14,6 +14,7 @@ from portway.wire.assignment_messages import (
     AssignOk,
     Diagnosis,
     DiagnosticStep,
+    DirectOpen,
 )
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.control_messages import (
@@ -25,6 +26,7 @@ from portway.wire.control_messages import (
     Counters,
     DesiredState,
     Detected,
+    DirectGrant,
     Goodbye,
     Ping,
     Pong,
@@ -91,6 +93,21 @@ EXACT: list[tuple[Message, bytes]] = [
         ),
     ),
     (
+        DesiredState(
+            4,
+            direct=(DirectGrant("t1", ("urn:portway:agent:a2", "urn:portway:share:s1")),),
+        ),
+        frame(
+            0x10,
+            '{"revision":4,"tunnels":[],"binds":[],"direct":[{"tunnel":"t1",'
+            '"peers":["urn:portway:agent:a2","urn:portway:share:s1"]}]}',
+        ),
+    ),
+    (
+        Status(4, candidates=("192.0.2.7:41000",)),
+        frame(0x11, '{"revision":4,"targets":[],"binds":[],"candidates":["192.0.2.7:41000"]}'),
+    ),
+    (
         Status(
             3,
             (TargetStatus("t1", False, Reason.DENIED, "169.254.169.254 is link-local"),),
@@ -129,6 +146,25 @@ EXACT: list[tuple[Message, bytes]] = [
             '"host":"10.0.0.5","port":5432}',
         ),
     ),
+    (
+        Assign(
+            "c2",
+            AssignMode.REACH,
+            "t1",
+            Protocol.TCP,
+            "10.0.0.5",
+            5432,
+            peer="urn:portway:agent:a1",
+            candidates=("192.0.2.7:41000", "[2001:db8::7]:41000"),
+        ),
+        frame(
+            0x20,
+            '{"conn":"c2","mode":"reach","tunnel":"t1","protocol":"tcp","host":"10.0.0.5",'
+            '"port":5432,"peer":"urn:portway:agent:a1",'
+            '"candidates":["192.0.2.7:41000","[2001:db8::7]:41000"]}',
+        ),
+    ),
+    (DirectOpen("t1", "c3"), frame(0x24, '{"tunnel":"t1","conn":"c3"}')),
     (AssignOk("c1"), frame(0x21, '{"conn":"c1"}')),
     (
         AssignError("c1", Reason.TARGET_REFUSED, "connect: refused"),

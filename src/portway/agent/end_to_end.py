@@ -15,6 +15,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from portway.agent.dialer import Dialer, DialError
 from portway.net import e2e, identity
@@ -29,7 +30,7 @@ from portway.wire.control_messages import TunnelSpec
 log = logging.getLogger("portway.agent.e2e")
 
 # Told (event, details) when a peer is refused or the handshake fails: `portway reach` prints it.
-Reporter = Callable[[str, dict[str, str]], None]
+Reporter = Callable[[str, dict[str, Any]], None]
 
 
 class EndToEnd:
@@ -71,12 +72,12 @@ class EndToEnd:
         certificate = self.certificates.get(tunnel)
         return None if certificate is None else self._context(certificate, server=True)
 
-    def refused(self, assign: Assign, error: Exception, role: str) -> None:
+    def refused(self, tunnel: str, error: object, role: str) -> None:
+        """Log and report a peer refused, or a handshake that failed, on the `role` side."""
         log.warning(
-            "end-to-end peer refused",
-            extra={"tunnel": assign.tunnel, "role": role, "error": str(error)},
+            "end-to-end peer refused", extra={"tunnel": tunnel, "role": role, "error": str(error)}
         )
-        self._report("e2e_refused", {"tunnel": assign.tunnel, "error": str(error)})
+        self._report("e2e_refused", {"tunnel": tunnel, "error": str(error)})
 
     async def dial(
         self, dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign
@@ -112,17 +113,18 @@ class EndToEnd:
                 expect_uri=assign.peer,
             )  # fmt: skip
         except (e2e.PeerRejected, e2e.E2eFailed) as exc:
-            self.refused(assign, exc, "exposing")
+            self.refused(assign.tunnel, exc, "exposing")
             splice.reset(Reason.DENIED if isinstance(exc, e2e.PeerRejected) else Reason.RESET)
             return True  # `secure` reset the stream
         splice.attach(splice.b, secured)
         return True
 
-    async def reach(self, client: SocketStream, channel: FramedConnection, assign: Assign) -> None:
+    async def reach(self, client: SocketStream, channel: FramedConnection, assign: Assign) -> bool:
         """The reaching side, once the caller sent `assign_ok` on `channel` for `client` (a
         local client of a reach listener, its bytes held): run the TLS client handshake for the
         tunnel's host name, require the server's certificate to name `assign.peer`, then relay
-        `client` through it. A refusal resets both the stream (`denied`) and the client."""
+        `client` through it; whether it did. A refusal resets both the stream (`denied`) and
+        the client; a client the direct path took meanwhile resets the stream (`gone`)."""
         context = self.client_context()
         transport, rest = channel.detach()
         splice = Splice()
@@ -135,17 +137,18 @@ class EndToEnd:
                 expect_uri=assign.peer,
             )  # fmt: skip
         except (e2e.PeerRejected, e2e.E2eFailed) as exc:
-            self.refused(assign, exc, "reaching")
+            self.refused(assign.tunnel, exc, "reaching")
             transport.abort()
             client.reset(Reason.DENIED if isinstance(exc, e2e.PeerRejected) else Reason.RESET)
-            return
+            return False
         except asyncio.CancelledError:
             client.reset(Reason.CLOSED)
             raise
         local = client.detach()
-        if local is None:  # the local client left during the handshake
+        if local is None:  # the local client left, or the direct path took it
             secured.reset(Reason.GONE)
-            return
+            return False
         socket_transport, held, eof = local
         splice.attach(splice.b, secured)
         splice.attach(splice.a, socket_transport, held, eof=eof)
+        return True

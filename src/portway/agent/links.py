@@ -136,6 +136,13 @@ class HubLinks:
             control.close()
         return None
 
+    def local_address(self) -> str | None:
+        """The address this machine reaches the hub from (its first link's), if one is up."""
+        for link in self.links:
+            if link.transport is not None:
+                return str(link.transport.get_extra_info("sockname")[0])
+        return None
+
     def close(self) -> None:
         """Say GO_AWAY on every link and close it (the agent is leaving or the session ended)."""
         self._closed = True

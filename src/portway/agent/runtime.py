@@ -21,6 +21,8 @@ from typing import Any
 
 from portway import __version__
 from portway.agent.dialer import Dialer
+from portway.agent.direct_dial import DirectPaths
+from portway.agent.direct_port import DirectPort
 from portway.agent.end_to_end import EndToEnd
 from portway.agent.links import CONNECT_TIMEOUT, LINK_ERRORS, HubLinks
 from portway.agent.reach import LOCALHOST, ReachListener
@@ -37,12 +39,14 @@ from portway.net.identity import Identity
 from portway.wire.codes import Reason, SessionCode
 from portway.wire.control_messages import (
     FEATURE_BINDS,
+    FEATURE_DIRECT,
     FEATURE_E2E,
     FEATURE_EARLY_DATA,
     FEATURE_SERVE,
     BindSpec,
     BindStatus,
     ControlHello,
+    Counters,
     DesiredState,
     Goodbye,
     ReachReject,
@@ -63,6 +67,7 @@ FATAL = {
     SessionCode.BAD_VERSION,
 }
 PROBE_INTERVAL = 15.0
+HEARTBEAT_TIMEOUT = 15.0  # the hub's, until a welcome says
 
 
 class AgentRefused(Unauthorized):
@@ -82,7 +87,11 @@ class AgentRuntime(StreamServing):
     ) -> None:
         self.settings = settings
         self.on_state = on_state or (lambda _event, _info: None)
-        super().__init__(Dialer(settings.policy), EndToEnd(self.on_state))
+        e2e = EndToEnd(self.on_state)
+        direct = DirectPaths(e2e, self.on_state, enabled=settings.direct)
+        super().__init__(Dialer(settings.policy), e2e, direct)
+        self.direct_port: DirectPort | None = None
+        """The direct port, when this agent serves tunnels end to end (protocol.md §20)."""
         self.watch = TargetWatch(self.dialer, self.on_state)
         self.binds: dict[str, ReachListener | UdpReachListener] = {}
         self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
@@ -122,13 +131,15 @@ class AgentRuntime(StreamServing):
         `protocol` "udp" binds UDP sockets (one session per local client address); `bind`
         names the reach bind the hub resolves (default `tunnel:<id>`).
         """
-        listener = self._listener(bind or f"tunnel:{tunnel_id}", label, addresses, port, protocol)
+        bind = bind or f"tunnel:{tunnel_id}"
+        listener = self._listener(bind, tunnel_id, label, addresses, port, protocol)
         bound = await listener.open()
         self.local_binds[listener.bind] = listener
         return bound
 
     async def run(self) -> None:
         """Keep a session with the hub until `stop()`; raises AgentRefused on a fatal refusal."""
+        await self._open_direct_port()
         while not self._stop.is_set():
             try:
                 await self._session()
@@ -155,6 +166,8 @@ class AgentRuntime(StreamServing):
             self._links.close()
         for listener in [*self.binds.values(), *self.local_binds.values()]:
             await listener.close()
+        if self.direct_port is not None:
+            await self.direct_port.close()
         for _conn, (_bind, splice) in list(self._pending.items()):
             splice.reset(Reason.CLOSED)
         self._pending.clear()
@@ -165,6 +178,26 @@ class AgentRuntime(StreamServing):
                 await task
 
     # -- control session -------------------------------------------------------------------------
+
+    async def _open_direct_port(self) -> None:
+        """Listen for direct connections once per process, when this agent serves tunnels
+        with an end-to-end identity."""
+        settings = self.settings
+        if settings.serve and settings.direct and settings.identity_key:
+            port = DirectPort(self.e2e, self.tunnels, self.dialer, advertise=settings.advertise)
+            self.direct_port = port if await port.open(*settings.direct_listen) else None
+
+    def _send_counters(self, counters: Counters) -> None:
+        if self._control is not None:
+            with contextlib.suppress(ConnectionClosed):
+                self._control.send(counters)
+
+    def _candidates(self) -> tuple[str, ...] | None:
+        """Where reaching agents may find the direct port, for `status`."""
+        port, links = self.direct_port, self._links
+        if port is None:
+            return None
+        return port.candidates(links.local_address() if links is not None else None)
 
     def _identity_from(self, welcome: Welcome) -> Identity | None:
         """This agent's identity from the hub's `welcome`, when it asked for one and the hub
@@ -204,6 +237,8 @@ class AgentRuntime(StreamServing):
             features.append(FEATURE_BINDS)
         if self._request is not None:
             features.append(FEATURE_E2E)
+            if self.settings.direct:
+                features.append(FEATURE_DIRECT)
         return ControlHello(
             token=self.settings.token, software=f"portway/{__version__}",
             hostname=socket.gethostname(), pid=os.getpid(), features=tuple(features),
@@ -215,6 +250,7 @@ class AgentRuntime(StreamServing):
             self.settings.host, self.settings.port, self._ssl, self._on_stream
         )
         link, conn = await links.open(self._hello())
+        dead_after = HEARTBEAT_TIMEOUT
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -234,6 +270,11 @@ class AgentRuntime(StreamServing):
             if not isinstance(first, Welcome):
                 raise ProtocolError(f"expected welcome, got {type(first).__name__}")
             self.e2e.identity = self._identity_from(first)
+            dead_after = first.heartbeat_timeout
+            if self.direct_port is not None:
+                self.direct_port.online()
+                counting = self.direct_port.send_counters(self._send_counters)
+                self._spawn(counting, into=self._channel_tasks)
             link.start_heartbeat(first.heartbeat_interval, first.heartbeat_timeout)
             self._spawn(links.keep(first, self.settings.sessions), into=self._channel_tasks)
             self._backoff.reset()
@@ -259,6 +300,8 @@ class AgentRuntime(StreamServing):
         finally:
             self.connected.clear()
             self._control = None
+            if self.direct_port is not None and not self._stop.is_set():
+                self.direct_port.offline(dead_after)
             conn.close()
             links.close()
             for task in list(self._channel_tasks):
@@ -269,6 +312,9 @@ class AgentRuntime(StreamServing):
             self._revision = message.revision
             self.tunnels.update(message.tunnels if self.settings.serve else ())
             self.e2e.certificates = self._tunnel_certificates(message)
+            if self.direct_port is not None:
+                self.direct_port.access.update(message.direct or ())
+                self.direct_port.enforce()  # cut what the hub no longer allows
             self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
             self._spawn(self._apply(message))
         elif isinstance(message, ReachReject):
@@ -304,7 +350,12 @@ class AgentRuntime(StreamServing):
         if (force or changed or binds) and self._control is not None:
             with contextlib.suppress(ConnectionClosed):
                 self._control.send(
-                    Status(revision, tuple(targets if force else changed), tuple(binds))
+                    Status(
+                        revision,
+                        tuple(targets if force else changed),
+                        tuple(binds),
+                        candidates=self._candidates() if force else None,
+                    )
                 )
 
     async def _sync_binds(self, specs: tuple[BindSpec, ...]) -> list[BindStatus]:
@@ -319,7 +370,9 @@ class AgentRuntime(StreamServing):
                 continue
             if listener is not None:
                 await listener.close()
-            listener = self._listener(spec.id, spec.name, spec.addresses, spec.port, spec.protocol)
+            listener = self._listener(
+                spec.id, spec.tunnel, spec.name, spec.addresses, spec.port, spec.protocol
+            )
             try:
                 port = await listener.open()
             except OSError as exc:

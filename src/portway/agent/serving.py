@@ -17,7 +17,8 @@ from typing import Any
 
 from portway.agent.assigned import ServedTunnels, dial, dial_stream, framed, joins_directly, served
 from portway.agent.dialer import Dialer
-from portway.agent.end_to_end import EndToEnd
+from portway.agent.direct_dial import HEAD_START, DirectPaths
+from portway.agent.end_to_end import EndToEnd, Reporter
 from portway.agent.probing import diagnose
 from portway.agent.reach import ReachListener
 from portway.agent.udp import UdpReachListener
@@ -39,10 +40,16 @@ REACH_WAIT = 30.0  # how long a local client may wait for the hub before it is c
 class StreamServing:
     """Streams the hub opens and local clients waiting for one; see the module docs."""
 
-    def __init__(self, dialer: Dialer, e2e: EndToEnd) -> None:
+    on_state: Reporter
+    """Told each state change worth a line (the runtime's callback)."""
+
+    def __init__(self, dialer: Dialer, e2e: EndToEnd, direct: DirectPaths) -> None:
         self.dialer = dialer
         self.e2e = e2e
+        self.direct = direct
         self.tunnels = ServedTunnels()
+        self._reached: dict[str, tuple[str, str]] = {}  # bind id -> (tunnel id, its name)
+        self.paths = {"direct": 0, "relayed": 0}  # connections each path carried
         self._control: FramedConnection | None = None
         self._pending: dict[str, tuple[str, SocketStream | UdpSession]] = {}
         self._channel_tasks: set[asyncio.Task[None]] = set()
@@ -109,10 +116,13 @@ class StreamServing:
                 channel.send(AssignError(assign.conn, Reason.DENIED, why))
                 relay.reset(Reason.DENIED)
                 return False
+            self.direct.learn(assign)
             channel.send(AssignOk(assign.conn))
-            await self.e2e.reach(relay, channel, assign)
+            if await self.e2e.reach(relay, channel, assign):
+                self._carried(pending[0], "relayed")
             return True
         channel.send(AssignOk(assign.conn))
+        self._carried(pending[0], "relayed")
         transport, rest = channel.detach()
         if isinstance(relay, UdpSession):
             relay.attach(transport, rest)
@@ -123,19 +133,48 @@ class StreamServing:
     # -- local clients waiting for a stream ------------------------------------------------------
 
     def _listener(
-        self, bind: str, label: str, addresses: tuple[str, ...], port: int, protocol: str
-    ) -> ReachListener | UdpReachListener:
+        self, bind: str, tunnel: str, label: str, addresses: tuple[str, ...], port: int,
+        protocol: str,
+    ) -> ReachListener | UdpReachListener:  # fmt: skip
+        self._reached[bind] = (tunnel, label)
         if protocol == Protocol.UDP:
             return UdpReachListener(bind, label, addresses, port, self._open_reach)
         return ReachListener(bind, label, addresses, port, self._open_reach)
 
-    def _open_reach(self, bind: str, conn_id: str, splice: SocketStream | UdpSession) -> None:
-        """A local client connected to a reach listener: ask the hub for a stream."""
-        self._pending[conn_id] = (bind, splice)
+    def _open_reach(self, bind: str, conn_id: str, client: SocketStream | UdpSession) -> None:
+        """A local client connected to a reach listener: try the direct path first when there
+        is one (protocol.md §20), else ask the hub for a stream at once."""
+        self._pending[conn_id] = (bind, client)
+        tunnel = self._reached.get(bind, ("", ""))[0]
+        if isinstance(client, SocketStream) and self.direct.usable(tunnel):
+            self._spawn(self._race(bind, tunnel, conn_id, client))
+        else:
+            self._ask_relay(bind, conn_id)
+        self._spawn(self._expire_pending(conn_id))
+
+    def _ask_relay(self, bind: str, conn_id: str) -> None:
         if self._control is not None:
             with contextlib.suppress(ConnectionClosed):
                 self._control.send(ReachOpen(bind, conn_id))
-        self._spawn(self._expire_pending(conn_id))
+
+    async def _race(self, bind: str, tunnel: str, conn_id: str, client: SocketStream) -> None:
+        """The direct path gets `HEAD_START`; then the relay starts too, and whichever
+        completes its handshake first takes the client (the other is reset)."""
+        attempt = asyncio.ensure_future(self.direct.carry(tunnel, conn_id, client))
+        done, _ = await asyncio.wait({attempt}, timeout=HEAD_START)
+        if not done and client.open:
+            self._ask_relay(bind, conn_id)
+        if await attempt:
+            self._pending.pop(conn_id, None)
+            self._carried(bind, "direct")
+        elif done and client.open:
+            self._ask_relay(bind, conn_id)  # the direct path failed before its head start
+
+    def _carried(self, bind: str, path: str) -> None:
+        """Tell which path carries a new connection (`portway reach` prints it)."""
+        self.paths[path] += 1
+        name = self._reached.get(bind, ("", bind))[1]
+        self.on_state("path", {"tunnel": name, "path": path})
 
     async def _expire_pending(self, conn_id: str) -> None:
         await asyncio.sleep(REACH_WAIT)

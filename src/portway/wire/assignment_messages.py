@@ -42,9 +42,22 @@ class Assign:
     """End-to-end reach (feature ``e2e``, ``docs/protocol.md`` §19): the URI the other agent's
     certificate must name. Present, the stream's bytes after ``assign_ok`` are TLS records
     between the two agents, this one the server for a dial and the client for a reach."""
+    candidates: tuple[str, ...] | None = None
+    """A reach with ``peer`` only: ``host:port`` addresses where the exposing agent's direct
+    port may answer, best first (§20). Absent: the tunnel has no direct path now."""
 
     def __post_init__(self) -> None:
         check_port(self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectOpen:
+    """Reaching agent → exposing agent, the first frame of a direct connection (§20): the TLS
+    client hello of an end-to-end reach of ``tunnel`` follows it at once."""
+
+    TYPE: ClassVar[MessageType] = MessageType.DIRECT_OPEN
+    tunnel: str
+    conn: str
 
 
 @dataclass(frozen=True, slots=True)

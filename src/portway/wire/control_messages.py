@@ -44,6 +44,10 @@ FEATURE_EARLY_DATA = "early_data"
 # The agent sends `control_hello.csr` and takes the certificate `welcome` answers with: its
 # identity for end-to-end reach (`docs/protocol.md` §18).
 FEATURE_E2E = "e2e"
+# With `e2e`: the agent takes part in the direct path (§20): an exposing agent sends
+# `status.candidates` and enforces `desired_state.direct`; a reaching agent uses the candidates
+# of a reach's `assign`.
+FEATURE_DIRECT = "direct"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,15 @@ class TunnelCertificate:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectGrant:
+    """Who may reach one tunnel over the exposing agent's direct port (`docs/protocol.md` §21):
+    the identity URIs (agents, guests' shares) the hub gave the tunnel's candidates to."""
+
+    tunnel: str
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     """Hub → agent: the full set of tunnels and binds, replacing the previous revision."""
 
@@ -150,6 +163,8 @@ class DesiredState:
     # With `e2e`: one per tunnel served; absent (not empty) otherwise, so the encoding of a
     # desired state without them is the one every agent knows.
     certificates: tuple[TunnelCertificate, ...] | None = None
+    # With `direct`: the tunnels served that some peer may reach directly; absent when none.
+    direct: tuple[DirectGrant, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +209,8 @@ class Status:
     revision: int
     targets: tuple[TargetStatus, ...] = ()
     binds: tuple[BindStatus, ...] = ()
+    # With `direct`, an exposing agent's: where its direct port may be reached, best first.
+    candidates: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

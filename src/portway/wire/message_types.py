@@ -30,3 +30,4 @@ class MessageType(enum.IntEnum):
     ASSIGN_OK = 0x21
     ASSIGN_ERROR = 0x22
     DIAGNOSIS = 0x23
+    DIRECT_OPEN = 0x24

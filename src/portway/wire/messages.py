@@ -14,7 +14,7 @@ decodes a stream's first message with :func:`decode`.
 from __future__ import annotations
 
 from portway.wire import _json
-from portway.wire.assignment_messages import Assign, AssignError, AssignOk, Diagnosis
+from portway.wire.assignment_messages import Assign, AssignError, AssignOk, Diagnosis, DirectOpen
 from portway.wire.control_messages import (
     ChannelHello,
     ControlHello,
@@ -49,6 +49,7 @@ Message = (
     | AssignOk
     | AssignError
     | Diagnosis
+    | DirectOpen
 )
 
 MESSAGE_CLASSES: dict[int, type[Message]] = {
@@ -70,6 +71,7 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
         AssignOk,
         AssignError,
         Diagnosis,
+        DirectOpen,
     )
 }
 

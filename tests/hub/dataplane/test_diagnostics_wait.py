@@ -20,6 +20,7 @@ from portway.hub.dataplane import diagnostics as diag
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.certificates import TunnelCertificates
 from portway.hub.dataplane.desired import DesiredStates
+from portway.hub.dataplane.direct_grants import DirectGrants
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import FramedConnection
@@ -62,7 +63,7 @@ class Plane:
         # No session here asks for end-to-end certificates, so no CA is ever used.
         unused_ca = cast(HubIdentityCa, None)
         self.desired = DesiredStates(
-            self.table, self.sessions, TunnelCertificates(unused_ca, FrozenClock())
+            self.table, self.sessions, TunnelCertificates(unused_ca, FrozenClock()), DirectGrants()
         )
         self.session = AgentSession(
             agent_id=AGENT, workspace_id=ROUTE.workspace_id, agent_name="laptop",

@@ -151,10 +151,12 @@ async def reaching_channel(
     end: ReachEnd,
     *,
     peer: str | None = None,
+    candidates: tuple[str, ...] | None = None,
 ) -> tuple[asyncio.Transport, bytes] | None:
     """The reaching agent's side of `request`, detached, or None once `end` is reset: the
     agent could not be asked, refused, or `end` closed while it answered. `peer`: the exposing
-    agent it must find at the other end of an end-to-end reach (`e2e_peers`).
+    agent it must find at the other end of an end-to-end reach (`e2e_peers`); `candidates`:
+    where it may find that agent directly next time (protocol.md §20).
 
     Runs concurrently with the exposing side's `dial`; the caller attaches the transport to
     `end` before any further await.
@@ -162,6 +164,7 @@ async def reaching_channel(
     message = Assign(
         conn=request.conn, mode=AssignMode.REACH, tunnel=str(route.id),
         protocol=route.wire_protocol, host=route.host, port=route.port, peer=peer,
+        candidates=candidates,
     )  # fmt: skip
     try:
         channel, answer = await assign(session, message)

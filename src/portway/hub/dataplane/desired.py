@@ -18,10 +18,17 @@ from typing import Any
 
 from portway.hub.dataplane import routes
 from portway.hub.dataplane.certificates import TunnelCertificates
+from portway.hub.dataplane.direct_grants import DirectGrants
 from portway.hub.dataplane.registry import SessionRegistry
 from portway.hub.dataplane.sessions import AgentSession
 from portway.net.framed import ConnectionClosed
-from portway.wire.control_messages import FEATURE_BINDS, DesiredState, TunnelSpec
+from portway.wire.control_messages import (
+    FEATURE_BINDS,
+    FEATURE_DIRECT,
+    DesiredState,
+    DirectGrant,
+    TunnelSpec,
+)
 
 
 class DesiredStates:
@@ -30,10 +37,12 @@ class DesiredStates:
         table: routes.RouteTable,
         sessions: SessionRegistry,
         certificates: TunnelCertificates,
+        grants: DirectGrants,
     ) -> None:
         self._table = table
         self._sessions = sessions
         self._certificates = certificates
+        self._grants = grants
         self._pushed: dict[str, tuple[Any, ...]] = {}  # session id -> last (tunnels, binds) sent
         # session id -> each tunnel spec of the last push -> the revision it was first sent in
         self._since: dict[str, dict[TunnelSpec, int]] = {}
@@ -41,21 +50,22 @@ class DesiredStates:
         self._change = asyncio.Event()
 
     def desired(self, session: AgentSession) -> tuple[Any, ...]:
-        """(tunnel specs, bind specs, tunnel certificates) `session` should hold, sorted: equal
-        states compare equal."""
+        """(tunnel specs, bind specs, tunnel certificates, direct grants) `session` should
+        hold, sorted: equal states compare equal."""
         snap = self._table.snapshot
-        specs = (
-            tuple(sorted((r.spec() for r in snap.tunnels_of(session.agent_id)), key=str))
-            if session.serves
-            else ()
-        )
+        served = snap.tunnels_of(session.agent_id) if session.serves else []
+        specs = tuple(sorted((r.spec() for r in served), key=str))
+        direct: tuple[DirectGrant, ...] = ()
+        if FEATURE_DIRECT in session.features and session.identity_uri is not None:
+            granted = sorted((str(r.id), self._grants.peers(r.id)) for r in served if r.e2e)
+            direct = tuple(DirectGrant(tunnel, peers) for tunnel, peers in granted if peers)
         binds: tuple[Any, ...] = ()
         if (
             FEATURE_BINDS in session.features
             and self._sessions.bind_holder(session.agent_id) is session
         ):
             binds = tuple(sorted((b.spec(r) for b, r in snap.binds_of(session.agent_id)), key=str))
-        return specs, binds, self._certificates.of(session, tuple(s.id for s in specs))
+        return specs, binds, self._certificates.of(session, tuple(s.id for s in specs)), direct
 
     def push(self, session: AgentSession) -> None:
         """Send `session` its desired state (next revision) unless it already has it."""
@@ -66,8 +76,8 @@ class DesiredStates:
         session.revision += 1
         carried = self._since.get(session.id, {})
         self._since[session.id] = {t: carried.get(t, session.revision) for t in desired[0]}
-        tunnels, binds, certificates = desired
-        state = DesiredState(session.revision, tunnels, binds, certificates or None)
+        tunnels, binds, certificates, direct = desired
+        state = DesiredState(session.revision, tunnels, binds, certificates or None, direct or None)
         with contextlib.suppress(ConnectionClosed):
             session.control.send(state)
         self._changed()

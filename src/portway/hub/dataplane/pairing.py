@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Protocol as Interface
 from typing import cast
 
@@ -29,6 +30,7 @@ from portway.hub.dataplane.channels import (
     e2e_peers,
     reaching_channel,
 )
+from portway.hub.dataplane.direct_grants import DirectGrants
 from portway.hub.dataplane.sessions import ASSIGN_TIMEOUT_SECONDS, AgentSession, NoChannel
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, reach_udp
@@ -40,7 +42,13 @@ from portway.net.mux_stream import MuxStream
 from portway.net.mux_transport import StreamTransport
 from portway.wire.assignment_messages import AssignError, AssignOk
 from portway.wire.codes import Reason
-from portway.wire.control_messages import FEATURE_EARLY_DATA, Protocol, ReachOpen, ReachReject
+from portway.wire.control_messages import (
+    FEATURE_DIRECT,
+    FEATURE_EARLY_DATA,
+    Protocol,
+    ReachOpen,
+    ReachReject,
+)
 from portway.wire.messages import Message, encode
 
 log = logging.getLogger("portway.hub.pairing")
@@ -64,6 +72,8 @@ class Pairing:
         *,
         udp: UdpContext,
         splices: ReachSplices,
+        grants: DirectGrants,
+        granted: Callable[[uuid.UUID], None],
     ) -> None:
         self._channels = channels
         self._table = table
@@ -71,6 +81,8 @@ class Pairing:
         self._clock = clock
         self._udp = udp
         self._splices = splices
+        self._grants = grants
+        self._granted = granted  # an agent's tunnel has a new direct peer: push its state
         # A visitor's connection id: unique on this hub without a uuid4 (a syscall) per visitor.
         self._conn_prefix = uuid.uuid4().hex[:16]
         self._conn_count = itertools.count(1)
@@ -120,13 +132,16 @@ class Pairing:
                 session.control.send(ReachReject(request.conn, exc.reason, str(exc)))
             return
         peers = e2e_peers(route, session, serving)
+        candidates = self._direct_candidates(route, session, serving) if peers else None
         tunnel_id = route.id
         splice = StreamBridge(on_close=lambda b: self._traffic.closed(tunnel_id, b))
         self._splices.track(session, splice)
 
         async def attach_reaching() -> None:
             peer = peers[0] if peers else None
-            reaching = await reaching_channel(session, request, route, splice, peer=peer)
+            reaching = await reaching_channel(
+                session, request, route, splice, peer=peer, candidates=candidates
+            )
             if reaching is not None:
                 transport, rest = reaching
                 splice.join(splice.a, cast(StreamTransport, transport).release(), rest)
@@ -146,6 +161,18 @@ class Pairing:
             else:
                 transport.abort()  # the reaching side left while the target was dialled
         await reach_task
+
+    def _direct_candidates(
+        self, route: routes.Route, reaching: AgentSession, serving: AgentSession
+    ) -> tuple[str, ...] | None:
+        """The exposing agent's candidates for an end-to-end reach, when both agents take part
+        in the direct path; the reaching agent is granted the tunnel first (protocol.md §21),
+        so the exposing agent hears of it before the reaching one can connect."""
+        if not serving.candidates or not {FEATURE_DIRECT} <= reaching.features & serving.features:
+            return None
+        if self._grants.grant(route.id, reaching):
+            self._granted(route.agent_id)
+        return serving.candidates
 
     def _reach_route(self, session: AgentSession, bind: str) -> routes.Route | tuple[Reason, str]:
         """The tunnel a reach bind leads to, if this session may use it; else why not."""

@@ -29,6 +29,7 @@ from portway.hub.dataplane.certificates import RENEW_CHECK_SECONDS, TunnelCertif
 from portway.hub.dataplane.channels import TargetChannels
 from portway.hub.dataplane.desired import DesiredStates
 from portway.hub.dataplane.diagnostics import Diagnostics
+from portway.hub.dataplane.direct_grants import DirectGrants
 from portway.hub.dataplane.endpoint import agent_endpoint
 from portway.hub.dataplane.guests import CHECK_SECONDS, Guests
 from portway.hub.dataplane.hub_ports import HubPorts
@@ -50,6 +51,7 @@ from portway.wire.codes import Reason, SessionCode
 from portway.wire.control_messages import (
     ChannelHello,
     ControlHello,
+    Counters,
     Goodbye,
     ReachOpen,
     Status,
@@ -96,14 +98,18 @@ class DataPlane:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[Ticker] = []
         sessions = self._sessions = SessionRegistry(presence)
-        self._desired = DesiredStates(self.table, sessions, TunnelCertificates(identity_ca, clock))
+        self._grants = DirectGrants()
+        self._desired = DesiredStates(
+            self.table, sessions, TunnelCertificates(identity_ca, clock), self._grants
+        )
         self.channels = TargetChannels(self.table, sessions.serving, self._target_result)
         self.udp = UdpContext(self.channels, self.table, self.traffic, clock, self._spawn)
         # `portway join` sessions authenticated by a share
         self.guests = Guests(db, clock, access_log)
         self.pairing = Pairing(
-            self.channels, self.table, self.traffic, clock, udp=self.udp, splices=self.guests
-        )
+            self.channels, self.table, self.traffic, clock, udp=self.udp, splices=self.guests,
+            grants=self._grants, granted=self._push_agent,
+        )  # fmt: skip
         self._identity_ca = identity_ca
         self._admission = Admission(db, clock, self.guests, identity_ca)
         self._hub_ports = HubPorts(config.edge_listen.host, self.pairing.visitor, self.udp)
@@ -281,6 +287,11 @@ class DataPlane:
         self._sessions.remove(session)
         self.guests.forget(session)
         self._desired.forget(session)
+        self.traffic.session_ended(session.id)
+        for tunnel_id in self._grants.forget(session):  # its direct connections end
+            route = self.table.route(tunnel_id)
+            if route is not None:
+                self._push_agent(route.agent_id)
         session.close()
         log.info("agent disconnected", extra={"agent": session.agent_name, "reason": code.value})
         self._spawn(self._after_disconnect(session, code))
@@ -292,12 +303,16 @@ class DataPlane:
     async def _on_message(self, session: AgentSession, message: Message) -> None:
         if isinstance(message, Status):
             self._desired.acknowledged(session, message.revision)
+            if message.candidates is not None:
+                session.candidates = message.candidates
             for target in message.targets:
                 session.targets[target.tunnel] = (target.ok, target.message)
             self.diagnostics.on_status(message)
             if message.binds:
                 self._spawn(self._statuses.record_binds(message))
             self._spawn(self._statuses.sync())
+        elif isinstance(message, Counters):
+            self._counted(session, message)
         elif isinstance(message, ReachOpen) and self.guests.is_guest(session):
             self._spawn(self.guests.reach(session, message, self.pairing.reach))
         elif isinstance(message, ReachOpen):
@@ -311,6 +326,21 @@ class DataPlane:
         if session.targets.get(key, (None, ""))[0] != ok:
             session.targets[key] = (ok, message)
             self._spawn(self._statuses.sync())
+
+    def _counted(self, session: AgentSession, message: Counters) -> None:
+        """An exposing agent's counters of its direct connections, for its own tunnels."""
+        now = self.clock.now()
+        for counter in message.items:
+            with contextlib.suppress(ValueError):
+                route = self.table.route(uuid.UUID(counter.tunnel))
+                if route is not None and route.agent_id == session.agent_id:
+                    self.traffic.reported(session.id, route.id, counter, now)
+
+    def _push_agent(self, agent_id: uuid.UUID) -> None:
+        """Push the desired state of every session of `agent_id` (who may reach its tunnels
+        directly changed)."""
+        for session in self._sessions.serving(agent_id):
+            self._desired.push(session)
 
     async def _push_all(self) -> None:
         """Push every agent session's desired state: a no-op unless something in it changed,

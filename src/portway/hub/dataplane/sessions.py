@@ -66,6 +66,9 @@ class AgentSession:
     identity_uri: str | None = None
     """The URI its certificate names it by (its agent, or a guest's share): what an end-to-end
     peer of this session is told to expect (`Assign.peer`). None: no end-to-end reach."""
+    candidates: tuple[str, ...] = ()
+    """Where this (exposing) agent's direct port may answer, from its last `status` that said
+    (feature `direct`); handed to the agents that reach its tunnels end to end."""
 
     @property
     def serves(self) -> bool:

@@ -12,6 +12,9 @@ from datetime import datetime
 from typing import Protocol
 
 from portway.wire.codes import Reason
+from portway.wire.control_messages import Counter
+
+_NOTHING = Counter("", 0, 0, 0, 0)
 
 
 class Relay(Protocol):
@@ -83,6 +86,30 @@ class _Tracked:
 class Traffic:
     live: dict[uuid.UUID, dict[Relay, _Tracked]] = field(default_factory=dict)
     pending: dict[uuid.UUID, Delta] = field(default_factory=dict)
+    reports: dict[str, dict[uuid.UUID, Counter]] = field(default_factory=dict)
+    """Session id -> tunnel -> the last `counters` an agent sent for connections the hub does
+    not carry (the direct path, protocol.md §20)."""
+
+    def reported(self, session: str, tunnel_id: uuid.UUID, counter: Counter, now: datetime) -> None:
+        """An agent's cumulative counters (of this session) for `tunnel_id`: what changed since
+        its previous ones joins the next drain, as the hub's own connections do."""
+        last = self.reports.setdefault(session, {}).get(tunnel_id, _NOTHING)
+        self.reports[session][tunnel_id] = counter
+        delta = self.pending.setdefault(tunnel_id, Delta())
+        opened = counter.total - last.total
+        delta.opened += opened
+        delta.closed += (counter.total - counter.active) - (last.total - last.active)
+        delta.bytes_in += counter.bytes_in - last.bytes_in
+        delta.bytes_out += counter.bytes_out - last.bytes_out
+        if opened:
+            delta.last_connection_at = now
+
+    def session_ended(self, session: str) -> None:
+        """The connections a session's agent counted as open are not counted any more (a new
+        session counts those still open as opened in it)."""
+        for tunnel_id, last in self.reports.pop(session, {}).items():
+            if last.active:
+                self.pending.setdefault(tunnel_id, Delta()).closed += last.active
 
     def opened(self, tunnel_id: uuid.UUID, splice: Relay, now: datetime) -> None:
         self.live.setdefault(tunnel_id, {})[splice] = _Tracked(splice)
