@@ -1,5 +1,6 @@
 """Portway's paths: one `PortwayStack` per agent-TLS mode (a real hub, an exposing machine and
-a reaching machine), whose `public`, `reach`, `edge` and `share` give each path's `Endpoints`."""
+a reaching machine), whose `public`, `reach` (for each of `REACH_PATHS`), `edge` and `share`
+give each path's `Endpoints`. `bench.runner` starts one per mode with the chosen paths."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ from portway.testing.hub import HubProcess
 from portway.testing.machines import Background, Machine
 from portway.testing.ports import free_port
 
+# The reach paths: the options of their `portway reach` processes and the suffix of the tunnels
+# they reach (`CLEAR`: the same tunnels exposed again with `--no-e2e`, by a second machine).
+CLEAR = "-clear"
+REACH_PATHS: dict[str, tuple[tuple[str, ...], str]] = {
+    "reach": ((), ""),  # what a user gets: direct when it can (once it lands), end to end
+    "reach-relayed": (("--relay",), ""),  # always through the hub, end to end encrypted
+    "reach-clear": (("--relay",), CLEAR),  # through the hub, decrypted there (as before e2e)
+}
+ALL_PATHS = frozenset({"public", *REACH_PATHS, "edge", "share"})
+
 
 class PortwayStack:
     """One hub (agent TLS on or off), an exposing machine and a reaching machine.
@@ -26,13 +37,15 @@ class PortwayStack:
     Tunnels: ``iperf`` (TCP, public), ``iperfu`` (UDP, public), ``web`` (TCP, public),
     ``site`` (HTTP, public URL and a share) and those of the optional origins that run
     (``redis``, ``pg``, ``echo``: TCP, public), each served by its own `portway expose`; the
-    reaching machine runs `portway reach` for each TCP and UDP tunnel.
+    reaching machine runs `portway reach` for each TCP and UDP tunnel and each chosen reach path.
+    With ``reach-clear`` a second exposing machine serves those tunnels again, named with
+    `CLEAR` and exposed with ``--no-e2e`` (its own processes, so that the other paths' exposing
+    agents stay the same whatever paths run).
     """
 
     def __init__(
-        self, origins: Origins, work: Path, tls: bool,
-        paths: frozenset[str] = frozenset({"public", "reach", "edge", "share"}),
-    ) -> None:  # fmt: skip
+        self, origins: Origins, work: Path, tls: bool, paths: frozenset[str] = ALL_PATHS
+    ) -> None:
         self.origins = origins
         self.work = work
         self.tls = tls
@@ -40,10 +53,12 @@ class PortwayStack:
         self.hub = HubProcess(work / "hub", agent_tls="on" if tls else "off")
         self.server = Machine(work / "server", self.hub)
         self.laptop = Machine(work / "laptop", self.hub)
+        self.clear_server = Machine(work / "server-clear", self.hub)
         self.api: httpx.Client | None = None
         self.helpers: list[Proc] = []
         self.agents: dict[str, Background] = {}
-        self.reach_ports: dict[str, int] = {}
+        # By reach path, then by tunnel (without `CLEAR`): the local port of its `portway reach`.
+        self.reach_ports: dict[str, dict[str, int]] = {}
         self.share_prefix = "/"
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -60,41 +75,41 @@ class PortwayStack:
         self.close()
 
     def start(self) -> None:
-        """Start the hub, then every `expose` and `reach` the chosen paths need, in parallel."""
+        """Start the hub, then every `expose` (`exposes`) and `reach` (`reaches`) the chosen
+        paths need, in parallel."""
         self.hub.start()
         self.api = httpx.Client(
             base_url=self.hub.api_url, timeout=30,
             headers={"Authorization": f"Bearer {self.hub.admin_key}"},
         )  # fmt: skip
+        exposes, reaches = self.exposes(), self.reaches()
         self.server.login()
-        origin_iperf = f"127.0.0.1:{self.origins.iperf_port}"
-        origin_http = f"127.0.0.1:{self.origins.http_port}"
-        exposes = [("iperf", origin_iperf, "tcp"), ("iperfu", origin_iperf, "udp"),
-                   ("web", origin_http, "tcp")]  # fmt: skip
-        exposes += [(name, f"127.0.0.1:{port}", "tcp") for name, port in self.services.items()]
-        if self.paths & {"edge", "share"}:
-            exposes.append(("site", origin_http, "http"))
-        for name, target, protocol in exposes:
-            self.agents[f"expose-{name}"] = self.server.start(
-                "expose", target, "--name", name, "--protocol", protocol, "--public"
-            )
-        for name, _target, _protocol in exposes:
+        if any(not e2e for *_tunnel, e2e in exposes):
+            self.clear_server.login()
+        for name, target, protocol, e2e in exposes:
+            machine = self.server if e2e else self.clear_server
+            self.agents[f"expose-{name}"] = machine.start(
+                "expose", target, "--name", name, "--protocol", protocol, "--public",
+                *(() if e2e else ("--no-e2e",)),
+            )  # fmt: skip
+        for name, *_rest in exposes:
             self.agents[f"expose-{name}"].wait_for("Connected to the hub.", timeout=90)
             self.wait_active(name)
-        if "reach" in self.paths:
+        if reaches:
             self.laptop.login()
-            ports = {"iperf": free_port(), "iperfu": free_tcp_udp_port(), "web": free_port()}
-            ports |= {name: free_port() for name in self.services}
-            for name, port in ports.items():
-                self.agents[f"reach-{name}"] = self.laptop.start(
-                    "reach", name, "--port", str(port), "--bind", "127.0.0.1"
-                )
-                self.reach_ports[name] = port
-            for name in ports:
-                self.agents[f"reach-{name}"].wait_for("Connected to the hub.", timeout=90)
-            for name, port in ports.items():  # the listener is up shortly after the session
-                if name != "iperfu":
-                    wait_for(partial(port_open, port), timeout=30, what=f"reach {name}")
+        for path, name, options in reaches:
+            port = free_tcp_udp_port() if name == "iperfu" else free_port()
+            self.agents[f"{path}-{name}"] = self.laptop.start(
+                "reach", name + REACH_PATHS[path][1], "--port", str(port), "--bind", "127.0.0.1",
+                *options,
+            )  # fmt: skip
+            self.reach_ports.setdefault(path, {})[name] = port
+        for path, name, _options in reaches:
+            self.agents[f"{path}-{name}"].wait_for("Connected to the hub.", timeout=90)
+        for path, name, _options in reaches:  # the listener is up shortly after the session
+            if name != "iperfu":
+                port = self.reach_ports[path][name]
+                wait_for(partial(port_open, port), timeout=30, what=f"{path} {name}")
         if self.paths & {"edge", "share"}:
             created = self.client.post(
                 f"/v1/tunnels/{self.tunnel('site')['id']}/shares", json={"name": "bench"}
@@ -103,19 +118,41 @@ class PortwayStack:
             self.share_prefix = httpx.URL(created.json()["shareUrl"]).path
         # iperf3 sends its control connection to the UDP port's number over TCP: carry that
         # over plain socat (a few bytes; the measured datagrams go through Portway).
-        controls = [self.hub_port("iperfu")]
-        if "reach" in self.paths:
-            controls.append(self.reach_ports["iperfu"])
+        controls = [self.hub_port("iperfu"), *(p["iperfu"] for p in self.reach_ports.values())]
         for port in controls:
             self.helpers.append(tcp_forward(
                 port, self.origins.iperf_port, self.work / f"iperfu-control-{port}.log"
             ))  # fmt: skip
+
+    def exposes(self) -> list[tuple[str, str, str, bool]]:
+        """(tunnel, target, protocol, end to end) of every `portway expose` the chosen paths
+        need: the reach tunnels (``iperf``, ``iperfu``, ``web`` and the optional origins'),
+        always (the public path and the hub restart use them); ``site`` for the edge and
+        shares; the reach tunnels again, named with `CLEAR` and not end to end, for
+        ``reach-clear``."""
+        iperf, http = f"127.0.0.1:{self.origins.iperf_port}", f"127.0.0.1:{self.origins.http_port}"
+        reached = [("iperf", iperf, "tcp"), ("iperfu", iperf, "udp"), ("web", http, "tcp")]
+        reached += [(name, f"127.0.0.1:{port}", "tcp") for name, port in self.services.items()]
+        found = [(name, target, protocol, True) for name, target, protocol in reached]
+        if self.paths & {"edge", "share"}:
+            found.append(("site", http, "http", True))
+        if "reach-clear" in self.paths:
+            found += [(name + CLEAR, target, protocol, False) for name, target, protocol in reached]
+        return found
+
+    def reaches(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(reach path, tunnel without its suffix, options) of every `portway reach` the chosen
+        paths need: one per reach tunnel (TCP and UDP) and chosen path of `REACH_PATHS`."""
+        names = ["iperf", "iperfu", "web", *self.services]
+        return [(path, name, options) for path, (options, _suffix) in REACH_PATHS.items()
+                if path in self.paths for name in names]  # fmt: skip
 
     def close(self) -> None:
         for helper in self.helpers:
             helper.stop()
         self.helpers.clear()
         self.laptop.stop_all()
+        self.clear_server.stop_all()
         self.server.stop_all()
         if self.api is not None:
             self.api.close()
@@ -200,11 +237,12 @@ class PortwayStack:
 
     @property
     def exposing_pids(self) -> tuple[int, ...]:
-        """Every `expose` process: each serves all of the machine's tunnels, and the hub pairs
-        a connection with whichever session has the most idle channels."""
-        return tuple(a.proc.pid for name, a in self.agents.items() if name.startswith("expose-"))
+        """Every `expose` process of the exposing machine (not the ``reach-clear`` one's): each
+        serves all of the machine's tunnels, and the hub pairs a connection with whichever
+        session has the most idle channels."""
+        return tuple(background.proc.pid for background in self.server.running)
 
-    # -- the three paths -------------------------------------------------------------------
+    # -- the paths -------------------------------------------------------------------------
 
     def public(self) -> Endpoints:
         return Endpoints(
@@ -217,16 +255,18 @@ class PortwayStack:
             origin_ports=self.origins.tcp_services(),
         ).serving(self._service_ports(self.hub_port))
 
-    def reach(self) -> Endpoints:
+    def reach(self, path: str = "reach") -> Endpoints:
+        """The `portway reach` processes of one of `REACH_PATHS`."""
+        ports = self.reach_ports[path]
         return Endpoints(
-            iperf_tcp=Endpoint(self.reach_ports["iperf"]),
-            iperf_udp=Endpoint(self.reach_ports["iperfu"]),
-            http=Endpoint(self.reach_ports["web"]),
+            iperf_tcp=Endpoint(ports["iperf"]),
+            iperf_udp=Endpoint(ports["iperfu"]),
+            http=Endpoint(ports["web"]),
             # The hub and the exposing agent are measured on the public path; measured again
             # here they would reuse the memory those connections freed (a lower bound only).
-            pids={"reach_agent": (self.agents["reach-web"].proc.pid,)},
+            pids={"reach_agent": (self.agents[f"{path}-web"].proc.pid,)},
             http_origin_port=self.origins.http_port,
-        ).serving(self._service_ports(self.reach_ports.__getitem__))
+        ).serving(self._service_ports(ports.__getitem__))
 
     def edge(self) -> Endpoints:
         host = httpx.URL(self.tunnel("site")["publicUrl"]).host

@@ -16,11 +16,14 @@ from bench.targets import Results, metric, targets_table
 
 BASELINES = ("direct", "socat", "socat-256k", "ssh", "ssh-R", "stunnel", "nginx",
              "relay/plain", "relay/tls", "mux/plain", "mux/tls")  # fmt: skip
+# The reach paths (`portway_stack.REACH_PATHS`: by default, relayed, relayed in the clear).
+REACH = ("reach", "reach-relayed", "reach-clear")
 # What a user would pick instead of each Portway path: its row's "best peer" is whichever of
 # these did best in the same run. Agent TLS on is compared with tools that encrypt too.
 PEERS: dict[str, tuple[str, ...]] = {
     "public/tls": ("ssh-R", "stunnel"), "public/plain": ("socat", "socat-256k"),
-    "reach/tls": ("ssh", "stunnel"), "reach/plain": ("socat", "socat-256k"),
+    **{f"{path}/tls": ("ssh", "stunnel") for path in REACH},
+    **{f"{path}/plain": ("socat", "socat-256k") for path in REACH},
     "edge/tls": ("nginx",), "edge/plain": ("nginx",),
     "share/tls": ("nginx",), "share/plain": ("nginx",),
 }  # fmt: skip

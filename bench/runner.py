@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import paths, peers, targets
 from bench.paths import Endpoints
-from bench.portway_stack import PortwayStack
+from bench.portway_stack import REACH_PATHS, PortwayStack
 from bench.procs import wait_quiet
 from bench.scenarios import CURVES, IDLE_CURVE, SCENARIOS
 from bench.scenarios.base import Metrics, NotApplicable, Settings
@@ -45,7 +45,8 @@ ONE_SESSION_PATHS: dict[str, BaselineFactory] = {
     "mux/plain": partial(paths.mux, tls=False, sessions=1),
     "mux/tls": partial(paths.mux, tls=True, sessions=1),
 }
-PORTWAY_PATHS = ("public", "reach", "edge", "share")
+# Portway's paths, each run as /tls and /plain; the reach ones are `portway_stack.REACH_PATHS`.
+PORTWAY_PATHS = ("public", *REACH_PATHS, "edge", "share")
 MEMORY_PATHS = ("public", "reach")
 TLS_MODES = {"tls": True, "plain": False}
 # The keep-alive curve runs on these: the public and edge paths and the peers they compare with.
@@ -83,7 +84,7 @@ class Runner:
             return
         self.results.setdefault(scenario, {})[path] = metrics
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        log(f"{scenario:17} {path:12} {shown}")
+        log(f"{scenario:17} {path:17} {shown}")
 
     def record_curve(self, name: str, path: str, run: Callable[[], list[Metrics]]) -> None:
         try:
@@ -96,7 +97,7 @@ class Runner:
             self.results.setdefault(name, {})[path] = {"error": str(exc)[:500]}
             return
         self.curves.setdefault(name, {})[path] = points
-        log(f"{name:17} {path:12} " + ", ".join(
+        log(f"{name:17} {path:17} " + ", ".join(
             f"{p['x']:g}: {p.get('rps', 0):.4g} req/s" for p in points))  # fmt: skip
 
     def idle_memory(self, path: str, endpoints: Endpoints) -> Metrics:
@@ -182,8 +183,8 @@ class Runner:
 
     def _portway_stack(self, stack: PortwayStack, tls_name: str, wanted: list[str]) -> None:
         getters: dict[str, Callable[[], Endpoints]] = {
-            "public": stack.public, "reach": stack.reach, "edge": stack.edge,
-            "share": stack.share,
+            "public": stack.public, "edge": stack.edge, "share": stack.share,
+            **{path: partial(stack.reach, path) for path in REACH_PATHS},
         }  # fmt: skip
         if "idle_memory" in self.scenarios:
             for path in (p for p in MEMORY_PATHS if p in wanted):

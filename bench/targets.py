@@ -1,4 +1,5 @@
-"""The targets `make bench` checks: issue 9's (the current data plane) and data plane v2's.
+"""The targets `make bench` checks: issue 9's (data plane v1), data plane v2's and issue 20's
+(the direct path and end-to-end reach). `bench.run` evaluates them after a run.
 
 A target is one figure of one path, either against a limit or as a ratio to a baseline
 measured in the same run (another path, or another scenario of the same path).
@@ -36,7 +37,13 @@ def _v2(what: str, scenario: str, metric: str, path: str, baseline: str | None, 
                   "v2", exact, given)  # fmt: skip
 
 
-GROUPS = {"v1": "issue 9 (data plane v1)", "v2": "data plane v2 (streams over sessions)"}
+def _e2e(what: str, scenario: str, metric: str, path: str, baseline: str, limit: float
+         ) -> Target:  # fmt: skip
+    return Target(what, scenario, metric, path, baseline, limit, True, group="e2e")
+
+
+GROUPS = {"v1": "issue 9 (data plane v1)", "v2": "data plane v2 (streams over sessions)",
+          "e2e": "direct path and end-to-end reach (issue 20)"}  # fmt: skip
 
 TARGETS: list[Target] = [
     Target("TCP bulk, public, TLS off >= 1.0x socat", "tcp_bulk", "gbit_s", "public/plain",
@@ -102,6 +109,18 @@ TARGETS: list[Target] = [
     _v2("agent connections to the hub at 1,000 streams, public = 2", "session_count",
         "agent_connections_with_streams", "public/tls", None, 2.0, exact=True,
         given=("streams", 1000)),
+    # Issue 20, agent TLS on: reach as a user gets it (direct when it can) against ssh -L, and
+    # the relayed path end to end encrypted (`portway reach --relay`) against the same relayed
+    # in the clear (tunnels exposed with --no-e2e).
+    _e2e("redis GET -c 1, reach >= 1.0x ssh -L", "redis_get_c1", "rps", "reach/tls", "ssh", 1.0),
+    _e2e("redis GET -c 50, reach >= 1.5x ssh -L", "redis_get_c50", "rps", "reach/tls", "ssh",
+         1.5),
+    _e2e("TCP bulk, reach >= 1.5x ssh -L", "tcp_bulk", "gbit_s", "reach/tls", "ssh", 1.5),
+    *(_e2e(f"{label}, end to end relayed >= 0.8x relayed in the clear", scenario, metric,
+           "reach-relayed/tls", "reach-clear/tls", 0.8)
+      for label, scenario, metric in (("TCP bulk", "tcp_bulk", "gbit_s"),
+                                      ("redis GET -c 1", "redis_get_c1", "rps"),
+                                      ("redis GET -c 50", "redis_get_c50", "rps"))),
 ]  # fmt: skip
 
 
