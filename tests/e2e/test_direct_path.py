@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from portway.agent import serving
 from portway.agent.direct_port import DirectPort
 
 from .agent_pair import AgentPair, start_pair, tap_relayed
@@ -103,6 +104,21 @@ async def test_agents_on_one_machine_talk_directly_and_the_hub_relays_nothing(
     direct_port = pair.exposing.direct_port
     assert direct_port is not None and direct_port.carried == 1
     writer.close()
+
+
+async def test_the_path_that_loses_the_race_never_reaches_the_target(
+    pair: AgentPair, echo: tuple[Echo, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both paths run for every connection (no head start): the target sees one connection per
+    client, the winner's, as a server taking one client at a time (iperf3) needs."""
+    target, target_port = echo
+    _, port = await reached_tunnel(pair, target_port, "raced")
+    monkeypatch.setattr(serving, "HEAD_START", 0.0)
+    before = target.accepted
+    answers = await asyncio.gather(*(round_trip(port, SECRET * i) for i in range(1, 21)))
+    assert answers == [SECRET * i for i in range(1, 21)]
+    assert set(paths(pair)[1:]) <= {"direct", "relayed"} and len(paths(pair)) == 21
+    assert target.accepted - before == 20
 
 
 async def test_a_black_holed_candidate_falls_back_to_the_relay_within_a_second(

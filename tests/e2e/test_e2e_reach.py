@@ -30,8 +30,10 @@ class Echo:
 
     def __init__(self) -> None:
         self.received = bytearray()
+        self.accepted = 0
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             while chunk := await reader.read(1 << 16):
                 self.received += chunk

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from portway.agent.end_to_end import EndToEnd, Reporter
 from portway.domain.addresses import AddressError, parse_host_port
-from portway.net import e2e, identity
+from portway.net import e2e, e2e_commit, identity
 from portway.net.mux_socket import SocketStream
 from portway.net.splice import Splice
 from portway.wire.assignment_messages import Assign, DirectOpen
@@ -110,7 +110,7 @@ class DirectPaths:
             return False
         socket_transport, held, eof = local
         splice.attach(splice.b, secured)
-        splice.attach(splice.a, socket_transport, held, eof=eof)
+        splice.attach(splice.a, socket_transport, e2e_commit.COMMIT + held, eof=eof)
         return True
 
 

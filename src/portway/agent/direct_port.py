@@ -21,10 +21,10 @@ import socket
 from collections.abc import Callable, Iterable
 
 from portway.agent.assigned import ServedTunnels
-from portway.agent.dialer import Dialer, DialError
-from portway.agent.end_to_end import EndToEnd
+from portway.agent.dialer import Dialer
+from portway.agent.end_to_end import EndToEnd, carry_to_target, chosen
 from portway.domain.addresses import HostPort
-from portway.net import e2e
+from portway.net import e2e, e2e_commit
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.splice import Splice
 from portway.wire.assignment_messages import DirectOpen
@@ -260,30 +260,31 @@ class DirectPort:
             conn.abort()
             return
         transport, rest = conn.detach()
-        splice = Splice(on_close=self._ended)
         try:
-            secured = await e2e.secure(transport, splice.b, context, server_side=True, initial=rest)
-        except (e2e.PeerRejected, e2e.E2eFailed) as exc:
+            secured = await e2e.secure(
+                transport, e2e_commit.waiter(), context, server_side=True, initial=rest
+            )
+        except e2e.PeerRejected as exc:
             self._e2e.refused(tunnel, exc, "exposing")
             return
-        splice.attach(splice.b, secured)  # what the peer sends waits in the splice, bounded
+        except e2e.E2eFailed as exc:  # the reaching side left, or chose the relay
+            log.info("direct handshake failed", extra={"tunnel": spec.name, "error": str(exc)})
+            return
         uris = e2e.peer_uris(secured)
         if not await self.access.wait_allowed(tunnel, uris):
             names = ", ".join(sorted(uris)) or "no identity"
             self._e2e.refused(tunnel, f"a direct peer the hub did not name: {names}", "exposing")
-            splice.reset(Reason.DENIED)
+            secured.reset(Reason.DENIED)
             return
-        try:
-            await self._dialer.connect(spec.host, spec.port, splice.connector(splice.a))
-        except DialError as exc:
-            log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
-            splice.reset(exc.reason)
+        opening = await chosen(secured, spec.name)
+        if opening is None:
             return
-        if splice.open:
-            self._carried[splice] = (tunnel, uris)
-            self._opened[tunnel] = self._opened.get(tunnel, 0) + 1
-            self.activity.set()
-            self.enforce()  # a desired state may have come while the target was dialled
+        splice = Splice(on_close=self._ended)
+        self._carried[splice] = (tunnel, uris)  # from here a new desired state may cut it
+        self._opened[tunnel] = self._opened.get(tunnel, 0) + 1
+        self.activity.set()
+        await carry_to_target(self._dialer, spec, secured, splice, opening)
+        self.enforce()  # a desired state may have come while the target was dialled
 
     def _ended(self, splice: Splice) -> None:
         carried = self._carried.pop(splice, None)

@@ -15,10 +15,11 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from portway.agent.dialer import Dialer, DialError
-from portway.net import e2e, identity
+from portway.net import e2e, e2e_commit, identity
 from portway.net.framed import ConnectionClosed, FramedConnection
 from portway.net.identity import Identity
 from portway.net.mux_socket import SocketStream
@@ -72,6 +73,12 @@ class EndToEnd:
         certificate = self.certificates.get(tunnel)
         return None if certificate is None else self._context(certificate, server=True)
 
+    def _reach_ended(self, tunnel: str, splice: Splice) -> None:
+        """A reach the exposing agent could not carry to its target says why."""
+        if splice.result in TARGET_FAILURES:
+            why = f"the exposing agent cannot reach the target ({splice.result.value})"
+            self._report("reach_rejected", {"tunnel": tunnel, "message": why})
+
     def refused(self, tunnel: str, error: object, role: str) -> None:
         """Log and report a peer refused, or a handshake that failed, on the `role` side."""
         log.warning(
@@ -82,41 +89,37 @@ class EndToEnd:
     async def dial(
         self, dialer: Dialer, spec: TunnelSpec, channel: FramedConnection, assign: Assign
     ) -> bool:
-        """The exposing side: dial `spec`'s target, answer `assign_ok`, then serve the TLS
-        handshake with the tunnel's certificate and accept only a client whose certificate
-        names `assign.peer`. Whether the stream was handed over (else the caller closes it).
+        """The exposing side: answer `assign_ok`, serve the TLS handshake with the tunnel's
+        certificate and accept only a client whose certificate names `assign.peer`, then dial
+        `spec`'s target. Whether the stream was handed over (else the caller closes it).
 
-        The target is dialled before the handshake, as for every reach, so a refused target is
-        still an `assign_error` the hub reports; its first bytes wait in the splice."""
+        The target is dialled only once the reaching side committed to this stream
+        (`e2e_commit`): it may be racing a direct path. A target that cannot be reached then
+        resets the stream with the reason (the reaching agent says it)."""
         context = self.server_context(assign.tunnel)
         if context is None:
             why = f"this agent holds no end-to-end certificate for tunnel {spec.name}"
             channel.send(AssignError(assign.conn, Reason.DENIED, why))
             return False
-        splice = Splice()
-        try:
-            await dialer.connect(spec.host, spec.port, splice.connector(splice.a))
-        except DialError as exc:
-            log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
-            channel.send(AssignError(assign.conn, exc.reason, exc.message))
-            splice.reset(exc.reason)
-            return False
         try:
             channel.send(AssignOk(assign.conn))
         except ConnectionClosed:
-            splice.reset(Reason.RESET)
             return False
         transport, rest = channel.detach()
         try:
             secured = await e2e.secure(
-                transport, splice.b, context, server_side=True, initial=rest,
+                transport, e2e_commit.waiter(), context, server_side=True, initial=rest,
                 expect_uri=assign.peer,
             )  # fmt: skip
-        except (e2e.PeerRejected, e2e.E2eFailed) as exc:
+        except e2e.PeerRejected as exc:
             self.refused(assign.tunnel, exc, "exposing")
-            splice.reset(Reason.DENIED if isinstance(exc, e2e.PeerRejected) else Reason.RESET)
             return True  # `secure` reset the stream
-        splice.attach(splice.b, secured)
+        except e2e.E2eFailed as exc:  # the reaching side left, or chose another path
+            log.info("end-to-end handshake failed", extra={"tunnel": spec.name, "error": str(exc)})
+            return True
+        first = await chosen(secured, spec.name)
+        if first is not None:
+            await carry_to_target(dialer, spec, secured, Splice(), first)
         return True
 
     async def reach(self, client: SocketStream, channel: FramedConnection, assign: Assign) -> bool:
@@ -127,7 +130,7 @@ class EndToEnd:
         the client; a client the direct path took meanwhile resets the stream (`gone`)."""
         context = self.client_context()
         transport, rest = channel.detach()
-        splice = Splice()
+        splice = Splice(on_close=partial(self._reach_ended, assign.tunnel))
         try:
             if context is None:  # the identity went away since the caller checked
                 raise e2e.PeerRejected("this agent has no end-to-end certificate any more")
@@ -150,5 +153,42 @@ class EndToEnd:
             return False
         socket_transport, held, eof = local
         splice.attach(splice.b, secured)
-        splice.attach(splice.a, socket_transport, held, eof=eof)
+        splice.attach(splice.a, socket_transport, e2e_commit.COMMIT + held, eof=eof)
         return True
+
+
+TARGET_FAILURES = (
+    Reason.TARGET_REFUSED, Reason.TARGET_UNREACHABLE, Reason.TARGET_TIMEOUT, Reason.DENIED,
+)  # fmt: skip
+
+
+async def chosen(secured: e2e.SecureTransport, name: str) -> tuple[bytes, bool] | None:
+    """The exposing side of an end-to-end connection (relayed or direct) once its handshake is
+    done: wait for the reaching side to commit to it (`e2e_commit.committed`); None, the
+    connection reset, when it chose another path or left. Call it in the step `secure`
+    returned in, and `carry_to_target` with what it returns."""
+    try:
+        return await e2e_commit.committed(secured)
+    except e2e.E2eFailed as exc:
+        log.debug("end-to-end connection not chosen", extra={"tunnel": name, "why": str(exc)})
+        secured.reset(Reason.GONE)
+        return None
+
+
+async def carry_to_target(
+    dialer: Dialer,
+    spec: TunnelSpec,
+    secured: e2e.SecureTransport,
+    splice: Splice,
+    first: tuple[bytes, bool],
+) -> None:
+    """Splice a chosen end-to-end connection (leg `b`, with the plaintext and FIN `chosen`
+    returned) to `spec`'s target, dialled now (leg `a`); a target that cannot be had resets
+    the connection with the reason."""
+    splice.attach(splice.b, secured, first[0], eof=first[1])
+    secured.resume_reading()
+    try:
+        await dialer.connect(spec.host, spec.port, splice.connector(splice.a))
+    except DialError as exc:
+        log.warning("cannot reach target", extra={"tunnel": spec.name, "error": exc.message})
+        splice.reset(exc.reason)

@@ -92,6 +92,7 @@ class AgentRuntime(StreamServing):
         super().__init__(Dialer(settings.policy), e2e, direct)
         self.direct_port: DirectPort | None = None
         """The direct port, when this agent serves tunnels end to end (protocol.md §20)."""
+        self._held: tuple[Any, ...] = ()  # the tunnels and binds of the last desired state
         self.watch = TargetWatch(self.dialer, self.on_state)
         self.binds: dict[str, ReachListener | UdpReachListener] = {}
         self.local_binds: dict[str, ReachListener | UdpReachListener] = {}
@@ -251,6 +252,7 @@ class AgentRuntime(StreamServing):
         )
         link, conn = await links.open(self._hello())
         dead_after = HEARTBEAT_TIMEOUT
+        self._held = ()  # the session's first desired state is applied in full
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -316,7 +318,13 @@ class AgentRuntime(StreamServing):
                 self.direct_port.access.update(message.direct or ())
                 self.direct_port.enforce()  # cut what the hub no longer allows
             self.on_state("desired", {"tunnels": len(message.tunnels), "binds": len(message.binds)})
-            self._spawn(self._apply(message))
+            held, self._held = self._held, (message.tunnels, message.binds)
+            if held == self._held:  # only certificates or direct grants changed: no checks
+                self._report(message.revision, [], [], force=True)
+                if self.settings.serve and message.tunnels:
+                    self._spawn(self._probe_loop(message.revision))  # the old one ends
+            else:
+                self._spawn(self._apply(message))
         elif isinstance(message, ReachReject):
             pending = self._pending.pop(message.conn, None)
             if pending is not None:

@@ -164,7 +164,7 @@ async def _exchange(
         try:
             writer.write(probe.request)
             await asyncio.wait_for(writer.drain(), step)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, RuntimeError):  # uvloop: RuntimeError once it closed
             return NOTHING
         answer = await _read(reader, probe.parse, step)
         if answer.upgrade_tls and answer.detection is not None:
