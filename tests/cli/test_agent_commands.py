@@ -28,6 +28,11 @@ STATES: list[tuple[str, dict[str, Any]]] = [
     ("target_error", {"tunnel": "db", "message": "connection refused"}),
     ("bound", {"tunnel": "db", "port": 15432}),
     ("reach_rejected", {"message": "share revoked"}),
+    ("path", {"tunnel": "db", "path": "relayed"}),
+    ("path", {"tunnel": "db", "path": "direct"}),
+    ("path", {"tunnel": "db", "path": "direct"}),  # people hear of changes only
+    ("e2e_refused", {"tunnel": "t-1", "error": "its certificate names another agent"}),
+    ("not_e2e", {"tunnel": "cache", "why": "the tunnel opts out (--no-e2e)"}),
     ("disconnected", {"error": "connection reset"}),
     ("disconnected", {"reason": "replaced"}),
     ("retrying", {"in": 1.5}),
@@ -38,6 +43,10 @@ SAID = (
     "Tunnel db: connection refused\n"
     "Reaching db on localhost:15432\n"
     "Connection refused by the hub: share revoked\n"
+    "Connections to db are relayed by the hub.\n"
+    "Connections to db go directly to the exposing agent.\n"
+    "End-to-end check failed, connection closed: its certificate names another agent\n"
+    "Reach to cache is not end-to-end encrypted: the tunnel opts out (--no-e2e)\n"
     "Lost the hub (connection reset).\n"
     "Lost the hub (replaced).\n"
     "Reconnecting in 1.5s…\n"

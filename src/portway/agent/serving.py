@@ -50,6 +50,7 @@ class StreamServing:
         self.tunnels = ServedTunnels()
         self._reached: dict[str, tuple[str, str]] = {}  # bind id -> (tunnel id, its name)
         self.paths = {"direct": 0, "relayed": 0}  # connections each path carried
+        self._told_clear: set[str] = set()
         self._control: FramedConnection | None = None
         self._pending: dict[str, tuple[str, SocketStream | UdpSession]] = {}
         self._channel_tasks: set[asyncio.Task[None]] = set()
@@ -121,6 +122,8 @@ class StreamServing:
             if await self.e2e.reach(relay, channel, assign):
                 self._carried(pending[0], "relayed")
             return True
+        if self.e2e.identity is not None and assign.protocol is not Protocol.UDP:
+            self._not_e2e(pending[0])
         channel.send(AssignOk(assign.conn))
         self._carried(pending[0], "relayed")
         transport, rest = channel.detach()
@@ -169,6 +172,14 @@ class StreamServing:
             self._carried(bind, "direct")
         elif done and client.open:
             self._ask_relay(bind, conn_id)  # the direct path failed before its head start
+
+    def _not_e2e(self, bind: str) -> None:
+        """Say once per tunnel that the hub relays its traffic in the clear."""
+        name = self._reached.get(bind, ("", bind))[1]
+        if name not in self._told_clear:
+            self._told_clear.add(name)
+            why = "the tunnel opts out (--no-e2e), or its agent predates end-to-end reach"
+            self.on_state("not_e2e", {"tunnel": name, "why": why})
 
     def _carried(self, bind: str, path: str) -> None:
         """Tell which path carries a new connection (`portway reach` prints it)."""

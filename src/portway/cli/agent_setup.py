@@ -144,6 +144,12 @@ def _address(flag: str, value: str, *, allow_zero_port: bool = False) -> HostPor
         raise ConfigError(f"{flag}: {exc}") from None
 
 
+PATHS = {
+    "direct": "Connections to {} go directly to the exposing agent.",
+    "relayed": "Connections to {} are relayed by the hub.",
+}
+
+
 def reporter(output: Output) -> Callable[[str, dict[str, Any]], None]:
     """Print the runtime's state changes: one plain line each, or JSON lines with --json."""
     messages: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -153,10 +159,17 @@ def reporter(output: Output) -> Callable[[str, dict[str, Any]], None]:
         "target_error": lambda i: f"Tunnel {i['tunnel']}: {i['message']}",
         "bound": lambda i: f"Reaching {i['tunnel']} on localhost:{i['port']}",
         "reach_rejected": lambda i: f"Connection refused by the hub: {i['message']}",
+        "e2e_refused": lambda i: f"End-to-end check failed, connection closed: {i['error']}",
+        "not_e2e": lambda i: f"Reach to {i['tunnel']} is not end-to-end encrypted: {i['why']}",
+        "path": lambda i: PATHS[i["path"]].format(i["tunnel"]),
     }
+    paths: dict[str, str] = {}  # tunnel -> the path its last connection took
 
     def report(event: str, info: dict[str, Any]) -> None:
         say = messages.get(event)
+        if event == "path" and paths.get(info["tunnel"]) == info["path"]:
+            say = None  # every connection is a JSON line; people hear of changes only
+        paths.update({info["tunnel"]: info["path"]} if event == "path" else {})
         output.line({"event": event, **info}, lambda: say(info) if say else None, err=True)
 
     return report

@@ -20,6 +20,7 @@ from portway.agent.settings import AgentSettings
 from portway.cli.agent_setup import reporter, run_foreground
 from portway.cli.output import Output
 from portway.errors import ConfigError
+from portway.net import identity
 
 
 def fetch(share_url: str) -> tuple[str, dict[str, Any]]:
@@ -42,8 +43,11 @@ def fetch(share_url: str) -> tuple[str, dict[str, Any]]:
 @click.command()
 @click.argument("share_url")
 @click.option("--port", "local_port", type=click.IntRange(1, 65535), help="Local port.")
+@click.option(
+    "--relay", is_flag=True, help="Always go through the hub, never straight to the agent."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of text.")
-def join(share_url: str, local_port: int | None, as_json: bool) -> None:
+def join(share_url: str, local_port: int | None, relay: bool, as_json: bool) -> None:
     """Carry localhost connections to the tunnel shared by SHARE_URL until Ctrl-C."""
     token, info = fetch(share_url)
     endpoint, tunnel = info["agentEndpoint"], info["tunnel"]
@@ -55,7 +59,9 @@ def join(share_url: str, local_port: int | None, as_json: bool) -> None:
     settings = AgentSettings(
         host=endpoint["host"], port=endpoint["port"], token=token, tls=endpoint["tls"],
         ca_certificate=endpoint.get("caCertificate"), ca_fingerprint=endpoint.get("caFingerprint"),
-        serve=False, hold_binds=False,
+        serve=False, hold_binds=False, direct=not relay,
+        # A key for this run only: its certificate names the share, and nothing outlives it.
+        identity_key=identity.new_key(),
     )  # fmt: skip
     output = Output(as_json)
     runtime = AgentRuntime(settings, on_state=reporter(output))
