@@ -36,7 +36,8 @@ class AgentPair:
     """(agent name, event, details) as each runtime's `on_state` told them."""
 
     async def expose(self, port: int, name: str, **extra: Any) -> str:
-        """A tunnel of the exposing agent to 127.0.0.1:`port`, once active; its id."""
+        """A tunnel of the exposing agent to 127.0.0.1:`port`, once active and its target
+        probed (the probes are connections to the target too); its id."""
         body = {"target": f"127.0.0.1:{port}", "name": name, "agentId": str(self.ids["exposing"])}
         created = await self.api.post("/v1/tunnels", json=body | extra)
         assert created.status_code == 201, created.text
@@ -45,6 +46,13 @@ class AgentPair:
             while (await self.api.get(f"/v1/tunnels/{tunnel}")).json()["status"] != "active":
                 await asyncio.sleep(0.02)
         await until(lambda: tunnel in self.exposing.tunnel_certificates, "its certificate")
+        await until(
+            lambda: (
+                ("exposing", "detected", name)
+                in {(w, e, i.get("tunnel")) for w, e, i in self.events}
+            ),
+            "the exposing agent to probe the target",
+        )
         return tunnel
 
     async def reach(self, tunnel: str, name: str) -> int:
