@@ -1,5 +1,6 @@
 """An in-process hub with two agents, one exposing and one reaching, each with its own key (so
-reach between them is end to end, protocol.md §19), and a tap on what the hub relays."""
+reach between them is end to end, protocol.md §19), a tap on what the hub relays, and an echo
+target that counts its connections. The fixtures `pair` and `echo` (conftest.py) use them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,29 @@ from portway.net.mux_bridge import BridgeEnd
 from portway.testing.hub import running_hub
 
 from .in_process import WAIT, until
+
+SECRET = b"portway-plaintext-marker:"  # what must never cross the hub in the clear
+
+
+class Echo:
+    """A target that echoes, and remembers what reached it (the agent's protocol probes too)."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.accepted = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            while chunk := await reader.read(1 << 16):
+                self.received += chunk
+                writer.write(chunk)
+                await writer.drain()
+            writer.write_eof()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
 
 
 @dataclass
@@ -112,3 +136,22 @@ async def start_pair(tmp_path: Path) -> AsyncIterator[AgentPair]:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, AgentRefused):
                         await task  # AgentRefused: a test revoked the agent
+
+
+async def round_trip(port: int, payload: bytes) -> bytes:
+    """Send `payload` and FIN to 127.0.0.1:`port`; everything it answers until its FIN."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(WAIT):
+
+            async def send() -> None:
+                writer.write(payload)
+                await writer.drain()
+                writer.write_eof()
+
+            sending = asyncio.create_task(send())
+            answer = await reader.read()
+            await sending
+    finally:
+        writer.close()
+    return answer

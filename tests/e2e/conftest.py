@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from portway.testing.http_origin import HttpOrigin
 from portway.testing.hub import HubProcess
 from portway.testing.machines import Machine
 from portway.testing.waiting import wait_until
+
+from .agent_pair import AgentPair, Echo, start_pair
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,20 @@ def web(machine: Callable[[str], Machine], api: httpx.Client, origin: HttpOrigin
     found = wait_until(active, timeout=20, what=f"{name} to become active")
     assert found is not None
     return found
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[tuple[Echo, int]]:
+    """An echo target on loopback, and its port."""
+    target = Echo()
+    server = await asyncio.start_server(target.serve, "127.0.0.1", 0)
+    yield target, server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[AgentPair]:
+    """An in-process hub with an exposing and a reaching agent (`agent_pair`)."""
+    async with start_pair(tmp_path) as started:
+        yield started

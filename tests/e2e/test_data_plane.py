@@ -16,7 +16,7 @@ from portway.testing.ports import free_port
 from portway.testing.programs import require_program
 from portway.testing.waiting import wait_until
 
-from .tunnels import echo_once, expose, reach, tunnel, wait_status
+from .tunnels import echo_once, expose, postgres, reach, tunnel, wait_status
 
 pytestmark = pytest.mark.e2e
 
@@ -55,15 +55,9 @@ def test_postgres_with_psql_through_reach_and_public_port(
     machine: Callable[[str], Machine], api: httpx.Client, postgres_cluster: object
 ) -> None:
     psql = require_program("psql", package="postgresql-client")
-    from portway.testing.postgres import PostgresCluster
-
-    if not isinstance(postgres_cluster, PostgresCluster):
-        from portway.testing.programs import unavailable
-
-        unavailable("PostgreSQL server (initdb) is not installed (apt-get install postgresql)")
-    assert isinstance(postgres_cluster, PostgresCluster)
+    cluster = postgres(postgres_cluster)
     server, laptop = machine("db-server"), machine("db-laptop")
-    expose(server, f"127.0.0.1:{postgres_cluster.port}", "prod-db", "--public")
+    expose(server, f"127.0.0.1:{cluster.port}", "prod-db", "--public")
     wait_status(api, "prod-db", "active")
     local = free_port()
     reach(laptop, "prod-db", local)

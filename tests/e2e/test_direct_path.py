@@ -8,34 +8,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from portway.agent import serving
 from portway.agent.direct_port import DirectPort
 
-from .agent_pair import AgentPair, start_pair, tap_relayed
+from .agent_pair import SECRET, AgentPair, Echo, round_trip, tap_relayed
 from .in_process import WAIT, until
-from .test_e2e_reach import SECRET, Echo, round_trip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-async def echo() -> AsyncIterator[tuple[Echo, int]]:
-    target = Echo()
-    server = await asyncio.start_server(target.serve, "127.0.0.1", 0)
-    yield target, server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[AgentPair]:
-    async with start_pair(tmp_path) as started:
-        yield started
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import contextlib
 import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,27 +18,11 @@ from portway.wire.assignment_messages import DirectOpen
 from portway.wire.messages import encode
 from tests.net.e2e_certs import Authority
 
-from .agent_pair import AgentPair, start_pair
+from .agent_pair import SECRET, AgentPair, Echo, round_trip
 from .in_process import WAIT, until
 from .test_direct_path import paths, reached_tunnel
-from .test_e2e_reach import SECRET, Echo, round_trip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-async def echo() -> AsyncIterator[tuple[Echo, int]]:
-    target = Echo()
-    server = await asyncio.start_server(target.serve, "127.0.0.1", 0)
-    yield target, server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[AgentPair]:
-    async with start_pair(tmp_path) as started:
-        yield started
 
 
 def direct_port_of(pair: AgentPair) -> int:

@@ -8,76 +8,18 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from portway.hub.dataplane import channels, pairing
 from portway.net import identity
 
-from .agent_pair import AgentPair, start_pair, tap_relayed
+from .agent_pair import SECRET, AgentPair, Echo, round_trip, tap_relayed
 from .in_process import WAIT, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
-SECRET = b"portway-plaintext-marker:"  # what must never cross the hub in the clear
 MB = 1024 * 1024
-
-
-class Echo:
-    """A target that echoes, and remembers what reached it (the agent's protocol probes too)."""
-
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.accepted = 0
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        try:
-            while chunk := await reader.read(1 << 16):
-                self.received += chunk
-                writer.write(chunk)
-                await writer.drain()
-            writer.write_eof()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def echo() -> AsyncIterator[tuple[Echo, int]]:
-    target = Echo()
-    server = await asyncio.start_server(target.serve, "127.0.0.1", 0)
-    yield target, server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[AgentPair]:
-    async with start_pair(tmp_path) as started:
-        yield started
-
-
-async def round_trip(port: int, payload: bytes) -> bytes:
-    """Send `payload` and FIN to 127.0.0.1:`port`; everything it answers until its FIN."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        async with asyncio.timeout(WAIT):
-
-            async def send() -> None:
-                writer.write(payload)
-                await writer.drain()
-                writer.write_eof()
-
-            sending = asyncio.create_task(send())
-            answer = await reader.read()
-            await sending
-    finally:
-        writer.close()
-    return answer
 
 
 async def refused(port: int) -> None:

@@ -17,7 +17,7 @@ from portway.testing.ports import free_port
 from portway.testing.programs import require_program
 from portway.testing.waiting import wait_until
 
-from .tunnels import expose, wait_status
+from .tunnels import expose, postgres, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -55,13 +55,8 @@ def test_psql_through_both_paths(
     machine: Callable[[str], Machine], api: httpx.Client, postgres_cluster: object
 ) -> None:
     psql = require_program("psql", package="postgresql-client")
-    from portway.testing.postgres import PostgresCluster
-    from portway.testing.programs import unavailable
-
-    if not isinstance(postgres_cluster, PostgresCluster):
-        unavailable("PostgreSQL server (initdb) is not installed (apt-get install postgresql)")
-    assert isinstance(postgres_cluster, PostgresCluster)
-    reached = both_paths(machine, api, f"127.0.0.1:{postgres_cluster.port}", "pg-paths")
+    cluster = postgres(postgres_cluster)
+    reached = both_paths(machine, api, f"127.0.0.1:{cluster.port}", "pg-paths")
     for port, _ in reached.values():
         for i in range(3):
             url = f"postgresql://portway@127.0.0.1:{port}/postgres"

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 
 from portway.testing.machines import Machine
+from portway.testing.postgres import PostgresCluster
+from portway.testing.programs import unavailable
 from portway.testing.waiting import wait_until
 
 
@@ -44,3 +46,12 @@ def echo_once(port: int, payload: bytes, timeout: float = 10) -> bytes:
         while data := sock.recv(65536):
             chunks.append(data)
     return b"".join(chunks)
+
+
+def postgres(cluster: object) -> PostgresCluster:
+    """The session's PostgreSQL cluster (the `postgres_cluster` fixture), or the test is
+    unavailable (skipped locally, failed under CI) when the server is not installed."""
+    if not isinstance(cluster, PostgresCluster):
+        unavailable("PostgreSQL server (initdb) is not installed (apt-get install postgresql)")
+    assert isinstance(cluster, PostgresCluster)
+    return cluster

@@ -164,7 +164,11 @@ class StreamServing:
         """The direct path gets `HEAD_START`; then the relay starts too, and whichever
         completes its handshake first takes the client (the other is reset)."""
         attempt = asyncio.ensure_future(self.direct.carry(tunnel, conn_id, client))
-        done, _ = await asyncio.wait({attempt}, timeout=HEAD_START)
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=HEAD_START)
+        except asyncio.CancelledError:  # the runtime stops
+            attempt.cancel()
+            raise
         if not done and client.open:
             self._ask_relay(bind, conn_id)
         if await attempt:

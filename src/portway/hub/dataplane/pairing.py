@@ -34,6 +34,7 @@ from portway.hub.dataplane.direct_grants import DirectGrants
 from portway.hub.dataplane.sessions import ASSIGN_TIMEOUT_SECONDS, AgentSession, NoChannel
 from portway.hub.dataplane.traffic import Traffic
 from portway.hub.dataplane.udp import UdpContext, reach_udp
+from portway.net import identity
 from portway.net.framed import ConnectionClosed
 from portway.net.mux_bridge import StreamBridge
 from portway.net.mux_opening import FirstMessage
@@ -54,6 +55,7 @@ from portway.wire.messages import Message, encode
 log = logging.getLogger("portway.hub.pairing")
 
 BIND_PREFIX = "tunnel:"  # a reach bind an agent holds on its own (`portway reach`)
+AGENT_URI = identity.agent_uri("")  # the prefix of an agent's identity, not a guest's
 
 
 class ReachSplices(Interface):
@@ -167,8 +169,12 @@ class Pairing:
     ) -> tuple[str, ...] | None:
         """The exposing agent's candidates for an end-to-end reach, when both agents take part
         in the direct path; the reaching agent is granted the tunnel first (protocol.md §21),
-        so the exposing agent hears of it before the reaching one can connect."""
+        so the exposing agent hears of it before the reaching one can connect. A guest gets
+        none: its share's rate limit and access log are the hub's to apply, on each
+        connection it relays."""
         if not serving.candidates or not {FEATURE_DIRECT} <= reaching.features & serving.features:
+            return None
+        if reaching.identity_uri is None or not reaching.identity_uri.startswith(AGENT_URI):
             return None
         if self._grants.grant(route.id, reaching):
             self._granted(route.agent_id)
