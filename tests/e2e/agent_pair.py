@@ -69,7 +69,7 @@ class AgentPair:
         async with asyncio.timeout(WAIT):
             while (await self.api.get(f"/v1/tunnels/{tunnel}")).json()["status"] != "active":
                 await asyncio.sleep(0.02)
-        await until(lambda: tunnel in self.exposing.tunnel_certificates, "its certificate")
+        await until(lambda: tunnel in self.exposing.e2e.certificates, "its certificate")
         await until(
             lambda: (
                 ("exposing", "detected", name)

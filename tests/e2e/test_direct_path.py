@@ -179,6 +179,21 @@ async def test_revoking_the_reaching_agent_cuts_its_direct_connections(
     writer.close()
 
 
+async def test_revoking_the_exposing_agent_cuts_its_direct_connections(
+    pair: AgentPair, echo: tuple[Echo, int]
+) -> None:
+    _, target_port = echo
+    _, port = await reached_tunnel(pair, target_port, "gone")
+    reader, writer = await open_echo(port)
+    assert paths(pair)[-1] == "direct"
+    started = time.monotonic()
+    gone = await pair.api.delete(f"/v1/agents/{pair.ids['exposing']}")
+    assert gone.status_code == 204, gone.text
+    await cut_within(reader, WAIT)
+    assert time.monotonic() - started < 1.0
+    writer.close()
+
+
 async def test_reach_with_relay_only_never_goes_direct(
     pair: AgentPair, echo: tuple[Echo, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -101,7 +101,7 @@ async def test_an_exposed_tunnel_comes_with_its_certificate_and_leaves_with_it(
             await stack.expose(port, "certified")
             tunnel = (await stack.api.get("/v1/tunnels/certified")).json()["id"]
             pem = await until(
-                lambda: stack.agent.tunnel_certificates.get(tunnel), "the tunnel's certificate"
+                lambda: stack.agent.e2e.certificates.get(tunnel), "the tunnel's certificate"
             )
             mine = stack.agent.identity
             assert mine is not None
@@ -111,7 +111,7 @@ async def test_an_exposed_tunnel_comes_with_its_certificate_and_leaves_with_it(
             assert san.get_values_for_type(x509.DNSName) == [identity.tunnel_hostname(tunnel)]
             assert (await stack.api.delete("/v1/tunnels/certified")).status_code == 204
             await until(
-                lambda: tunnel not in stack.agent.tunnel_certificates,
+                lambda: tunnel not in stack.agent.e2e.certificates,
                 "the deleted tunnel's certificate to go",
             )
     finally:

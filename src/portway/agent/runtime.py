@@ -113,11 +113,6 @@ class AgentRuntime(StreamServing):
         """This agent's certificate and the CA of its peers', from the hub's last welcome."""
         return self.e2e.identity
 
-    @property
-    def tunnel_certificates(self) -> dict[str, str]:
-        """Tunnel id -> the certificate this agent serves to end-to-end peers of that tunnel."""
-        return self.e2e.certificates
-
     async def add_reach(
         self,
         tunnel_id: str,
@@ -145,6 +140,8 @@ class AgentRuntime(StreamServing):
             try:
                 await self._session()
             except AgentRefused:
+                if self.direct_port is not None:  # nobody may use this agent's tunnels now
+                    self.direct_port.cut_all(Reason.DENIED)
                 raise
             except LINK_ERRORS as exc:
                 if not self._stop.is_set():
